@@ -1,0 +1,42 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/sealgate/sealgate/plugin/cache"
+	"github.com/sealgate/sealgate/plugin/decision"
+	"github.com/sealgate/sealgate/plugin/policy"
+	"github.com/sealgate/sealgate/plugin/source"
+)
+
+// engineFlags are the flags shared by `run` and `verify`, so that both build
+// the very same decision engine.
+type engineFlags struct {
+	policy          string
+	hostsDir        string
+	registryTimeout time.Duration
+	cacheSize       int
+}
+
+func (f *engineFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.policy, "policy", "/etc/sealgate/policy.yaml", "policy file (the trust store's policy)")
+	fs.StringVar(&f.hostsDir, "registry-hosts-dir", "/etc/containerd/certs.d", "containerd's registry host configuration (certs.d/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs")
+	fs.DurationVar(&f.registryTimeout, "registry-timeout", 5*time.Second, "timeout of one registry request")
+	fs.IntVar(&f.cacheSize, "cache-size", cache.DefaultMaxEntries, "verdicts kept in memory")
+}
+
+// build loads the policy and builds the engine. A policy error is returned
+// as is: it names the file and line.
+func (f *engineFlags) build() (*decision.Engine, error) {
+	p, err := policy.Load(f.policy)
+	if err != nil {
+		return nil, err
+	}
+	src, err := source.NewRegistry(source.WithHostsDir(f.hostsDir), source.WithTimeout(f.registryTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("registry source: %w", err)
+	}
+	return decision.New(p, src, decision.WithCache(cache.NewMemory(f.cacheSize)))
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sealgate/sealgate/internal/testenv"
+)
+
+func runMain(args ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	code := dispatch(context.Background(), args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func writeFile(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestVerifyPolicyErrorNamesLine(t *testing.T) {
+	dir := t.TempDir()
+	pol := writeFile(t, dir, "policy.yaml", "mode: enforce\ndefault: deny\nrules:\n  - name: x\n    images: [\"a/*\"]\n    acton: allow\n")
+	code, _, stderr := runMain("verify", "--policy", pol, "docker.io/library/a@sha256:"+strings.Repeat("a", 64))
+	if code != exitUsage {
+		t.Fatalf("exit %d, want %d; stderr: %s", code, exitUsage, stderr)
+	}
+	if !strings.Contains(stderr, "policy.yaml:6") || !strings.Contains(stderr, "acton") {
+		t.Errorf("stderr %q does not name the file, line 6 and the key", stderr)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", nil, "usage"},
+		{"unknown command", []string{"frobnicate"}, "unknown command"},
+		{"verify without image", []string{"verify"}, "exactly one IMAGE"},
+		{"verify with a tag only", []string{"verify", "nginx:latest"}, "has no digest"},
+		{"bad output", []string{"verify", "--output", "yaml", "nginx@sha256:" + strings.Repeat("a", 64)}, "--output"},
+		{"run with bad log level", []string{"run", "--log-level", "loud"}, "--log-level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runMain(tt.args...)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d", code, exitUsage)
+			}
+			if !strings.Contains(stderr, tt.want) {
+				t.Errorf("stderr %q, want %q", stderr, tt.want)
+			}
+		})
+	}
+}
+
+// TestVerifyExitCodesAndJSON runs `sealgate verify` against a registry on
+// 127.0.0.1 holding an image signed by the real cosign and one unsigned.
+func TestVerifyExitCodesAndJSON(t *testing.T) {
+	reg := testenv.NewRegistry(t, testenv.RegistryOptions{})
+	cs := testenv.NewCosign(t)
+	key, pub, err := cs.GenerateKeyPair("release")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signedImg, err := testenv.RandomImage(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := reg.Push(signedImg, "app/signed:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Sign(key, signed.String()); err != nil {
+		t.Fatal(err)
+	}
+	unsignedImg, err := testenv.RandomImage(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsigned, err := reg.Push(unsignedImg, "app/unsigned:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pol := writeFile(t, dir, "policy.yaml", "mode: enforce\ndefault: deny\nrules:\n  - name: app\n    images: [\""+reg.Addr+"/app/**\"]\n    signatures:\n      authorities: [{key: "+pub+"}]\n")
+	hosts := filepath.Join(dir, "certs.d")
+
+	tests := []struct {
+		image   string
+		code    int
+		allowed bool
+		source  string
+	}{
+		{signed.String(), exitOK, true, "verified"},
+		{unsigned.String(), exitDenied, false, "verified"},
+	}
+	for _, tt := range tests {
+		code, stdout, stderr := runMain("verify", tt.image, "--policy", pol, "--registry-hosts-dir", hosts, "--output", "json")
+		if code != tt.code {
+			t.Fatalf("%s: exit %d, want %d; stdout %s stderr %s", tt.image, code, tt.code, stdout, stderr)
+		}
+		var got map[string]any
+		if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+			t.Fatalf("output is not JSON: %v\n%s", err, stdout)
+		}
+		for _, k := range []string{"image", "digest", "allowed", "rule", "mode", "reasons", "source"} {
+			if _, ok := got[k]; !ok {
+				t.Errorf("JSON lacks %q: %s", k, stdout)
+			}
+		}
+		if got["allowed"] != tt.allowed || got["source"] != tt.source || got["rule"] != "app" {
+			t.Errorf("%s: got %s", tt.image, stdout)
+		}
+		if reasons, _ := got["reasons"].([]any); len(reasons) == 0 {
+			t.Errorf("%s: no reasons: %s", tt.image, stdout)
+		}
+	}
+	code, stdout, _ := runMain("verify", unsigned.String(), "--policy", pol, "--registry-hosts-dir", hosts)
+	if code != exitDenied || !strings.Contains(stdout, "sealgate: denied "+unsigned.String()) {
+		t.Errorf("text output: exit %d %q", code, stdout)
+	}
+}

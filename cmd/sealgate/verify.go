@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/sealgate/sealgate/plugin/decision"
+)
+
+func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sealgate verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var ef engineFlags
+	ef.register(fs)
+	namespace := fs.String("namespace", "default", "namespace of the pod, for rules that match namespaces")
+	digest := fs.String("digest", "", "digest to decide on when IMAGE carries none (sealgate never trusts a tag)")
+	output := fs.String("output", "text", "output format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sealgate verify IMAGE[@DIGEST] [--digest DIGEST] [--policy FILE] [--namespace NS] [--output text|json]")
+		fmt.Fprintln(stderr, "\nExit status: 0 allowed, 1 denied, 2 usage or configuration error.")
+		fs.PrintDefaults()
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagErr(err)
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "sealgate verify: give exactly one IMAGE")
+		fs.Usage()
+		return exitUsage
+	}
+	if *output != "text" && *output != "json" {
+		fmt.Fprintf(stderr, "sealgate verify: --output %q: want text or json\n", *output)
+		return exitUsage
+	}
+	image := pos[0]
+	if *digest == "" && !strings.Contains(image, "@") {
+		fmt.Fprintf(stderr, "sealgate verify: %s has no digest; give IMAGE@sha256:... or --digest (a tag is never trusted)\n", image)
+		return exitUsage
+	}
+	engine, err := ef.build()
+	if err != nil {
+		fmt.Fprintf(stderr, "sealgate verify: %v\n", err)
+		return exitUsage
+	}
+	d := engine.Decide(ctx, decision.Request{Image: image, Digest: *digest, Namespace: *namespace})
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(d); err != nil {
+			fmt.Fprintf(stderr, "sealgate verify: %v\n", err)
+			return exitUsage
+		}
+	} else {
+		printText(stdout, d)
+	}
+	if !d.Allowed {
+		return exitDenied
+	}
+	return exitOK
+}
+
+func printText(w io.Writer, d decision.Decision) {
+	if err := d.Err(); err != nil {
+		fmt.Fprintln(w, err)
+		return
+	}
+	verdict := "allowed"
+	if d.WouldDeny {
+		verdict = "allowed by " + d.Mode + " mode (enforce would deny)"
+	}
+	fmt.Fprintf(w, "sealgate: %s %s (rule %s, source %s)\n", verdict, d.Ref(), d.Rule, d.Source)
+	for _, r := range d.Reasons {
+		fmt.Fprintf(w, "  - %s\n", r)
+	}
+}

@@ -1,0 +1,91 @@
+//go:build integration
+
+package integration
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestSignedImageRuns: with sealgate connected, an image signed with the
+// trusted key is created and runs.
+func TestSignedImageRuns(t *testing.T) {
+	f := newFixture(t)
+	c := f.node(t)
+	startSealgate(t, f, c)
+
+	id, out, err := c.Run(f.signedTag, "signed", "default")
+	if err != nil {
+		t.Fatalf("run signed image: %v\n%s", err, out)
+	}
+	state, err := c.ContainerState(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if state != "CONTAINER_RUNNING" {
+		t.Errorf("signed container state = %s, want CONTAINER_RUNNING", state)
+	}
+	if ref := imageRef(t, c, id); !strings.HasSuffix(ref, f.signed.DigestStr()) {
+		t.Errorf("container runs image %s, want the signed digest %s", ref, f.signed.DigestStr())
+	}
+}
+
+// TestUnsignedImageRefused: with sealgate connected, an image without a
+// signature is refused at create, and the refusal says what, which digest
+// and which rule.
+func TestUnsignedImageRefused(t *testing.T) {
+	f := newFixture(t)
+	c := f.node(t)
+	startSealgate(t, f, c)
+
+	id, out, err := c.Run(f.unsignedTag, "unsigned", "default")
+	if err == nil {
+		state, _ := c.ContainerState(id)
+		t.Fatalf("unsigned image was created (container %s, state %s)\n%s", id, state, out)
+	}
+	if miss := missing(out, "sealgate: denied", f.unsigned.DigestStr(), "(rule "+ruleApps+")"); len(miss) > 0 {
+		t.Errorf("crictl output lacks %q:\n%s", miss, out)
+	}
+	ids, err := c.Containers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 0 {
+		t.Errorf("containers exist after the refusal: %q", ids)
+	}
+}
+
+// TestRequiredPluginAbsent: with NRI's default validator requiring
+// "sealgate", no container is created while sealgate is not connected, not
+// even a signed one; once sealgate connects the same image runs, which also
+// shows that required_plugins names the plugin without its index.
+func TestRequiredPluginAbsent(t *testing.T) {
+	f := newFixture(t)
+	c := f.node(t, "sealgate")
+
+	id, out, err := c.Run(f.signedTag, "signed", "default")
+	if err == nil {
+		t.Fatalf("container %s created with the required plugin absent\n%s", id, out)
+	}
+	// crictl prints the runtime's error with its quotes escaped:
+	// ... reason: validation error: required plugin \"sealgate\" not present
+	if miss := missing(out, "required plugin", "sealgate", "not present"); len(miss) > 0 {
+		t.Errorf("crictl output lacks %q:\n%s", miss, out)
+	}
+	ids, err := c.Containers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 0 {
+		t.Errorf("crictl ps -a lists %q after the refused create, want none", ids)
+	}
+
+	startSealgate(t, f, c)
+	id, out, err = c.Run(f.signedTag, "signed-again", "default")
+	if err != nil {
+		t.Fatalf("run signed image with sealgate connected: %v\n%s", err, out)
+	}
+	if state, err := c.ContainerState(id); err != nil || state != "CONTAINER_RUNNING" {
+		t.Errorf("state = %s (%v), want CONTAINER_RUNNING", state, err)
+	}
+}

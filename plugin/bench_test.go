@@ -1,0 +1,119 @@
+package plugin_test
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/plugin/cache"
+	"github.com/sealgate/sealgate/plugin/decision"
+	"github.com/sealgate/sealgate/plugin/policy"
+	"github.com/sealgate/sealgate/plugin/source"
+)
+
+// latencies records one duration per iteration and reports percentiles, so
+// the figures docs/performance.md quotes (median, p99) come from the
+// benchmark itself rather than from a timed test.
+type latencies []time.Duration
+
+func (l latencies) report(b *testing.B) {
+	if len(l) == 0 {
+		return
+	}
+	slices.Sort(l)
+	pct := func(p float64) float64 { return float64(l[int(float64(len(l)-1)*p)].Nanoseconds()) }
+	b.ReportMetric(pct(0.50), "p50-ns")
+	b.ReportMetric(pct(0.99), "p99-ns")
+}
+
+// nopStore never keeps a verdict, so every decision goes to the registry.
+type nopStore struct{}
+
+func (nopStore) Get(cache.Key) (cache.Verdict, bool) { return cache.Verdict{}, false }
+func (nopStore) Put(cache.Key, cache.Verdict)        {}
+
+func benchEngine(b *testing.B, f *fixture, store cache.Store) *decision.Engine {
+	b.Helper()
+	pol, err := policy.Load(f.writePolicy(b, "enforce"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	src, err := source.NewRegistry(source.WithHostsDir(filepath.Join(b.TempDir(), "certs.d")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var opts []decision.Option
+	if store != nil {
+		opts = append(opts, decision.WithCache(store))
+	}
+	e, err := decision.New(pol, src, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+// BenchmarkDecideCached is a decision for an image already verified, in
+// process: policy match and cache lookup.
+func BenchmarkDecideCached(b *testing.B) {
+	f := loadFixture(b)
+	e := benchEngine(b, f, nil)
+	d := f.digests["signed"]
+	req := decision.Request{Image: d.Context().String() + ":v1", Digest: d.DigestStr(), Namespace: "default"}
+	if got := e.Decide(context.Background(), req); !got.Allowed {
+		b.Fatalf("not allowed: %v", got.Err())
+	}
+	lat := make(latencies, 0, 1<<16)
+	b.ReportAllocs()
+	for b.Loop() {
+		start := time.Now()
+		got := e.Decide(context.Background(), req)
+		lat = append(lat, time.Since(start))
+		if got.Source != decision.SourceCache {
+			b.Fatalf("source %s, want cache", got.Source)
+		}
+	}
+	lat.report(b)
+}
+
+// BenchmarkNRICachedDecision is a cached decision through the real NRI
+// protocol: the runtime side's CreateContainer to the plugin and back.
+func BenchmarkNRICachedDecision(b *testing.B) {
+	f := loadFixture(b)
+	n := startNode(b, f.writePolicy(b, "enforce"))
+	d := f.digests["signed"]
+	if err := n.create(b, d, "v1"); err != nil {
+		b.Fatal(err)
+	}
+	lat := make(latencies, 0, 1<<14)
+	for b.Loop() {
+		start := time.Now()
+		err := n.create(b, d, "v1")
+		lat = append(lat, time.Since(start))
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	lat.report(b)
+}
+
+// BenchmarkFirstDecision fetches the signature from the registry on
+// 127.0.0.1 and verifies it, every time.
+func BenchmarkFirstDecision(b *testing.B) {
+	f := loadFixture(b)
+	e := benchEngine(b, f, nopStore{})
+	d := f.digests["signed"]
+	req := decision.Request{Image: d.Context().String() + ":v1", Digest: d.DigestStr(), Namespace: "default"}
+	lat := make(latencies, 0, 1<<12)
+	for b.Loop() {
+		start := time.Now()
+		got := e.Decide(context.Background(), req)
+		lat = append(lat, time.Since(start))
+		if !got.Allowed || got.Source != decision.SourceVerified {
+			b.Fatalf("got %+v", got)
+		}
+	}
+	lat.report(b)
+}

@@ -1,0 +1,364 @@
+// Package plugin is sealgate's NRI glue: it registers with the container
+// runtime as an NRI plugin, asks the decision engine about the image of every
+// pod sandbox and container the runtime is about to create, and turns a
+// denial into the error the runtime hands back to the kubelet or crictl.
+//
+// It owns the deadline: whatever the registry does, an answer goes back well
+// inside the runtime's request timeout, and in enforce mode an answer that
+// could not be reached in time is a denial.
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/containerd/nri/pkg/stub"
+
+	"github.com/sealgate/sealgate/plugin/decision"
+	"github.com/sealgate/sealgate/plugin/policy"
+)
+
+// Defaults for a plugin started without options.
+const (
+	DefaultName  = "sealgate"
+	DefaultIndex = "10"
+	// DefaultDeadline leaves a margin under containerd's default 2 s NRI
+	// request timeout.
+	DefaultDeadline = 1500 * time.Millisecond
+	// imageNameAnnotation is set by containerd's CRI on every container; it
+	// names the image when an older runtime does not send api.Image.
+	imageNameAnnotation = "io.kubernetes.cri.image-name"
+)
+
+// Decider makes one decision; *decision.Engine is the implementation.
+type Decider interface {
+	Decide(ctx context.Context, req decision.Request) decision.Decision
+}
+
+var _ Decider = (*decision.Engine)(nil)
+
+// Resolver looks images up in the runtime's own image store, for what the
+// NRI request does not carry. It never asks a registry: a tag is only ever
+// resolved to the digest the runtime actually pulled.
+type Resolver interface {
+	// ImageDigest returns the digest of an image the runtime has pulled.
+	ImageDigest(ctx context.Context, name string) (string, error)
+	// SandboxImage returns the image name and digest of a pod sandbox.
+	SandboxImage(ctx context.Context, podID string) (name, digest string, err error)
+}
+
+// Plugin is the NRI plugin.
+type Plugin struct {
+	stub     stub.Stub
+	decider  Decider
+	resolver Resolver
+	log      *slog.Logger
+
+	deadline    time.Duration // as configured
+	effDeadline atomic.Int64  // in force, after Configure learnt the runtime's timeout
+
+	synced   chan struct{} // closed at the first Synchronize
+	syncOnce sync.Once
+
+	stats Stats
+}
+
+// Stats counts decisions since start.
+type Stats struct {
+	Allowed   atomic.Int64
+	Denied    atomic.Int64
+	WouldDeny atomic.Int64
+	Deadline  atomic.Int64
+}
+
+type options struct {
+	name, index, socket string
+	deadline            time.Duration
+	log                 *slog.Logger
+	resolver            Resolver
+	onClose             func()
+}
+
+// Option configures a Plugin.
+type Option func(*options) error
+
+// WithPluginName sets the name the plugin registers under (default
+// "sealgate"). containerd's required_plugins must name it.
+func WithPluginName(n string) Option {
+	return func(o *options) error {
+		if n == "" {
+			return errors.New("empty plugin name")
+		}
+		o.name = n
+		return nil
+	}
+}
+
+// WithPluginIndex sets the plugin's index (two digits, default "10"). It is
+// ignored when the runtime launched the plugin and already set the index.
+func WithPluginIndex(idx string) Option {
+	return func(o *options) error {
+		if len(idx) != 2 || idx[0] < '0' || idx[0] > '9' || idx[1] < '0' || idx[1] > '9' {
+			return fmt.Errorf("plugin index %q: want two digits, e.g. 10", idx)
+		}
+		o.index = idx
+		return nil
+	}
+}
+
+// WithSocketPath sets the runtime's NRI socket (default /var/run/nri/nri.sock).
+func WithSocketPath(p string) Option {
+	return func(o *options) error {
+		if p == "" {
+			return errors.New("empty NRI socket path")
+		}
+		o.socket = p
+		return nil
+	}
+}
+
+// WithDeadline sets how long a decision may take before enforce mode denies.
+// It must stay under the runtime's request timeout; if the runtime reports a
+// shorter timeout, the plugin lowers its deadline to three quarters of it.
+func WithDeadline(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("deadline %s: must be positive", d)
+		}
+		o.deadline = d
+		return nil
+	}
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("nil logger")
+		}
+		o.log = l
+		return nil
+	}
+}
+
+// WithResolver sets how image digests and sandbox images are found when the
+// request does not carry them (the containerd client in production).
+func WithResolver(r Resolver) Option {
+	return func(o *options) error {
+		if r == nil {
+			return errors.New("nil resolver")
+		}
+		o.resolver = r
+		return nil
+	}
+}
+
+// WithOnClose sets a function called when the runtime closes the connection.
+func WithOnClose(f func()) Option {
+	return func(o *options) error {
+		o.onClose = f
+		return nil
+	}
+}
+
+// New builds a plugin that asks d about every image.
+func New(d Decider, opts ...Option) (*Plugin, error) {
+	if d == nil {
+		return nil, errors.New("new plugin: nil decider")
+	}
+	o := options{name: DefaultName, index: DefaultIndex, deadline: DefaultDeadline, log: slog.Default()}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, fmt.Errorf("new plugin: %w", err)
+		}
+	}
+	p := &Plugin{decider: d, resolver: o.resolver, log: o.log, deadline: o.deadline, synced: make(chan struct{})}
+	p.effDeadline.Store(int64(o.deadline))
+
+	stubOpts := []stub.Option{
+		stub.WithLogger(nriLogger{o.log}),
+		// Fail the request and stay registered on a timeout: otherwise
+		// one slow answer makes the runtime drop the plugin and let every
+		// later container through unchecked.
+		stub.WithFailurePolicy(&api.FailurePolicy{FailRequest: true, KeepConnected: true}),
+	}
+	// A runtime that launched the plugin from its plugin folder passes the
+	// name and index in the environment; setting them again would clash.
+	if os.Getenv(api.PluginNameEnvVar) == "" {
+		stubOpts = append(stubOpts, stub.WithPluginName(o.name))
+	}
+	if os.Getenv(api.PluginIdxEnvVar) == "" {
+		stubOpts = append(stubOpts, stub.WithPluginIdx(o.index))
+	}
+	if o.socket != "" {
+		stubOpts = append(stubOpts, stub.WithSocketPath(o.socket))
+	}
+	if o.onClose != nil {
+		stubOpts = append(stubOpts, stub.WithOnClose(o.onClose))
+	}
+	s, err := stub.New(p, stubOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("new plugin: %w", err)
+	}
+	p.stub = s
+	if p.resolver == nil {
+		p.log.Warn("no containerd connection: pod sandbox images cannot be checked and containers whose request carries no image digest are denied")
+	}
+	return p, nil
+}
+
+// Run connects to the runtime and serves until ctx ends or the runtime
+// closes the connection.
+func (p *Plugin) Run(ctx context.Context) error {
+	return p.stub.Run(ctx)
+}
+
+// Stop disconnects from the runtime.
+func (p *Plugin) Stop() { p.stub.Stop() }
+
+// Synchronized is closed once the runtime has synchronized with the plugin,
+// that is, once the plugin is registered and sees every new container.
+func (p *Plugin) Synchronized() <-chan struct{} { return p.synced }
+
+// Stats returns the decision counters.
+func (p *Plugin) Stats() *Stats { return &p.stats }
+
+// Deadline returns the deadline in force.
+func (p *Plugin) Deadline() time.Duration { return time.Duration(p.effDeadline.Load()) }
+
+// Configure learns the runtime's request timeout and keeps the plugin's own
+// deadline under it.
+func (p *Plugin) Configure(_ context.Context, _, runtime, version string) (api.EventMask, error) {
+	d := p.deadline
+	if rt := p.stub.RequestTimeout(); rt > 0 && d >= rt*3/4 {
+		d = rt * 3 / 4
+		p.log.Warn("deadline lowered under the runtime's request timeout", "configured", p.deadline, "runtimeTimeout", rt, "deadline", d)
+	}
+	p.effDeadline.Store(int64(d))
+	p.log.Info("connected to runtime", "runtime", runtime, "version", version, "deadline", d)
+	return 0, nil
+}
+
+// Synchronize is told about the pods and containers that already exist.
+func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*api.Container) ([]*api.ContainerUpdate, error) {
+	p.log.Info("synchronized with runtime", "pods", len(pods), "containers", len(ctrs))
+	p.syncOnce.Do(func() { close(p.synced) })
+	return nil, nil
+}
+
+// RunPodSandbox checks the pod's sandbox (pause) image.
+func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	ctx, cancel := context.WithTimeout(ctx, p.Deadline())
+	defer cancel()
+	if p.resolver == nil {
+		return nil
+	}
+	name, digest, err := p.resolver.SandboxImage(ctx, pod.GetId())
+	if err != nil {
+		d := decision.Decision{Image: "sandbox of pod " + pod.GetNamespace() + "/" + pod.GetName(), Rule: decision.DefaultRuleName,
+			Reasons: []string{fmt.Sprintf("cannot find the sandbox image in the runtime's image store: %v", err)}}
+		p.record(d, pod, "sandbox")
+		return d.Err()
+	}
+	return p.decide(ctx, decision.Request{Image: name, Digest: digest, Namespace: pod.GetNamespace()}, pod, "sandbox")
+}
+
+// CreateContainer decides whether the container's image may run.
+func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.Deadline())
+	defer cancel()
+	req := decision.Request{Namespace: pod.GetNamespace()}
+	if img := ctr.GetImage(); img != nil {
+		req.Image, req.Digest = img.GetName(), img.GetDigest()
+	}
+	if req.Image == "" {
+		req.Image = ctr.GetAnnotations()[imageNameAnnotation]
+	}
+	if req.Digest == "" && req.Image != "" && p.resolver != nil {
+		// An older runtime: ask its image store which digest it pulled.
+		digest, err := p.resolver.ImageDigest(ctx, req.Image)
+		if err != nil {
+			d := decision.Decision{Image: req.Image, Rule: decision.DefaultRuleName,
+				Reasons: []string{fmt.Sprintf("the runtime sent no image digest and its image store has none for %s: %v", req.Image, err)}}
+			p.record(d, pod, ctr.GetName())
+			return nil, nil, d.Err()
+		}
+		req.Digest = digest
+	}
+	if req.Image == "" {
+		d := decision.Decision{Image: "container " + ctr.GetName(), Rule: decision.DefaultRuleName,
+			Reasons: []string{"the runtime sent no image for this container; upgrade to containerd >= 2.4 or run sealgate with --containerd-address"}}
+		p.record(d, pod, ctr.GetName())
+		return nil, nil, d.Err()
+	}
+	return nil, nil, p.decide(ctx, req, pod, ctr.GetName())
+}
+
+// decide runs one decision under the deadline and logs it.
+func (p *Plugin) decide(ctx context.Context, req decision.Request, pod *api.PodSandbox, what string) error {
+	done := make(chan decision.Decision, 1)
+	go func() { done <- p.decider.Decide(ctx, req) }()
+	var d decision.Decision
+	select {
+	case d = <-done:
+	case <-ctx.Done():
+		p.stats.Deadline.Add(1)
+		// The engine does not answer in time: deny in enforce mode. The
+		// mode is not known without the engine's answer, so the policy's
+		// mode is what the engine would have applied.
+		d = decision.Decision{Image: req.Image, Digest: req.Digest, Rule: decision.DefaultRuleName,
+			Reasons: []string{fmt.Sprintf("no decision within the %s deadline (registry slow or unreachable)", p.Deadline())}}
+		if e, ok := p.decider.(interface{ Policy() *policy.Policy }); ok && e.Policy().Mode != policy.ModeEnforce {
+			d.Allowed, d.WouldDeny, d.Mode = true, true, string(e.Policy().Mode)
+		}
+	}
+	p.record(d, pod, what)
+	return d.Err()
+}
+
+func (p *Plugin) record(d decision.Decision, pod *api.PodSandbox, what string) {
+	attrs := []any{"image", d.Image, "digest", d.Digest, "pod", pod.GetNamespace() + "/" + pod.GetName(),
+		"container", what, "rule", d.Rule, "mode", d.Mode, "source", d.Source}
+	switch {
+	case !d.Allowed:
+		p.stats.Denied.Add(1)
+		p.log.Warn("denied", append(attrs, "reasons", d.Reasons)...)
+	case d.WouldDeny:
+		p.stats.WouldDeny.Add(1)
+		p.stats.Allowed.Add(1)
+		level := slog.LevelWarn
+		if d.Mode == string(policy.ModeAudit) {
+			level = slog.LevelInfo
+		}
+		p.log.Log(context.Background(), level, "would deny in enforce mode; allowed by "+d.Mode+" mode", append(attrs, "reasons", d.Reasons)...)
+	case d.Source == decision.SourcePolicy:
+		p.stats.Allowed.Add(1)
+		p.log.Info("allowed without signatures (audited)", append(attrs, "reasons", d.Reasons)...)
+	default:
+		p.stats.Allowed.Add(1)
+		p.log.Debug("allowed", attrs...)
+	}
+}
+
+// nriLogger sends the NRI stub's own messages to slog.
+type nriLogger struct{ l *slog.Logger }
+
+func (n nriLogger) Debugf(ctx context.Context, f string, a ...any) {
+	n.l.DebugContext(ctx, "nri: "+fmt.Sprintf(f, a...))
+}
+func (n nriLogger) Infof(ctx context.Context, f string, a ...any) {
+	n.l.InfoContext(ctx, "nri: "+fmt.Sprintf(f, a...))
+}
+func (n nriLogger) Warnf(ctx context.Context, f string, a ...any) {
+	n.l.WarnContext(ctx, "nri: "+fmt.Sprintf(f, a...))
+}
+func (n nriLogger) Errorf(ctx context.Context, f string, a ...any) {
+	n.l.ErrorContext(ctx, "nri: "+fmt.Sprintf(f, a...))
+}

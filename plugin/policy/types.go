@@ -1,0 +1,159 @@
+// Package policy parses, validates and matches sealgate's policy file: which
+// images must carry which signatures, per image glob and namespace.
+//
+// Parsing is strict (unknown keys, duplicate keys and bad values are errors
+// naming the file, line and key) because the policy decides verdicts: a typo
+// that silently relaxed a rule would be a hole in the gate.
+package policy
+
+import (
+	"crypto"
+	"regexp"
+	"time"
+)
+
+// Mode says what happens to an image that fails its rule.
+type Mode string
+
+const (
+	// ModeEnforce denies the container.
+	ModeEnforce Mode = "enforce"
+	// ModeWarn allows it and logs a warning with what enforce would have done.
+	ModeWarn Mode = "warn"
+	// ModeAudit allows it and records the would-be denial at info level.
+	ModeAudit Mode = "audit"
+)
+
+// Action is what a rule (or the policy default) does with a matching image.
+type Action string
+
+const (
+	// ActionVerify requires the rule's signatures (the default for a rule with signatures).
+	ActionVerify Action = "verify"
+	// ActionAllow allows without signatures; every such decision is audited.
+	ActionAllow Action = "allow"
+	// ActionDeny refuses the image outright.
+	ActionDeny Action = "deny"
+)
+
+// SignedIdentity says how the `docker-reference` of a signed payload must
+// relate to the image being decided.
+type SignedIdentity string
+
+const (
+	// MatchRepository requires the payload's reference to name the image's
+	// repository (tag and digest ignored). This is the default.
+	MatchRepository SignedIdentity = "matchRepository"
+	// MatchAny accepts a payload whatever repository it names (for images
+	// copied between registries after signing). The digest must still match.
+	MatchAny SignedIdentity = "any"
+)
+
+// Policy is a parsed, validated policy file. It is immutable once returned.
+type Policy struct {
+	// Path is the file the policy came from, as given to Load or Parse.
+	Path string
+	// Digest is "sha256:<hex>" over the policy bytes and every file it
+	// references (keys, roots), so that a verdict cached under one policy is
+	// never reused under another.
+	Digest string
+	// Mode is the policy-wide mode; a rule may override it.
+	Mode Mode
+	// Default is what an image that no rule matches gets: ActionAllow or ActionDeny.
+	Default Action
+	// Offline bounds how cached verdicts serve while sources are unreachable.
+	Offline Offline
+	// TrustedRoots are absolute paths of Sigstore trusted_root.json files
+	// (`trustedRoot`, a string or a list), checked to exist at load.
+	TrustedRoots []string
+	// Rules in file order; the first match wins.
+	Rules []*Rule
+
+	files []string // absolute paths of referenced files, sorted
+}
+
+// Files returns the absolute paths of every file the policy references
+// (keys and trusted roots), sorted, without duplicates: the files whose
+// content Digest covers besides the policy itself.
+func (p *Policy) Files() []string { return append([]string(nil), p.files...) }
+
+// Offline holds the `offline` section.
+type Offline struct {
+	// MaxVerdictAge is how long a cached verdict may serve while every
+	// signature source is unreachable. Zero means cached verdicts never
+	// serve offline.
+	MaxVerdictAge time.Duration
+}
+
+// Rule is one entry of `rules`.
+type Rule struct {
+	Name string
+	// Line is the line of the rule in the policy file, for messages.
+	Line int
+	// Images are the rule's image globs, normalised (registry explicit).
+	Images []string
+	// Namespaces are namespace globs; empty means every namespace.
+	Namespaces []string
+	// Action is ActionVerify, ActionAllow or ActionDeny.
+	Action Action
+	// Mode is the rule's effective mode (its own `mode`, else the policy's).
+	Mode Mode
+	// Signatures is set when Action is ActionVerify and the rule has a
+	// `signatures` section.
+	Signatures *Signatures
+	// Attestations must each be satisfied (verified from issue 3 on).
+	Attestations []*Attestation
+
+	// Compiled Images and Namespaces, set by Parse.
+	images, namespaces []*glob
+}
+
+// Signatures is a rule's `signatures` section.
+type Signatures struct {
+	// Threshold is how many distinct authorities must each have signed
+	// (default 1, at most len(Authorities)).
+	Threshold int
+	// Authorities that may sign; any Threshold of them satisfies the rule.
+	Authorities []*Authority
+	// SignedIdentity checks the payload's docker-reference; default MatchRepository.
+	SignedIdentity SignedIdentity
+	// AcceptPlatformSignature lets a signature over the node's platform
+	// manifest satisfy a rule when the image digest is an index. By default
+	// only a signature over the index itself does.
+	AcceptPlatformSignature bool
+}
+
+// Authority is one trusted signer: exactly one of Key and Keyless is set.
+type Authority struct {
+	// Name identifies the authority in messages and reports, e.g.
+	// "key keys/release.pub" or "keyless https://issuer subject".
+	Name    string
+	Key     *KeyAuthority
+	Keyless *KeylessAuthority
+}
+
+// KeyAuthority is a public key read from the trust store.
+type KeyAuthority struct {
+	// Path is the path as written in the policy.
+	Path string
+	// File is the absolute path that was read.
+	File string
+	// PEM is the file's content.
+	PEM []byte
+	// PublicKey is the parsed key (ECDSA P-256/P-384, Ed25519 or RSA).
+	PublicKey crypto.PublicKey
+}
+
+// KeylessAuthority is a Fulcio certificate identity (verified from issue 3 on).
+type KeylessAuthority struct {
+	Issuer        string
+	IssuerRegExp  *regexp.Regexp
+	Subject       string
+	SubjectRegExp *regexp.Regexp
+}
+
+// Attestation is one entry of a rule's `attestations`.
+type Attestation struct {
+	PredicateType string
+	Authorities   []*Authority
+}

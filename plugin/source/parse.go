@@ -1,0 +1,292 @@
+package source
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"mime"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/sealgate/sealgate/plugin/artifact"
+)
+
+// Media types and annotation keys of cosign's classic signature scheme, as
+// written by cosign v2 (pkg/oci/static, pkg/types).
+const (
+	// SimpleSigningMediaType is the media type of a signature layer: the
+	// simple-signing JSON payload that the signature covers.
+	SimpleSigningMediaType = "application/vnd.dev.cosign.simplesigning.v1+json"
+
+	annotationSignature   = "dev.cosignproject.cosign/signature"
+	annotationCertificate = "dev.sigstore.cosign/certificate"
+	annotationChain       = "dev.sigstore.cosign/chain"
+	annotationBundle      = "dev.sigstore.cosign/bundle"
+)
+
+// Manifest media types that a digest may name.
+const (
+	mediaTypeOCIManifest    = "application/vnd.oci.image.manifest.v1+json"
+	mediaTypeOCIIndex       = "application/vnd.oci.image.index.v1+json"
+	mediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+	mediaTypeDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
+)
+
+func isIndexMediaType(mt string) bool {
+	return mt == mediaTypeOCIIndex || mt == mediaTypeDockerList
+}
+
+// SignatureTag names the tag under which cosign stores the signatures of
+// image: "<repo>:sha256-<hex>.sig" (likewise for sha512). Exported so that
+// tests and tools put signatures exactly where Registry looks for them.
+func SignatureTag(image name.Digest) (name.Tag, error) {
+	h, err := v1.NewHash(image.DigestStr())
+	if err != nil {
+		return name.Tag{}, fmt.Errorf("image digest: %w", err)
+	}
+	return image.Context().Tag(h.Algorithm + "-" + h.Hex + ".sig"), nil
+}
+
+// signatureLayer is one layer descriptor of a signature manifest, before its
+// blob is fetched.
+type signatureLayer struct {
+	Digest      v1.Hash
+	Size        int64
+	MediaType   string
+	Annotations map[string]string
+}
+
+// parseSignatureManifest reads the manifest found at a signature tag. It
+// checks sizes and counts against lim before any blob is fetched, so a
+// hostile manifest cannot make us fetch more than lim allows.
+func parseSignatureManifest(body []byte, lim Limits) ([]signatureLayer, error) {
+	if err := checkJSON(body); err != nil {
+		return nil, err
+	}
+	m, err := decodeObject(body)
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	if v, ok, err := m.int64("schemaVersion"); err != nil {
+		return nil, err
+	} else if !ok || v != 2 {
+		return nil, fmt.Errorf("manifest: schemaVersion must be 2")
+	}
+	mt, err := m.str("mediaType")
+	if err != nil {
+		return nil, err
+	}
+	switch mt {
+	case "", mediaTypeOCIManifest, mediaTypeDockerManifest:
+	default:
+		return nil, fmt.Errorf("manifest: media type %q is not an image manifest", mt)
+	}
+	if m.has("manifests") {
+		return nil, errors.New("manifest: ambiguous, has both layers and manifests")
+	}
+	raw, err := m.array("layers")
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	if len(raw) > lim.Signatures {
+		return nil, fmt.Errorf("manifest has %d signature layers, limit %d: %w", len(raw), lim.Signatures, ErrLimit)
+	}
+	layers := make([]signatureLayer, 0, len(raw))
+	for i, r := range raw {
+		l, err := parseSignatureLayer(r, lim)
+		if err != nil {
+			return nil, fmt.Errorf("manifest layer %d: %w", i, err)
+		}
+		layers = append(layers, l)
+	}
+	return layers, nil
+}
+
+func parseSignatureLayer(raw []byte, lim Limits) (signatureLayer, error) {
+	d, err := decodeObject(raw)
+	if err != nil {
+		return signatureLayer{}, err
+	}
+	var l signatureLayer
+	ds, err := d.str("digest")
+	if err != nil {
+		return signatureLayer{}, err
+	}
+	if l.Digest, err = v1.NewHash(ds); err != nil {
+		return signatureLayer{}, fmt.Errorf("digest: %w", err)
+	}
+	size, ok, err := d.int64("size")
+	switch {
+	case err != nil:
+		return signatureLayer{}, err
+	case !ok:
+		return signatureLayer{}, errors.New("size missing")
+	case size < 0:
+		return signatureLayer{}, fmt.Errorf("negative size %d", size)
+	case size > lim.PayloadBytes:
+		return signatureLayer{}, fmt.Errorf("size %d, limit %d: %w", size, lim.PayloadBytes, ErrLimit)
+	}
+	l.Size = size
+	if l.MediaType, err = d.str("mediaType"); err != nil {
+		return signatureLayer{}, err
+	}
+	if l.Annotations, err = d.stringMap("annotations"); err != nil {
+		return signatureLayer{}, err
+	}
+	return l, nil
+}
+
+// checkBlob checks a fetched blob against the descriptor that named it.
+func checkBlob(want v1.Hash, size int64, blob []byte) error {
+	if int64(len(blob)) != size {
+		return fmt.Errorf("blob %s has %d bytes, descriptor says %d", want, len(blob), size)
+	}
+	return checkDigest(want, blob)
+}
+
+func checkDigest(want v1.Hash, b []byte) error {
+	h, err := v1.Hasher(want.Algorithm)
+	if err != nil {
+		return err
+	}
+	h.Write(b)
+	if got := hex.EncodeToString(h.Sum(nil)); got != want.Hex {
+		return fmt.Errorf("content hashes to %s:%s, not %s", want.Algorithm, got, want)
+	}
+	return nil
+}
+
+// newSignature turns a signature layer and its payload into the material
+// that package verify checks. The payload must already be checked against
+// the layer's digest (checkBlob).
+//
+// A signature annotation that is not valid base64 is not dropped: the
+// signature is returned with an empty Signature and the problem written into
+// Origin, so that verify rejects it with a reason an operator can read
+// instead of it vanishing silently.
+func newSignature(l signatureLayer, payload []byte, attached, origin string) artifact.Signature {
+	s := artifact.Signature{
+		Payload:  bytes.Clone(payload),
+		Attached: attached,
+		Origin:   origin,
+	}
+	if b64, ok := l.Annotations[annotationSignature]; ok {
+		sig, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			s.Origin += " (signature annotation is not valid base64)"
+		} else {
+			s.Signature = sig
+		}
+	}
+	if v, ok := l.Annotations[annotationCertificate]; ok {
+		s.Certificate = []byte(v)
+	}
+	if v, ok := l.Annotations[annotationChain]; ok {
+		s.Chain = []byte(v)
+	}
+	if v, ok := l.Annotations[annotationBundle]; ok {
+		s.RekorBundle = []byte(v)
+	}
+	return s
+}
+
+// parseDescription reads the manifest or index that digest names. body must
+// hash to want; the media type comes from the body, which the digest covers,
+// and only when the body has none from the Content-Type header. A body that
+// could be read both as an index and as a manifest is rejected, so a signed
+// index cannot be presented as a single manifest (or the reverse).
+func parseDescription(want v1.Hash, contentType string, body []byte) (artifact.Manifest, error) {
+	if err := checkDigest(want, body); err != nil {
+		return artifact.Manifest{}, err
+	}
+	if err := checkJSON(body); err != nil {
+		return artifact.Manifest{}, err
+	}
+	m, err := decodeObject(body)
+	if err != nil {
+		return artifact.Manifest{}, fmt.Errorf("manifest: %w", err)
+	}
+	mt, err := m.str("mediaType")
+	if err != nil {
+		return artifact.Manifest{}, err
+	}
+	hasManifests := m.has("manifests")
+	hasImage := m.has("layers") || m.has("config")
+	if mt == "" && contentType != "" {
+		if ct, _, err := mime.ParseMediaType(contentType); err == nil {
+			mt = ct
+		}
+	}
+	if mt == "" {
+		switch {
+		case hasManifests:
+			mt = mediaTypeOCIIndex
+		case hasImage:
+			mt = mediaTypeOCIManifest
+		default:
+			return artifact.Manifest{}, errors.New("manifest: no media type and neither layers nor manifests")
+		}
+	}
+	switch {
+	case isIndexMediaType(mt) && hasImage:
+		return artifact.Manifest{}, fmt.Errorf("manifest: ambiguous, %s with layers or config", mt)
+	case !isIndexMediaType(mt) && hasManifests:
+		return artifact.Manifest{}, fmt.Errorf("manifest: ambiguous, %s with manifests", mt)
+	}
+	out := artifact.Manifest{Digest: want.String(), MediaType: mt}
+	if !isIndexMediaType(mt) {
+		return out, nil
+	}
+	raw, err := m.array("manifests")
+	if err != nil {
+		return artifact.Manifest{}, fmt.Errorf("index: %w", err)
+	}
+	for i, r := range raw {
+		c, err := parseChild(r)
+		if err != nil {
+			return artifact.Manifest{}, fmt.Errorf("index manifest %d: %w", i, err)
+		}
+		out.Children = append(out.Children, c)
+	}
+	return out, nil
+}
+
+func parseChild(raw []byte) (artifact.Child, error) {
+	d, err := decodeObject(raw)
+	if err != nil {
+		return artifact.Child{}, err
+	}
+	ds, err := d.str("digest")
+	if err != nil {
+		return artifact.Child{}, err
+	}
+	h, err := v1.NewHash(ds)
+	if err != nil {
+		return artifact.Child{}, fmt.Errorf("digest: %w", err)
+	}
+	p, err := d.obj("platform")
+	if err != nil || p == nil {
+		return artifact.Child{Digest: h.String()}, err
+	}
+	var osName, arch, variant string
+	for key, dst := range map[string]*string{"os": &osName, "architecture": &arch, "variant": &variant} {
+		if *dst, err = p.str(key); err != nil {
+			return artifact.Child{}, fmt.Errorf("platform: %w", err)
+		}
+		if strings.Contains(*dst, "/") {
+			return artifact.Child{}, fmt.Errorf("platform: %s %q contains a slash", key, *dst)
+		}
+	}
+	platform := ""
+	if osName != "" && arch != "" {
+		platform = osName + "/" + arch
+		if variant != "" {
+			platform += "/" + variant
+		}
+	}
+	return artifact.Child{Digest: h.String(), Platform: platform}, nil
+}

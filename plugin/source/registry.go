@@ -1,0 +1,294 @@
+package source
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sealgate/sealgate/plugin/artifact"
+)
+
+// blobJobs bounds the signature payloads fetched at once for one image.
+const blobJobs = 4
+
+// Registry finds cosign's classic signatures (the "sha256-<hex>.sig" tag) in
+// the image's registry, reached the way containerd reaches it: through the
+// mirrors, servers and TLS settings of containerd's certs.d. It is safe for
+// concurrent use; concurrent calls for the same digest share one fetch.
+type Registry struct {
+	keychain authn.Keychain
+	timeout  time.Duration
+	limits   Limits
+	hosts    *hostConfig
+
+	signatures flightGroup
+	describe   flightGroup
+}
+
+var _ Source = (*Registry)(nil)
+
+// NewRegistry returns a registry source. Options are validated here; the
+// registry itself is first contacted on the first call.
+func NewRegistry(opts ...Option) (*Registry, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("registry source: %w", err)
+	}
+	return &Registry{
+		keychain: o.keychain,
+		timeout:  o.timeout,
+		limits:   o.limits,
+		hosts:    newHostConfig(o.hostsDir, o.transport),
+	}, nil
+}
+
+// Signatures returns the signatures under image's signature tag. The tag is
+// asked only of hosts allowed to resolve tags ("pull" and "resolve"
+// capabilities); payloads are fetched from hosts allowed to pull. A tag that
+// no host has is no signatures: an empty slice and a nil error. The returned
+// values are the caller's own.
+func (r *Registry) Signatures(ctx context.Context, image name.Digest) ([]artifact.Signature, error) {
+	v, err := r.signatures.do(ctx, image.String(), func(ctx context.Context) (any, error) {
+		return r.fetchSignatures(ctx, image)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetch signatures for %s: %w", image, err)
+	}
+	shared := v.([]artifact.Signature)
+	out := make([]artifact.Signature, len(shared))
+	for i, s := range shared {
+		out[i] = cloneSignature(s)
+	}
+	return out, nil
+}
+
+// Describe fetches the manifest that image names from a host allowed to
+// pull, checks that it hashes to the image's digest and reports its media
+// type and, for an index, its children. A digest that no host has is an
+// error wrapping ErrNotFound.
+func (r *Registry) Describe(ctx context.Context, image name.Digest) (artifact.Manifest, error) {
+	v, err := r.describe.do(ctx, image.String(), func(ctx context.Context) (any, error) {
+		return r.fetchDescription(ctx, image)
+	})
+	if err != nil {
+		return artifact.Manifest{}, fmt.Errorf("describe %s: %w", image, err)
+	}
+	m := v.(artifact.Manifest)
+	m.Children = append([]artifact.Child(nil), m.Children...)
+	return m, nil
+}
+
+func (r *Registry) fetchSignatures(ctx context.Context, image name.Digest) ([]artifact.Signature, error) {
+	tag, err := SignatureTag(image)
+	if err != nil {
+		return nil, err
+	}
+	targets, err := r.targets(image)
+	if err != nil {
+		return nil, err
+	}
+	resolvers := withCapability(targets, docker.HostCapabilityPull|docker.HostCapabilityResolve)
+	if len(resolvers) == 0 {
+		return nil, fmt.Errorf("no host of %s may resolve tags (capabilities pull and resolve)", image.RegistryStr())
+	}
+	layers, err := tryHosts(ctx, resolvers, func(ctx context.Context, t *target) ([]signatureLayer, error) {
+		desc, err := t.puller.Get(withBodyLimit(ctx, r.limits.ManifestBytes), t.repo.Tag(tag.TagStr()))
+		if err != nil {
+			return nil, err
+		}
+		return parseSignatureManifest(desc.Manifest, r.limits)
+	})
+	if errors.Is(err, ErrNotFound) {
+		return []artifact.Signature{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("signature manifest %s: %w", tag, err)
+	}
+
+	pullers := withCapability(targets, docker.HostCapabilityPull)
+	sigs := make([]artifact.Signature, len(layers))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(blobJobs)
+	for i, l := range layers {
+		g.Go(func() error {
+			origin := tag.String() + " layer " + strconv.Itoa(i)
+			payload, err := tryHosts(gctx, pullers, func(ctx context.Context, t *target) ([]byte, error) {
+				return r.fetchBlob(ctx, t, l)
+			})
+			if err != nil {
+				return fmt.Errorf("%s: payload %s: %w", origin, l.Digest, err)
+			}
+			sigs[i] = newSignature(l, payload, image.DigestStr(), origin)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return sigs, nil
+}
+
+// fetchBlob reads one signature payload as stored (a simple-signing payload
+// is not compressed, whatever its media type), bounded by the descriptor's
+// size, and checks its size and digest.
+func (r *Registry) fetchBlob(ctx context.Context, t *target, l signatureLayer) ([]byte, error) {
+	layer, err := t.puller.Layer(withBodyLimit(ctx, r.limits.PayloadBytes), t.repo.Digest(l.Digest.String()))
+	if err != nil {
+		return nil, err
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, l.Size+1))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkBlob(l.Digest, l.Size, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (r *Registry) fetchDescription(ctx context.Context, image name.Digest) (artifact.Manifest, error) {
+	h, err := v1.NewHash(image.DigestStr())
+	if err != nil {
+		return artifact.Manifest{}, fmt.Errorf("image digest: %w", err)
+	}
+	targets, err := r.targets(image)
+	if err != nil {
+		return artifact.Manifest{}, err
+	}
+	pullers := withCapability(targets, docker.HostCapabilityPull)
+	if len(pullers) == 0 {
+		return artifact.Manifest{}, fmt.Errorf("no host of %s may pull (capability pull)", image.RegistryStr())
+	}
+	return tryHosts(ctx, pullers, func(ctx context.Context, t *target) (artifact.Manifest, error) {
+		desc, err := t.puller.Get(withBodyLimit(ctx, r.limits.ManifestBytes), t.repo.Digest(h.String()))
+		if err != nil {
+			return artifact.Manifest{}, err
+		}
+		return parseDescription(h, string(desc.MediaType), desc.Manifest)
+	})
+}
+
+// target is one host of a registry, as go-containerregistry addresses it.
+type target struct {
+	host   docker.RegistryHost
+	repo   name.Repository
+	tr     *hostTransport
+	puller *remote.Puller
+}
+
+// targets maps the image's registry hosts onto go-containerregistry. The
+// registry itself keeps the image's own name (so credentials are looked up
+// as for the image); a mirror is named by its own host, so that credentials
+// are looked up for the mirror, as containerd does. One puller per host and
+// call: authentication is shared between the manifest and its payloads, and
+// credentials are read afresh on the next call.
+func (r *Registry) targets(image name.Digest) ([]*target, error) {
+	registry := image.RegistryStr()
+	if registry == name.DefaultRegistry {
+		registry = "docker.io" // the name containerd's certs.d uses
+	}
+	hosts, err := r.hosts.hosts(registry)
+	if err != nil {
+		return nil, err
+	}
+	targets := make([]*target, 0, len(hosts))
+	for _, h := range hosts {
+		repo := image.Context()
+		ns := ""
+		if isProxy(registry, h.Host) {
+			ns = registry
+			if repo, err = name.NewRepository(h.Host + "/" + image.RepositoryStr()); err != nil {
+				return nil, fmt.Errorf("mirror %s: %w", h.Host, err)
+			}
+		}
+		base := http.DefaultTransport
+		if h.Client != nil && h.Client.Transport != nil {
+			base = h.Client.Transport
+		}
+		tr := &hostTransport{
+			from:    repo.RegistryStr(),
+			scheme:  h.Scheme,
+			host:    h.Host,
+			path:    h.Path,
+			header:  h.Header,
+			ns:      ns,
+			timeout: r.timeout,
+			limit:   r.limits.ManifestBytes,
+			base:    base,
+		}
+		p, err := remote.NewPuller(
+			remote.WithTransport(tr),
+			remote.WithAuthFromKeychain(r.keychain),
+			// The next host is the retry; a backoff would eat the
+			// runtime's request deadline.
+			remote.WithRetryBackoff(remote.Backoff{Steps: 1}),
+			remote.WithRetryPredicate(func(error) bool { return false }),
+			remote.WithRetryStatusCodes(),
+			remote.WithUserAgent("sealgate"),
+		)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, &target{host: h, repo: repo, tr: tr, puller: p})
+	}
+	return targets, nil
+}
+
+func withCapability(targets []*target, caps docker.HostCapabilities) []*target {
+	var out []*target
+	for _, t := range targets {
+		if t.host.Capabilities.Has(caps) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// tryHosts asks each target in order until one answers, as containerd does:
+// not found, unreachable and failing hosts all fall through to the next.
+// When none answers, summarize says why.
+func tryHosts[T any](ctx context.Context, targets []*target, fn func(context.Context, *target) (T, error)) (T, error) {
+	var (
+		zero  T
+		errs  hostErrors
+		kinds []outcome
+	)
+	for _, t := range targets {
+		v, err := fn(ctx, t)
+		if err == nil {
+			return v, nil
+		}
+		if ctx.Err() != nil {
+			return zero, ctx.Err()
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", t.host.Host, err))
+		kinds = append(kinds, classify(err))
+	}
+	return zero, summarize(errs, kinds)
+}
+
+func cloneSignature(s artifact.Signature) artifact.Signature {
+	s.Payload = bytes.Clone(s.Payload)
+	s.Signature = bytes.Clone(s.Signature)
+	s.Certificate = bytes.Clone(s.Certificate)
+	s.Chain = bytes.Clone(s.Chain)
+	s.RekorBundle = bytes.Clone(s.RekorBundle)
+	return s
+}

@@ -1,0 +1,153 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// errRequestTimeout marks a request that got no (complete) reply within the
+// per-request timeout; it counts as an unreachable host.
+var errRequestTimeout = errors.New("registry request timed out")
+
+type bodyLimitKey struct{}
+
+// withBodyLimit sets the largest reply body that requests made with ctx may
+// read. go-containerregistry makes its requests with the context it is given,
+// so this is how a manifest fetch and a payload fetch get different bounds.
+func withBodyLimit(ctx context.Context, n int64) context.Context {
+	return context.WithValue(ctx, bodyLimitKey{}, n)
+}
+
+// hostTransport sends go-containerregistry's requests to one registry host of
+// a containerd host configuration. go-containerregistry builds URLs as
+// <scheme>://<registry>/v2/<repo>/...; requests for that registry are
+// rewritten to the host's scheme, address and path prefix (server,
+// override_path), carry the host's headers and, for a mirror, the "ns" query
+// parameter containerd sends. Requests elsewhere (token realms, blob
+// redirects) go out unchanged. Every request is bounded in time and every
+// reply body in size.
+type hostTransport struct {
+	from    string // registry as go-containerregistry names it
+	scheme  string
+	host    string
+	path    string // API root, "/v2" unless configured otherwise
+	header  http.Header
+	ns      string // upstream registry name, set for mirrors
+	timeout time.Duration
+	limit   int64 // body limit for contexts without withBodyLimit
+	base    http.RoundTripper
+}
+
+var _ http.RoundTripper = (*hostTransport)(nil)
+
+func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	parent := req.Context()
+	limit := t.limit
+	if n, ok := parent.Value(bodyLimitKey{}).(int64); ok {
+		limit = n
+	}
+	ctx, cancel := context.WithTimeout(parent, t.timeout)
+	out := req.Clone(ctx)
+	if req.URL.Host == t.from {
+		t.rewrite(out)
+	}
+	what := out.Method + " " + redactURL(out.URL)
+
+	resp, err := t.base.RoundTrip(out)
+	if err != nil {
+		cancel()
+		return nil, timeoutError(ctx, parent, t.timeout, err)
+	}
+	if out.Method != http.MethodHead && resp.ContentLength > limit {
+		resp.Body.Close()
+		cancel()
+		return nil, fmt.Errorf("%s: reply of %d bytes, limit %d: %w", what, resp.ContentLength, limit, ErrLimit)
+	}
+	resp.Body = &boundedBody{
+		rc: resp.Body, limit: limit, what: what,
+		ctx: ctx, parent: parent, cancel: cancel, timeout: t.timeout,
+	}
+	return resp, nil
+}
+
+func (t *hostTransport) rewrite(r *http.Request) {
+	r.URL.Scheme = t.scheme
+	r.URL.Host = t.host
+	r.Host = ""
+	if p := r.URL.Path; p == "/v2" || strings.HasPrefix(p, "/v2/") {
+		r.URL.Path = strings.TrimSuffix(t.path, "/") + strings.TrimPrefix(p, "/v2")
+		r.URL.RawPath = ""
+	}
+	if t.ns != "" {
+		q := r.URL.Query()
+		q.Set("ns", t.ns)
+		r.URL.RawQuery = q.Encode()
+	}
+	for k, vs := range t.header {
+		for _, v := range vs {
+			r.Header.Add(k, v)
+		}
+	}
+}
+
+// timeoutError tells our own per-request timeout apart from the caller's
+// context ending.
+func timeoutError(ctx, parent context.Context, d time.Duration, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
+		return fmt.Errorf("no reply within %s: %w", d, errRequestTimeout)
+	}
+	return err
+}
+
+// boundedBody fails with ErrLimit once more than limit bytes have been read,
+// and releases the request's timeout when closed.
+type boundedBody struct {
+	rc      io.ReadCloser
+	n       int64
+	limit   int64
+	what    string
+	ctx     context.Context
+	parent  context.Context
+	cancel  context.CancelFunc
+	timeout time.Duration
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	if b.n > b.limit {
+		return 0, b.limitErr()
+	}
+	if rest := b.limit - b.n + 1; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := b.rc.Read(p)
+	b.n += int64(n)
+	if b.n > b.limit {
+		return n, b.limitErr()
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = timeoutError(b.ctx, b.parent, b.timeout, err)
+	}
+	return n, err
+}
+
+func (b *boundedBody) limitErr() error {
+	return fmt.Errorf("%s: reply larger than %d bytes: %w", b.what, b.limit, ErrLimit)
+}
+
+func (b *boundedBody) Close() error {
+	err := b.rc.Close()
+	b.cancel()
+	return err
+}
+
+// redactURL drops the query, which may hold signed-URL tokens after a
+// redirect.
+func redactURL(u *url.URL) string {
+	return u.Scheme + "://" + u.Host + u.Path
+}

@@ -1,0 +1,53 @@
+package verify
+
+import (
+	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/sealgate/sealgate/plugin/policy"
+)
+
+// checkPayload parses a payload whose signature has already verified and
+// checks that it vouches for subject: the digest always, the repository
+// unless identity is policy.MatchAny.
+func checkPayload(payload []byte, subject Subject, identity policy.SignedIdentity) (*Payload, error) {
+	p, err := ParsePayload(payload)
+	if err != nil {
+		return nil, err
+	}
+	if p.Digest != subject.Digest {
+		return nil, reasonf(ErrDigestMismatch, fmt.Sprintf("payload is for %s, not %s (signature copied from another image?)", p.Digest, truncate(subject.Digest, 80)))
+	}
+	switch identity {
+	case policy.MatchAny:
+		return p, nil
+	case policy.MatchRepository, "":
+		if err := matchRepository(p.DockerReference, subject.Repository); err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	return nil, reasonf(ErrUnsupported, fmt.Sprintf("unknown signatures.signedIdentity %q", truncate(string(identity), 40)))
+}
+
+// matchRepository checks that a payload's docker-reference names repo,
+// ignoring its tag or digest. Both sides are normalised the same way
+// (docker.io/library/...), so "nginx" and "docker.io/library/nginx" match.
+func matchRepository(ref, repo string) error {
+	want, err := name.NewRepository(repo)
+	if err != nil {
+		return reasonf(ErrReferenceMismatch, fmt.Sprintf("image repository %q is not a valid repository: %v", truncate(repo, 200), err))
+	}
+	if ref == "" {
+		return reasonf(ErrReferenceMismatch, fmt.Sprintf("payload names no repository (empty docker-reference), rule expects %s (signatures.signedIdentity)", repo))
+	}
+	got, err := name.ParseReference(ref)
+	if err != nil {
+		return reasonf(ErrReferenceMismatch, fmt.Sprintf("payload names %q, which is not an image reference; rule expects %s (signatures.signedIdentity)", truncate(ref, 200), repo))
+	}
+	if got.Context().Name() != want.Name() {
+		return reasonf(ErrReferenceMismatch, fmt.Sprintf("payload names repository %s, rule expects %s (signatures.signedIdentity)", got.Context().Name(), repo))
+	}
+	return nil
+}

@@ -1,0 +1,1 @@
+MEYCIQCmGODjoEMB0LJNcalbmhxawJmuLB2uzuta+SeNX0A3ZwIhAJfam1sf+YylwpxoppA1T8d9wHDO28yWpjXt21cuUN40
