@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -87,5 +88,37 @@ func TestRequiredPluginAbsent(t *testing.T) {
 	}
 	if state, err := c.ContainerState(id); err != nil || state != "CONTAINER_RUNNING" {
 		t.Errorf("state = %s (%v), want CONTAINER_RUNNING", state, err)
+	}
+}
+
+// TestSandboxImageRefused: sealgate checks the pod sandbox (pause) image on
+// RunPodSandbox, finding it through containerd's own stores. With a policy
+// that has no rule for it, the pod is refused before any container exists.
+func TestSandboxImageRefused(t *testing.T) {
+	f := newFixture(t)
+	writeFile(t, f.policy, fmt.Sprintf(`mode: enforce
+default: deny
+rules:
+  - name: %s
+    images: ["%s"]
+    signatures:
+      authorities: [{key: keys/release.pub}]
+`, ruleApps, f.reg.Ref("apps/**")))
+	c := f.node(t)
+	startSealgate(t, f, c)
+
+	id, out, err := c.Run(f.signedTag, "signed", "default")
+	if err == nil {
+		t.Fatalf("pod with an unapproved sandbox image was created (container %s)\n%s", id, out)
+	}
+	if miss := missing(out, "sealgate: denied", f.sandbox.DigestStr(), "(rule default)", "no rule matches"); len(miss) > 0 {
+		t.Errorf("crictl output lacks %q:\n%s", miss, out)
+	}
+	pods, err := c.Crictl("pods", "-q", "--state", "ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(pods) != "" {
+		t.Errorf("ready pods after the refusal: %q", pods)
 	}
 }

@@ -247,7 +247,7 @@ type node struct {
 	logs   *syncBuffer
 }
 
-func startNode(t testing.TB, policyFile string) *node {
+func startNode(t testing.TB, policyFile string, opts ...plugin.Option) *node {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sg-nri-") // short: unix socket paths are limited
 	if err != nil {
@@ -285,7 +285,7 @@ func startNode(t testing.TB, policyFile string) *node {
 	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p, err := plugin.New(engine, plugin.WithSocketPath(sock), plugin.WithLogger(log))
+	p, err := plugin.New(engine, append([]plugin.Option{plugin.WithSocketPath(sock), plugin.WithLogger(log)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,14 +447,7 @@ func TestSecondContainerIsCached(t *testing.T) {
 // denies at its own deadline.
 func TestDeadlineDenies(t *testing.T) {
 	f := loadFixture(t)
-	pol, err := policy.Load(f.writePolicy(t, "enforce"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := decision.New(pol, hangingSource{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	engine := hangingEngine(t, f)
 	p, err := plugin.New(engine, plugin.WithDeadline(100*time.Millisecond), plugin.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
@@ -485,8 +478,9 @@ func (hangingSource) Describe(ctx context.Context, _ name.Digest) (artifact.Mani
 	return artifact.Manifest{}, ctx.Err()
 }
 
-func TestNewValidatesOptions(t *testing.T) {
-	f := loadFixture(t)
+// hangingEngine decides with the fixture's policy and a source that hangs.
+func hangingEngine(t *testing.T, f *fixture) *decision.Engine {
+	t.Helper()
 	pol, err := policy.Load(f.writePolicy(t, "enforce"))
 	if err != nil {
 		t.Fatal(err)
@@ -495,6 +489,11 @@ func TestNewValidatesOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return engine
+}
+
+func TestNewValidatesOptions(t *testing.T) {
+	engine := hangingEngine(t, loadFixture(t))
 	for _, opt := range []plugin.Option{plugin.WithDeadline(0), plugin.WithPluginIndex("1"), plugin.WithPluginName(""), plugin.WithSocketPath("")} {
 		if _, err := plugin.New(engine, opt); err == nil {
 			t.Errorf("New accepted a bad option")
@@ -522,4 +521,91 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// imageStore stands in for containerd's image and container stores (the
+// real one is exercised in integration/): it maps names to digests and pods
+// to sandbox images.
+type imageStore struct {
+	digests   map[string]string
+	sandboxes map[string]string
+}
+
+func (s imageStore) ImageDigest(_ context.Context, name string) (string, error) {
+	if d, ok := s.digests[name]; ok {
+		return d, nil
+	}
+	return "", fmt.Errorf("image %q: not found", name)
+}
+
+func (s imageStore) SandboxImage(ctx context.Context, podID string) (string, string, error) {
+	img, ok := s.sandboxes[podID]
+	if !ok {
+		return "", "", fmt.Errorf("sandbox %q: not found", podID)
+	}
+	d, err := s.ImageDigest(ctx, img)
+	return img, d, err
+}
+
+func TestRunPodSandboxChecksSandboxImage(t *testing.T) {
+	f := loadFixture(t)
+	pause := f.digests["infra"].Context().String() + ":3.10"
+	unsigned := f.digests["unsigned"].Context().String() + ":v1"
+	store := imageStore{
+		digests:   map[string]string{pause: f.digests["infra"].DigestStr(), unsigned: f.digests["unsigned"].DigestStr()},
+		sandboxes: map[string]string{"good": pause, "bad": unsigned},
+	}
+	n := startNode(t, f.writePolicy(t, "enforce"), plugin.WithResolver(store))
+	tests := []struct {
+		pod    string
+		reason string // empty: allowed
+	}{
+		{"good", ""},
+		{"bad", "no signatures found"},
+		{"unknown", "cannot find the sandbox image"},
+	}
+	for _, tt := range tests {
+		err := n.rt.RunPodSandbox(context.Background(), &api.RunPodSandboxRequest{Pod: &api.PodSandbox{Id: tt.pod, Name: tt.pod, Namespace: "default"}})
+		switch {
+		case tt.reason == "" && err != nil:
+			t.Errorf("pod %s: denied: %v", tt.pod, err)
+		case tt.reason != "" && (err == nil || !strings.Contains(err.Error(), tt.reason)):
+			t.Errorf("pod %s: err = %v, want %q", tt.pod, err, tt.reason)
+		}
+	}
+}
+
+// An older runtime sends no api.Image: the name comes from the CRI
+// annotation and the digest from the runtime's image store, never from a tag
+// at the registry.
+func TestCreateContainerWithoutImageDigest(t *testing.T) {
+	f := loadFixture(t)
+	signed := f.digests["signed"].Context().String() + ":v1"
+	unsigned := f.digests["unsigned"].Context().String() + ":v1"
+	store := imageStore{digests: map[string]string{signed: f.digests["signed"].DigestStr(), unsigned: f.digests["unsigned"].DigestStr()}}
+	n := startNode(t, f.writePolicy(t, "enforce"), plugin.WithResolver(store))
+	tests := []struct {
+		name        string
+		annotations map[string]string
+		image       *api.Image
+		reason      string
+	}{
+		{"name from annotation, digest from store", map[string]string{"io.kubernetes.cri.image-name": signed}, nil, ""},
+		{"name only in api.Image", nil, &api.Image{Name: signed}, ""},
+		{"unsigned via store", map[string]string{"io.kubernetes.cri.image-name": unsigned}, nil, "no signatures found"},
+		{"name unknown to the store", map[string]string{"io.kubernetes.cri.image-name": "example.com/x:1"}, nil, "image store has none"},
+		{"no image at all", nil, nil, "sent no image"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := n.rt.CreateContainer(context.Background(), &api.CreateContainerRequest{Pod: testPod,
+				Container: &api.Container{Id: "c", PodSandboxId: testPod.Id, Name: "c", Annotations: tt.annotations, Image: tt.image}})
+			switch {
+			case tt.reason == "" && err != nil:
+				t.Errorf("denied: %v", err)
+			case tt.reason != "" && (err == nil || !strings.Contains(err.Error(), tt.reason)):
+				t.Errorf("err = %v, want %q", err, tt.reason)
+			}
+		})
+	}
 }

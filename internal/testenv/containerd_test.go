@@ -221,6 +221,88 @@ func TestContainerdNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts containerd")
 	}
+	c, reg := startTestNode(t)
+	id, out, err := c.Run(reg.Ref("app:v1"), "app", "default")
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	state, err := c.ContainerState(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if state != "CONTAINER_RUNNING" {
+		t.Errorf("state = %s, want CONTAINER_RUNNING", state)
+	}
+	ids, err := c.Containers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(ids, id) {
+		t.Errorf("crictl ps -a = %q, want it to list %s", ids, id)
+	}
+	if len(shimPIDs(c.Address)) == 0 {
+		t.Errorf("no shim found for %s", c.Address)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	assertGone(t, c)
+	if err := c.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
+// TestContainerdStopAfterCrash: when containerd died with containers
+// running, Stop still kills them, unmounts and removes everything.
+func TestContainerdStopAfterCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts containerd")
+	}
+	c, reg := startTestNode(t)
+	if _, out, err := c.Run(reg.Ref("app:v1"), "app", "default"); err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	if err := c.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-c.exited
+	if len(shimPIDs(c.Address)) == 0 {
+		t.Fatalf("no shim outlived containerd; the test proves nothing")
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	assertGone(t, c)
+}
+
+// assertGone checks that a stopped node left no shim, mount or directory.
+func assertGone(t *testing.T, c *Containerd) {
+	t.Helper()
+	if pids := shimPIDs(c.Address); len(pids) != 0 {
+		t.Errorf("shims left after Stop: %v", pids)
+	}
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := mountsUnder(info, c.Dir); len(left) != 0 {
+		t.Errorf("mounts left after Stop: %q", left)
+	}
+	if _, err := os.Stat(c.Dir); !os.IsNotExist(err) {
+		t.Errorf("dir %s still there after Stop (%v)", c.Dir, err)
+	}
+	for _, h := range []string{"memory", "pids", "cpu", ""} {
+		p := filepath.Join("/sys/fs/cgroup", h, c.cgroup)
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("cgroup %s left after Stop", p)
+		}
+	}
+}
+
+// startTestNode starts a node with a registry holding a sandbox image and
+// app:v1 (busybox sleeping an hour).
+func startTestNode(t *testing.T) (*Containerd, *Registry) {
+	t.Helper()
 	reg := NewRegistry(t, RegistryOptions{})
 	sandboxImg, err := BusyboxImage("sh", "-c", `trap "exit 0" TERM; while true; do sleep 1; done`)
 	if errors.Is(err, ErrToolNotFound) {
@@ -253,48 +335,7 @@ func TestContainerdNode(t *testing.T) {
 	if _, err := os.Stat(c.NRISocket); err != nil {
 		t.Errorf("NRI socket: %v", err)
 	}
-
-	id, out, err := c.Run(reg.Ref("app:v1"), "app", "default")
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, out)
-	}
-	state, err := c.ContainerState(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if state != "CONTAINER_RUNNING" {
-		t.Errorf("state = %s, want CONTAINER_RUNNING", state)
-	}
-	ids, err := c.Containers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Contains(ids, id) {
-		t.Errorf("crictl ps -a = %q, want it to list %s", ids, id)
-	}
-	if len(shimPIDs(c.Address)) == 0 {
-		t.Errorf("no shim found for %s", c.Address)
-	}
-
-	if err := c.Stop(); err != nil {
-		t.Fatalf("stop: %v", err)
-	}
-	if pids := shimPIDs(c.Address); len(pids) != 0 {
-		t.Errorf("shims left after Stop: %v", pids)
-	}
-	info, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if left := mountsUnder(info, c.Dir); len(left) != 0 {
-		t.Errorf("mounts left after Stop: %q", left)
-	}
-	if _, err := os.Stat(c.Dir); !os.IsNotExist(err) {
-		t.Errorf("dir %s still there after Stop (%v)", c.Dir, err)
-	}
-	if err := c.Stop(); err != nil {
-		t.Errorf("second Stop: %v", err)
-	}
+	return c, reg
 }
 
 func TestPluginConnected(t *testing.T) {

@@ -1,0 +1,275 @@
+package decision
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/sealgate/sealgate/plugin/artifact"
+	"github.com/sealgate/sealgate/plugin/policy"
+	"github.com/sealgate/sealgate/plugin/source"
+)
+
+// fakeSource serves signatures and manifests from maps. It stands in for the
+// registry in these unit tests only; plugin/ tests use a real registry and
+// signatures made by the real cosign.
+type fakeSource struct {
+	sigs      map[string][]artifact.Signature
+	manifests map[string]artifact.Manifest
+	err       error
+	calls     int
+}
+
+var _ source.Source = (*fakeSource)(nil)
+
+func (f *fakeSource) Signatures(_ context.Context, img name.Digest) ([]artifact.Signature, error) {
+	f.calls++
+	if f.err != nil {
+		return nil, f.err
+	}
+	return f.sigs[img.DigestStr()], nil
+}
+
+func (f *fakeSource) Describe(_ context.Context, img name.Digest) (artifact.Manifest, error) {
+	if f.err != nil {
+		return artifact.Manifest{}, f.err
+	}
+	m, ok := f.manifests[img.DigestStr()]
+	if !ok {
+		return artifact.Manifest{Digest: img.DigestStr(), MediaType: "application/vnd.oci.image.manifest.v1+json"}, nil
+	}
+	return m, nil
+}
+
+func digestOf(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+const repo = "registry.example.com/team/app"
+
+type env struct {
+	signer signature.Signer
+	dir    string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := cryptoutils.MarshalPublicKeyToPEM(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "release.pub"), pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := signature.LoadSigner(priv, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{signer: s, dir: dir}
+}
+
+// sign makes a cosign simple-signing signature over digest.
+func (e *env) sign(t *testing.T, digest string) artifact.Signature {
+	t.Helper()
+	payload := fmt.Sprintf(`{"critical":{"identity":{"docker-reference":%q},"image":{"docker-manifest-digest":%q},"type":"cosign container image signature"},"optional":null}`, repo, digest)
+	sig, err := e.signer.SignMessage(strings.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return artifact.Signature{Payload: []byte(payload), Signature: sig, Attached: digest, Origin: "test"}
+}
+
+func (e *env) policy(t *testing.T, mode, extra string) *policy.Policy {
+	t.Helper()
+	text := fmt.Sprintf(`mode: %s
+default: deny
+rules:
+  - name: open
+    images: ["registry.example.com/open/**"]
+    action: allow
+  - name: closed
+    images: ["registry.example.com/closed/**"]
+    action: deny
+  - name: app
+    images: ["registry.example.com/team/**"]
+    signatures:
+      authorities: [{key: release.pub}]
+%s`, mode, extra)
+	p := filepath.Join(e.dir, "policy.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pol
+}
+
+func TestDecide(t *testing.T) {
+	e := newEnv(t)
+	signed, unsigned, index, child := digestOf("signed"), digestOf("unsigned"), digestOf("index"), digestOf("child")
+	src := &fakeSource{
+		sigs: map[string][]artifact.Signature{signed: {e.sign(t, signed)}, child: {e.sign(t, child)}},
+		manifests: map[string]artifact.Manifest{index: {Digest: index, MediaType: "application/vnd.oci.image.index.v1+json",
+			Children: []artifact.Child{{Digest: child, Platform: "linux/amd64"}}}},
+	}
+	tests := []struct {
+		name      string
+		mode      string
+		req       Request
+		allowed   bool
+		wouldDeny bool
+		rule      string
+		source    string
+		reason    string
+	}{
+		{"signed", "enforce", Request{Image: repo + ":v1", Digest: signed}, true, false, "app", SourceVerified, "signed by key release.pub"},
+		{"digest in reference only", "enforce", Request{Image: repo + "@" + signed}, true, false, "app", SourceVerified, ""},
+		{"unsigned", "enforce", Request{Image: repo + ":v1", Digest: unsigned}, false, false, "app", SourceVerified, "no signatures found"},
+		{"no digest anywhere", "enforce", Request{Image: repo + ":v1"}, false, false, DefaultRuleName, SourcePolicy, "a name alone is never trusted"},
+		{"reference digest differs", "enforce", Request{Image: repo + "@" + signed, Digest: unsigned}, false, false, DefaultRuleName, SourcePolicy, "differs from the runtime's digest"},
+		{"bad reference", "enforce", Request{Image: "UPPER/Case::", Digest: signed}, false, false, DefaultRuleName, SourcePolicy, "image reference"},
+		{"no rule, default deny", "enforce", Request{Image: "docker.io/library/nginx:1", Digest: signed}, false, false, DefaultRuleName, SourcePolicy, "no rule matches"},
+		{"allow rule", "enforce", Request{Image: "registry.example.com/open/x:1", Digest: unsigned}, true, false, "open", SourcePolicy, "without signature verification"},
+		{"deny rule", "enforce", Request{Image: "registry.example.com/closed/x:1", Digest: signed}, false, false, "closed", SourcePolicy, "the rule denies"},
+		{"index with only its child signed", "enforce", Request{Image: repo + ":v1", Digest: index}, false, false, "app", SourceVerified, "only its linux/amd64 manifest"},
+		{"warn mode allows unsigned", "warn", Request{Image: repo + ":v1", Digest: unsigned}, true, true, "app", SourceVerified, "no signatures found"},
+		{"audit mode allows deny rule", "audit", Request{Image: "registry.example.com/closed/x:1", Digest: signed}, true, true, "closed", SourcePolicy, "the rule denies"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			eng, err := New(e.policy(t, tt.mode, ""), src, WithPlatform("linux/amd64"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := eng.Decide(context.Background(), tt.req)
+			if d.Allowed != tt.allowed || d.WouldDeny != tt.wouldDeny || d.Rule != tt.rule || d.Source != tt.source || d.Mode != tt.mode {
+				t.Fatalf("got allowed=%v wouldDeny=%v rule=%q source=%q mode=%q reasons=%q\nwant allowed=%v wouldDeny=%v rule=%q source=%q mode=%q",
+					d.Allowed, d.WouldDeny, d.Rule, d.Source, d.Mode, d.Reasons, tt.allowed, tt.wouldDeny, tt.rule, tt.source, tt.mode)
+			}
+			if !strings.Contains(strings.Join(d.Reasons, "; "), tt.reason) {
+				t.Errorf("reasons %q, want %q", d.Reasons, tt.reason)
+			}
+			if err := d.Err(); (err == nil) != d.Allowed {
+				t.Errorf("Err() = %v with Allowed = %v", err, d.Allowed)
+			} else if err != nil && !strings.HasPrefix(err.Error(), "sealgate: denied ") {
+				t.Errorf("Err() = %q", err)
+			}
+		})
+	}
+}
+
+func TestDecideAcceptPlatformSignature(t *testing.T) {
+	e := newEnv(t)
+	index, child := digestOf("index"), digestOf("child")
+	src := &fakeSource{
+		sigs: map[string][]artifact.Signature{child: {e.sign(t, child)}},
+		manifests: map[string]artifact.Manifest{index: {Digest: index, MediaType: "application/vnd.oci.image.index.v1+json",
+			Children: []artifact.Child{{Digest: digestOf("arm"), Platform: "linux/arm64"}, {Digest: child, Platform: "linux/amd64"}}}},
+	}
+	pol := e.policy(t, "enforce", "")
+	pol.Rules[2].Signatures.AcceptPlatformSignature = true
+	for platform, allowed := range map[string]bool{"linux/amd64": true, "linux/arm64": false, "linux/s390x": false} {
+		eng, err := New(pol, src, WithPlatform(platform))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := eng.Decide(context.Background(), Request{Image: repo + ":v1", Digest: index})
+		if d.Allowed != allowed {
+			t.Errorf("%s: allowed = %v, want %v (%q)", platform, d.Allowed, allowed, d.Reasons)
+		}
+	}
+}
+
+func TestDecideCachesOnlyVerifiedAllows(t *testing.T) {
+	e := newEnv(t)
+	signed, unsigned := digestOf("signed"), digestOf("unsigned")
+	src := &fakeSource{sigs: map[string][]artifact.Signature{signed: {e.sign(t, signed)}}}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	eng, err := New(e.policy(t, "enforce", ""), src, WithClock(func() time.Time { return at }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first := eng.Decide(ctx, Request{Image: repo + ":v1", Digest: signed})
+	second := eng.Decide(ctx, Request{Image: repo + ":v2", Digest: signed})
+	if first.Source != SourceVerified || second.Source != SourceCache || !second.Allowed {
+		t.Fatalf("sources %s, %s; second %+v", first.Source, second.Source, second)
+	}
+	if second.VerifiedAt == nil || !second.VerifiedAt.Equal(at) {
+		t.Errorf("cached VerifiedAt = %v, want %v", second.VerifiedAt, at)
+	}
+	if src.calls != 1 {
+		t.Errorf("source called %d times, want 1", src.calls)
+	}
+	// A denial is not cached: signing the image later takes effect at once.
+	eng.Decide(ctx, Request{Image: repo + ":v1", Digest: unsigned})
+	src.sigs[unsigned] = []artifact.Signature{e.sign(t, unsigned)}
+	if d := eng.Decide(ctx, Request{Image: repo + ":v1", Digest: unsigned}); !d.Allowed {
+		t.Errorf("image signed after a denial still denied: %q", d.Reasons)
+	}
+}
+
+func TestDecideSourceErrors(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct {
+		name   string
+		err    error
+		reason string
+	}{
+		{"unreachable", fmt.Errorf("fetch: %w", source.ErrUnreachable), "registry was unreachable"},
+		{"limit", fmt.Errorf("fetch: %w", source.ErrLimit), "fetch signatures"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			eng, err := New(e.policy(t, "enforce", ""), &fakeSource{err: tt.err})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := eng.Decide(context.Background(), Request{Image: repo + ":v1", Digest: digestOf("x")})
+			if d.Allowed || !strings.Contains(strings.Join(d.Reasons, ";"), tt.reason) {
+				t.Fatalf("got %+v, want denial with %q", d, tt.reason)
+			}
+			if d.Source != SourcePolicy {
+				t.Errorf("source = %s, want %s for an operational failure", d.Source, SourcePolicy)
+			}
+		})
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	e := newEnv(t)
+	pol := e.policy(t, "enforce", "")
+	src := &fakeSource{}
+	for name, f := range map[string]func() (*Engine, error){
+		"nil policy":   func() (*Engine, error) { return New(nil, src) },
+		"nil source":   func() (*Engine, error) { return New(pol, nil) },
+		"nil cache":    func() (*Engine, error) { return New(pol, src, WithCache(nil)) },
+		"bad platform": func() (*Engine, error) { return New(pol, src, WithPlatform("linux")) },
+	} {
+		if _, err := f(); err == nil {
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+}
