@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/containerd/nri/pkg/api"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -20,7 +22,8 @@ var version = "dev"
 // Exit codes shared by every subcommand; `verify` documents 0/1/2.
 const (
 	exitOK     = 0
-	exitDenied = 1
+	exitDenied = 1 // verify: the image is denied
+	exitFailed = 1 // run: the daemon stopped on an error
 	exitUsage  = 2
 )
 
@@ -48,6 +51,11 @@ func main() {
 }
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 && launchedByRuntime() {
+		// Installed as a pre-started plugin (/opt/nri/plugins/10-sealgate),
+		// the runtime starts the binary without arguments.
+		return runCmd(ctx, nil, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
@@ -98,4 +106,11 @@ func flagErr(err error) int {
 		return exitOK
 	}
 	return exitUsage
+}
+
+// launchedByRuntime reports whether the container runtime started this
+// process from its plugin folder: it then passes the connection and the
+// plugin's name and index in the environment.
+func launchedByRuntime() bool {
+	return os.Getenv(api.PluginSocketEnvVar) != ""
 }

@@ -79,6 +79,13 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 			log.Info("stopping", "allowed", p.Stats().Allowed.Load(), "denied", p.Stats().Denied.Load())
 			return exitOK
 		}
+		if launchedByRuntime() {
+			// The runtime handed over one connection; it cannot be
+			// redialled. The runtime starts its plugins again when it
+			// restarts.
+			log.Error("the runtime closed the connection it launched the plugin with; exiting", "error", err)
+			return exitFailed
+		}
 		if time.Since(started) > time.Minute {
 			backoff = 500 * time.Millisecond
 		}
