@@ -473,6 +473,17 @@ func (hangingSource) Signatures(ctx context.Context, _ name.Digest) ([]artifact.
 	return nil, ctx.Err()
 }
 
+func (hangingSource) Attestations(ctx context.Context, _ name.Digest) ([]artifact.Attestation, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (hangingSource) Bundles(ctx context.Context, _ name.Digest) ([]artifact.Bundle, error) {
+	<-ctx.Done()
+	time.Sleep(2 * time.Second)
+	return nil, ctx.Err()
+}
+
 func (hangingSource) Describe(ctx context.Context, _ name.Digest) (artifact.Manifest, error) {
 	<-ctx.Done()
 	return artifact.Manifest{}, ctx.Err()

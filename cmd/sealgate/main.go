@@ -36,6 +36,7 @@ func commands() []command {
 	return []command{
 		{"run", "run the NRI plugin daemon beside containerd", runCmd},
 		{"verify", "decide on one image, exactly as the daemon would", verifyCmd},
+		{"verify-bundle", "verify a Sigstore bundle over a file or digest (conformance client protocol)", verifyBundleCmd},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
 			fmt.Fprintln(stdout, "sealgate", version)
 			return exitOK
@@ -76,7 +77,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: sealgate COMMAND [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'sealgate COMMAND -h' for a command's flags.")
 }

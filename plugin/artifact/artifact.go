@@ -21,10 +21,51 @@ type Signature struct {
 	Chain []byte
 	// RekorBundle is the JSON of the `dev.sigstore.cosign/bundle` annotation.
 	RekorBundle []byte
+	// Timestamp is the JSON of the `dev.sigstore.cosign/rfc3161timestamp`
+	// annotation (a TSA response over the signature), when present.
+	Timestamp []byte
 	// Attached is the digest whose signature tag held this signature.
 	Attached string
 	// Origin says where the signature came from, for messages, e.g.
 	// "127.0.0.1:5000/app:sha256-ab12….sig layer 0".
+	Origin string
+}
+
+// Attestation is one layer of cosign's classic `sha256-<digest>.att`
+// manifest: a DSSE envelope holding an in-toto statement, with the same
+// certificate and transparency-log annotations as a Signature. Nothing in it
+// has been verified.
+type Attestation struct {
+	// Envelope is the DSSE envelope JSON (the layer's blob, media type
+	// application/vnd.dsse.envelope.v1+json).
+	Envelope []byte
+	// Certificate, Chain, RekorBundle and Timestamp are as in Signature.
+	Certificate []byte
+	Chain       []byte
+	RekorBundle []byte
+	Timestamp   []byte
+	// Attached is the digest whose attestation tag held this envelope.
+	Attached string
+	// Origin says where it came from, for messages.
+	Origin string
+}
+
+// Bundle is a Sigstore bundle (v0.1 to v0.3, message signature or DSSE)
+// attached to an image as an OCI 1.1 referrer, or through cosign's tag
+// fallback for registries without the referrers API. Nothing in it has been
+// verified.
+type Bundle struct {
+	// JSON is the bundle document.
+	JSON []byte
+	// MediaType is the bundle's own media type (e.g.
+	// "application/vnd.dev.sigstore.bundle.v0.3+json").
+	MediaType string
+	// ArtifactType is the artifact type of the manifest that held it, as
+	// the manifest itself says (not as a referrers listing claims).
+	ArtifactType string
+	// Attached is the image digest the manifest's subject names.
+	Attached string
+	// Origin says where it came from, for messages.
 	Origin string
 }
 

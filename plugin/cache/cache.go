@@ -10,6 +10,8 @@ import (
 	"container/list"
 	"sync"
 	"time"
+
+	"github.com/sealgate/sealgate/plugin/verify"
 )
 
 // Key names a verdict. A verdict is only valid for the exact manifest digest,
@@ -29,8 +31,9 @@ type Verdict struct {
 	Allowed bool
 	// Reasons explain a denial, or say what was checked.
 	Reasons []string
-	// SatisfiedBy names the authorities that verified (for reports).
-	SatisfiedBy []string
+	// SatisfiedBy says which authority satisfied which requirement, with
+	// its key or certificate identity and signing time (for reports).
+	SatisfiedBy []verify.Satisfier
 	// VerifiedAt is when the signatures were checked.
 	VerifiedAt time.Time
 }

@@ -12,11 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/sealgate/sealgate/plugin/artifact"
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/source"
@@ -135,7 +138,8 @@ func WithCache(s cache.Store) Option {
 	}
 }
 
-// WithVerifier sets the signature verifier (default: verify.New()).
+// WithVerifier sets the signature verifier (default: one built with the
+// policy's trusted roots).
 func WithVerifier(v *verify.Verifier) Option {
 	return func(e *Engine) error {
 		if v == nil {
@@ -184,7 +188,7 @@ func New(p *policy.Policy, src source.Source, opts ...Option) (*Engine, error) {
 		e.cache = cache.NewMemory(0)
 	}
 	if e.verifier == nil {
-		v, err := verify.New()
+		v, err := verify.New(verify.WithTrustedRootFiles(p.TrustedRoots...))
 		if err != nil {
 			return nil, fmt.Errorf("new decision engine: %w", err)
 		}
@@ -230,11 +234,6 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 	case policy.ActionDeny:
 		return e.finish(d, rule, false, "the rule denies this image")
 	}
-	if rule.Signatures == nil {
-		// Attestation-only rules are verified from a later release on;
-		// until then they cannot be satisfied.
-		return e.finish(d, rule, false, "the rule requires attestations, which this build cannot verify yet")
-	}
 
 	key := cache.Key{Digest: d.Digest, Repository: img.Repository, Rule: rule.Name, PolicyDigest: e.policy.Digest}
 	if v, ok := e.cache.Get(key); ok {
@@ -250,66 +249,126 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 	if v.err != nil {
 		d.Source = SourcePolicy
 	}
-	d.SatisfiedBy = v.by
 	return e.fromVerdict(d, rule, v.verdict)
 }
 
 type outcome struct {
 	verdict cache.Verdict
-	by      []verify.Satisfier
 	err     error // operational failure (the verdict is a denial)
 }
 
-// verify fetches the signatures for img and checks them against rule.
+// verify fetches what rule needs for img and checks it. For an index whose
+// own signatures do not satisfy the rule, the platform manifest is checked
+// too: it satisfies only when the rule accepts platform signatures, and
+// otherwise it makes the denial say why.
 func (e *Engine) verify(ctx context.Context, img policy.Image, rule *policy.Rule) outcome {
-	req := rule.Signatures
 	repo, err := name.NewRepository(img.Repository, name.WeakValidation)
 	if err != nil {
 		return failed(fmt.Errorf("repository %q: %w", img.Repository, err))
 	}
-	target := repo.Digest(img.Digest)
-	sigs, err := e.source.Signatures(ctx, target)
-	if err != nil {
-		return failed(fetchErr(ctx, err))
+	res := e.check(ctx, repo, img.Repository, img.Digest, rule)
+	if res.err != nil || res.verdict.Allowed {
+		return res
 	}
-	res := e.verifier.VerifySignatures(ctx, verify.Subject{Repository: img.Repository, Digest: img.Digest}, sigs, req)
-	if res.Satisfied {
-		return e.allowed(res)
-	}
-
-	// The digest may name an index whose signatures sit on its platform
-	// manifest only. That satisfies the rule only when the rule says so.
-	m, err := e.source.Describe(ctx, target)
+	m, err := e.source.Describe(ctx, repo.Digest(img.Digest))
 	if err != nil || !m.IsIndex() {
-		return denied(res.Reasons)
+		return res
 	}
 	child := m.PlatformChild(e.platform)
 	if child == "" {
-		return denied(append(res.Reasons, fmt.Sprintf("index has no manifest for platform %s", e.platform)))
+		return denied(append(res.verdict.Reasons, fmt.Sprintf("index has no manifest for platform %s", e.platform)))
 	}
-	childSigs, err := e.source.Signatures(ctx, repo.Digest(child))
+	childRes := e.check(ctx, repo, img.Repository, child, rule)
+	accept := rule.Signatures != nil && rule.Signatures.AcceptPlatformSignature
+	switch {
+	case childRes.err != nil:
+		return childRes
+	case childRes.verdict.Allowed && accept:
+		return childRes
+	case childRes.verdict.Allowed:
+		return denied([]string{fmt.Sprintf("index %s is not signed; only its %s manifest %s is, and the rule requires a signature over the index (set signatures.acceptPlatformSignature: true to accept it)", img.Digest, e.platform, child)})
+	case accept:
+		return denied([]string{"index: " + strings.Join(res.verdict.Reasons, "; "), "platform manifest " + child + ": " + strings.Join(childRes.verdict.Reasons, "; ")})
+	}
+	return res
+}
+
+// material is what the sources hold for one digest.
+type material struct {
+	sigs    []artifact.Signature
+	atts    []artifact.Attestation
+	bundles []artifact.Bundle
+}
+
+// fetch gets, concurrently, only what rule needs: classic signatures for a
+// signatures requirement, classic attestations for attestation
+// requirements, and bundles (which carry either) for both.
+func (e *Engine) fetch(ctx context.Context, img name.Digest, rule *policy.Rule) (material, error) {
+	var m material
+	g, gctx := errgroup.WithContext(ctx)
+	if rule.Signatures != nil {
+		g.Go(func() (err error) { m.sigs, err = e.source.Signatures(gctx, img); return err })
+	}
+	if len(rule.Attestations) > 0 {
+		g.Go(func() (err error) { m.atts, err = e.source.Attestations(gctx, img); return err })
+	}
+	g.Go(func() (err error) { m.bundles, err = e.source.Bundles(gctx, img); return err })
+	return m, g.Wait()
+}
+
+// check verifies every requirement of rule for one digest.
+func (e *Engine) check(ctx context.Context, repo name.Repository, repository, digest string, rule *policy.Rule) outcome {
+	m, err := e.fetch(ctx, repo.Digest(digest), rule)
 	if err != nil {
 		return failed(fetchErr(ctx, err))
 	}
-	childRes := e.verifier.VerifySignatures(ctx, verify.Subject{Repository: img.Repository, Digest: child}, childSigs, req)
-	switch {
-	case childRes.Satisfied && req.AcceptPlatformSignature:
-		return e.allowed(childRes)
-	case childRes.Satisfied:
-		return denied([]string{fmt.Sprintf("index %s is not signed; only its %s manifest %s is, and the rule requires a signature over the index (set signatures.acceptPlatformSignature: true to accept it)", img.Digest, e.platform, child)})
-	case req.AcceptPlatformSignature:
-		reasons := append([]string{"index: " + strings.Join(res.Reasons, "; ")}, "platform manifest "+child+": "+strings.Join(childRes.Reasons, "; "))
+	subj := verify.Subject{Repository: repository, Digest: digest}
+	var (
+		by      []verify.Satisfier
+		reasons []string
+	)
+	if req := rule.Signatures; req != nil {
+		res := e.verifier.VerifySignaturesAndBundles(ctx, subj, m.sigs, m.bundles, req)
+		if !res.Satisfied {
+			reasons = append(reasons, res.Reasons...)
+		}
+		by = appendRequirement(by, RequirementSignatures, res.By)
+	}
+	for _, req := range rule.Attestations {
+		res := e.verifier.VerifyAttestations(ctx, subj, m.atts, m.bundles, req)
+		if !res.Satisfied {
+			reasons = append(reasons, "attestation "+req.PredicateType+": "+strings.Join(res.Reasons, "; "))
+		}
+		by = appendRequirement(by, RequirementAttestation+" "+req.PredicateType, res.By)
+	}
+	if len(reasons) > 0 {
 		return denied(reasons)
 	}
-	return denied(res.Reasons)
+	return e.allowed(by)
 }
 
-func (e *Engine) allowed(res verify.Result) outcome {
-	by := make([]string, 0, len(res.By))
-	for _, s := range res.By {
-		by = append(by, s.Authority)
+// Requirement names, as reported in Satisfier.Requirement.
+const (
+	RequirementSignatures  = "signatures"
+	RequirementAttestation = "attestation"
+)
+
+func appendRequirement(dst []verify.Satisfier, requirement string, by []verify.Satisfier) []verify.Satisfier {
+	for _, s := range by {
+		s.Requirement = requirement
+		dst = append(dst, s)
 	}
-	return outcome{verdict: cache.Verdict{Allowed: true, Reasons: []string{"signed by " + strings.Join(by, ", ")}, SatisfiedBy: by, VerifiedAt: e.now()}, by: res.By}
+	return dst
+}
+
+func (e *Engine) allowed(by []verify.Satisfier) outcome {
+	names := make([]string, 0, len(by))
+	for _, s := range by {
+		if !slices.Contains(names, s.Authority) {
+			names = append(names, s.Authority)
+		}
+	}
+	return outcome{verdict: cache.Verdict{Allowed: true, Reasons: []string{"verified by " + strings.Join(names, ", ")}, SatisfiedBy: by, VerifiedAt: e.now()}}
 }
 
 func denied(reasons []string) outcome {
@@ -340,10 +399,8 @@ func (e *Engine) fromVerdict(d Decision, rule *policy.Rule, v cache.Verdict) Dec
 		t := v.VerifiedAt
 		d.VerifiedAt = &t
 	}
-	if len(d.SatisfiedBy) == 0 && v.Allowed {
-		for _, a := range v.SatisfiedBy {
-			d.SatisfiedBy = append(d.SatisfiedBy, verify.Satisfier{Authority: a})
-		}
+	if v.Allowed {
+		d.SatisfiedBy = v.SatisfiedBy
 	}
 	return e.finish(d, rule, v.Allowed, v.Reasons...)
 }

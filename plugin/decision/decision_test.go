@@ -44,6 +44,14 @@ func (f *fakeSource) Signatures(_ context.Context, img name.Digest) ([]artifact.
 	return f.sigs[img.DigestStr()], nil
 }
 
+func (f *fakeSource) Attestations(context.Context, name.Digest) ([]artifact.Attestation, error) {
+	return nil, f.err
+}
+
+func (f *fakeSource) Bundles(context.Context, name.Digest) ([]artifact.Bundle, error) {
+	return nil, f.err
+}
+
 func (f *fakeSource) Describe(_ context.Context, img name.Digest) (artifact.Manifest, error) {
 	if f.err != nil {
 		return artifact.Manifest{}, f.err
@@ -144,7 +152,7 @@ func TestDecide(t *testing.T) {
 		source    string
 		reason    string
 	}{
-		{"signed", "enforce", Request{Image: repo + ":v1", Digest: signed}, true, false, "app", SourceVerified, "signed by key release.pub"},
+		{"signed", "enforce", Request{Image: repo + ":v1", Digest: signed}, true, false, "app", SourceVerified, "verified by key release.pub"},
 		{"digest in reference only", "enforce", Request{Image: repo + "@" + signed}, true, false, "app", SourceVerified, ""},
 		{"unsigned", "enforce", Request{Image: repo + ":v1", Digest: unsigned}, false, false, "app", SourceVerified, "no signatures found"},
 		{"no digest anywhere", "enforce", Request{Image: repo + ":v1"}, false, false, DefaultRuleName, SourcePolicy, "a name alone is never trusted"},

@@ -1,11 +1,14 @@
 package policy
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 var fuzzImages = []Image{
@@ -32,6 +35,10 @@ func FuzzParse(f *testing.F) {
 		"rules:\n  - name: a\n    images: [nginx]\n    signatures:\n      threshold: 1\n      authorities: [{key: keys/ed25519.pub}]\n",
 		"trustedRoot: roots/trusted_root.json\nrules:\n  - name: k\n    images: [\"x.io/*\"]\n    namespaces: [\"a-*\"]\n    signatures:\n      authorities:\n        - keyless: {issuer: i, subjectRegExp: '^s$'}\n",
 		"rules: [{name: a, images: [x], attestations: [{predicateType: p, authorities: [{key: keys/rsa2048.pub}]}]}]\n",
+		"rules: [{name: a, images: [x], attestations: [{predicateType: 'https://slsa.dev/provenance/v1', authorities: [{key: keys/rsa2048.pub}], conditions: ['predicate.buildDefinition.buildType == \"https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1\"', 'subject.exists(s, s.digest.sha256 != \"\")']}]}]\n",
+		"rules: [{name: a, images: [x], attestations: [{predicateType: slsaprovenance1, authorities: [{key: keys/rsa2048.pub}], conditions: ['1 +']}]}]\n",
+		"rules:\n  - name: a\n    images: [x]\n    signatures:\n      authorities:\n        - key: keys/ecdsa-p256.pub\n          rekorKey: keys/rekor.pub\n          transparencyLog: optional\n        - {key: keys/ed25519.pub, transparencyLog: required}\n",
+		"trustedRoot: [roots/trusted_root.json]\nrules:\n  - name: gh\n    images: [\"**\"]\n    signatures:\n      authorities:\n        - keyless:\n            issuer: https://token.actions.githubusercontent.com\n            subjectRegExp: '^https://github\\.com/myorg/'\n            sourceRepositoryURI: https://github.com/myorg/app\n            sourceRepositoryRefRegExp: ^refs/tags/\n            buildSignerURIRegExp: x\n          transparencyLog: optional\n        - keyless: {issuer: i, subject: s, rekorKey: keys/rekor.pub}\n",
 		"a: &x 1\nb: *x\n",
 		"mode: enforce\n---\nmode: warn\n",
 		"offline: {maxVerdictAge: 1h}\n",
@@ -62,14 +69,109 @@ func FuzzParse(f *testing.F) {
 			if r.Action == ActionVerify && r.Signatures == nil && len(r.Attestations) == 0 {
 				t.Fatalf("verify rule without requirements: %+v", r)
 			}
-			if s := r.Signatures; s != nil && (s.Threshold < 1 || s.Threshold > len(s.Authorities)) {
-				t.Fatalf("threshold out of range: %+v", s)
+			if s := r.Signatures; s != nil {
+				if s.Threshold < 1 || s.Threshold > len(s.Authorities) {
+					t.Fatalf("threshold out of range: %+v", s)
+				}
+				checkAuthorities(t, p, s.Authorities)
+			}
+			for _, a := range r.Attestations {
+				if a.Line <= 0 || checkPredicateType(a.PredicateType) != nil {
+					t.Fatalf("bad attestation: %+v", a)
+				}
+				checkAuthorities(t, p, a.Authorities)
+				for _, c := range a.Conditions {
+					if c.Program == nil || c.Line <= 0 {
+						t.Fatalf("bad condition: %+v", c)
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+					ok, err := c.Eval(ctx, fuzzStatement)
+					cancel()
+					if err != nil && (ok || !errors.Is(err, ErrCondition)) {
+						t.Fatalf("Eval %q = %v, %v", c.Expr, ok, err)
+					}
+				}
 			}
 		}
 		for _, img := range fuzzImages {
 			for _, ns := range []string{"", "default", "kube-system"} {
 				p.Match(img, ns)
 			}
+		}
+	})
+}
+
+// fuzzStatement is what FuzzParse evaluates the conditions it parses over.
+var fuzzStatement = map[string]any{
+	"predicateType": "https://slsa.dev/provenance/v1",
+	"subject":       []any{map[string]any{"name": "x", "digest": map[string]any{"sha256": "ab"}}},
+	"predicate":     map[string]any{"buildDefinition": map[string]any{"buildType": "t"}, "n": 1.0, "l": []any{"a", 2.0, nil, true}},
+}
+
+// checkAuthorities checks the invariants the verifier relies on.
+func checkAuthorities(t *testing.T, p *Policy, auths []*Authority) {
+	t.Helper()
+	for _, a := range auths {
+		switch {
+		case (a.Key == nil) == (a.Keyless == nil):
+			t.Fatalf("authority with key and keyless, or neither: %+v", a)
+		case a.TransparencyLog != TlogRequired && a.TransparencyLog != TlogOptional:
+			t.Fatalf("authority without transparencyLog: %+v", a)
+		case a.Keyless != nil && len(p.TrustedRoots) == 0:
+			t.Fatalf("keyless authority without trusted root: %+v", a)
+		case a.Keyless != nil && ((a.Keyless.Issuer == "") == (a.Keyless.IssuerRegExp == nil) || (a.Keyless.Subject == "") == (a.Keyless.SubjectRegExp == nil)):
+			t.Fatalf("keyless authority without exactly one issuer and subject: %+v", a.Keyless)
+		case a.Key != nil && (a.Key.PublicKey == nil || (a.Key.Rekor != nil && a.Key.Rekor.PublicKey == nil)):
+			t.Fatalf("key authority without a parsed key: %+v", a.Key)
+		case a.Key != nil && a.Key.Rekor == nil && a.TransparencyLog == TlogRequired && len(p.TrustedRoots) == 0:
+			t.Fatalf("required log entry with no log key: %+v", a)
+		}
+	}
+}
+
+// FuzzCondition compiles arbitrary expressions and evaluates those that
+// compile over arbitrary statement JSON (bounded): no panic, no hang past
+// the cost limit, every failure an ErrCondition.
+func FuzzCondition(f *testing.F) {
+	slsa, err := os.ReadFile("testdata/statements/slsa-v1.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range [][2]string{
+		{`predicate.buildDefinition.buildType == "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1"`, string(slsa)},
+		{`subject.exists(s, s.digest.sha256.size() == 64)`, string(slsa)},
+		{`subject.all(x, subject.all(y, x == y))`, `{"subject": [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]}`},
+		{`predicate.a.b.c > 1.5 || predicate.l.exists(e, e == null)`, `{"predicate": {"a": {"b": {"c": 2}}, "l": [null]}}`},
+		{`predicateType.matches("^https://") && has(predicate.x)`, `{"predicateType": 7, "predicate": []}`},
+		{`predicate`, `{"predicate": true}`},
+		{`predicate.map(k, k).size() > 0`, `{"predicate": {"a": 1}}`},
+		{`string(predicate.n) == "1"`, `{"predicate": {"n": 1e308}}`},
+		{`predicate.s + predicate.s == predicate.s`, `{"predicate": {"s": "é"}}`},
+		{`int(predicate.n) > 0`, `{"predicate": {"n": 1e300}}`},
+		{`1 +`, `{}`},
+	} {
+		f.Add(s[0], []byte(s[1]))
+	}
+	f.Fuzz(func(t *testing.T, expr string, data []byte) {
+		if len(data) > 64<<10 {
+			return // statements are bounded by the verifier long before this
+		}
+		c, err := compileCondition(expr)
+		if err != nil {
+			return
+		}
+		var st map[string]any
+		if json.Unmarshal(data, &st) != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ok, err := c.Eval(ctx, st)
+		if err != nil && (ok || !errors.Is(err, ErrCondition)) {
+			t.Fatalf("Eval = %v, %v", ok, err)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Eval ran into the deadline instead of the cost limit: %v", err)
 		}
 	})
 }

@@ -14,12 +14,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -727,17 +729,20 @@ func (p *parser) signatures(n *yaml.Node, path string, pol *Policy) (*Signatures
 }
 
 func (p *parser) attestation(n *yaml.Node, path string, pol *Policy) (*Attestation, error) {
-	m, err := p.mapping(n, path, "predicateType", "authorities")
+	m, err := p.mapping(n, path, "predicateType", "authorities", "conditions")
 	if err != nil {
 		return nil, err
 	}
-	a := &Attestation{}
+	a := &Attestation{Line: n.Line}
 	v := m.vals["predicateType"]
 	if v == nil {
 		return nil, p.errf(n, join(path, "predicateType"), "missing; name the in-toto predicate type required, e.g. https://slsa.dev/provenance/v1")
 	}
 	if a.PredicateType, err = p.str(v, join(path, "predicateType")); err != nil {
 		return nil, err
+	}
+	if err := checkPredicateType(a.PredicateType); err != nil {
+		return nil, p.errf(v, join(path, "predicateType"), "%v", err)
 	}
 	v = m.vals["authorities"]
 	if v == nil {
@@ -746,7 +751,50 @@ func (p *parser) attestation(n *yaml.Node, path string, pol *Policy) (*Attestati
 	if a.Authorities, err = p.authorities(v, join(path, "authorities"), pol); err != nil {
 		return nil, err
 	}
+	if v := m.vals["conditions"]; v != nil {
+		if a.Conditions, err = p.conditions(v, join(path, "conditions")); err != nil {
+			return nil, err
+		}
+	}
 	return a, nil
+}
+
+// cosignPredicateTypes maps the short names `cosign attest --type` accepts
+// to the URIs it writes into the statement, which is what a policy must
+// name (the statement carries the URI, never the short name).
+var cosignPredicateTypes = map[string]string{
+	"custom":           "https://cosign.sigstore.dev/attestation/v1",
+	"slsaprovenance":   "https://slsa.dev/provenance/v0.2",
+	"slsaprovenance02": "https://slsa.dev/provenance/v0.2",
+	"slsaprovenance1":  "https://slsa.dev/provenance/v1",
+	"spdx":             "https://spdx.dev/Document",
+	"spdxjson":         "https://spdx.dev/Document",
+	"cyclonedx":        "https://cyclonedx.org/bom",
+	"link":             "https://in-toto.io/Link/v1",
+	"vuln":             "https://cosign.sigstore.dev/attestation/vuln/v1",
+	"openvex":          "https://openvex.dev/ns",
+}
+
+// uriScheme is RFC 3986's scheme production.
+var uriScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)
+
+// checkPredicateType requires an absolute URI (in-toto predicate types are
+// URIs, compared exactly): a scheme, then a host or an opaque part, no
+// whitespace. It catches cosign's short names and other slips that would
+// make the rule unsatisfiable.
+func checkPredicateType(s string) error {
+	if uri, ok := cosignPredicateTypes[strings.ToLower(s)]; ok {
+		return fmt.Errorf("%q is a cosign --type short name; statements carry the URI it stands for, write predicateType: %s", s, uri)
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return fmt.Errorf("%q contains whitespace or control characters; a predicate type is a URI such as https://slsa.dev/provenance/v1", s)
+	}
+	scheme, rest, ok := strings.Cut(s, ":")
+	u, err := url.Parse(s)
+	if !ok || err != nil || !uriScheme.MatchString(scheme) || rest == "" || (u.Host == "" && u.Opaque == "") {
+		return fmt.Errorf("%q is not a URI; in-toto predicate types are URIs compared exactly, such as https://slsa.dev/provenance/v1", s)
+	}
+	return nil
 }
 
 func (p *parser) authorities(n *yaml.Node, path string, pol *Policy) ([]*Authority, error) {
@@ -773,53 +821,90 @@ func (p *parser) authorities(n *yaml.Node, path string, pol *Policy) ([]*Authori
 }
 
 // authority parses one authority and returns an identity string equal for
-// two entries that name the same signer.
+// two entries that name the same signer (whatever their transparency-log
+// settings).
 func (p *parser) authority(n *yaml.Node, path string, pol *Policy) (*Authority, string, error) {
-	m, err := p.mapping(n, path, "key", "keyless")
+	m, err := p.mapping(n, path, "key", "keyless", "rekorKey", "transparencyLog")
 	if err != nil {
 		return nil, "", err
 	}
+	var a *Authority
+	var id string
 	switch {
 	case m.has("key") && m.has("keyless"):
 		return nil, "", p.errf(m.keys["keyless"], path, "an authority has exactly one of key or keyless; split it into two list entries")
 	case m.has("key"):
-		k, err := p.key(m.vals["key"], join(path, "key"))
+		k, der, err := p.publicKey(m.vals["key"], join(path, "key"), "key")
 		if err != nil {
 			return nil, "", err
 		}
-		der := p.keys[k.File].der
-		return &Authority{Name: "key " + k.Path, Key: k}, "key\x00" + string(der), nil
+		ka := &KeyAuthority{Path: k.Path, File: k.File, PEM: k.PEM, PublicKey: k.PublicKey}
+		if v := m.vals["rekorKey"]; v != nil {
+			rk, rder, err := p.publicKey(v, join(path, "rekorKey"), "Rekor key")
+			if err != nil {
+				return nil, "", err
+			}
+			if bytes.Equal(rder, der) {
+				return nil, "", p.errf(v, join(path, "rekorKey"), "is the same public key as key; a signer holding the log's key could vouch for its own log entries: name the Rekor instance's public key (its /api/v1/log/publicKey)")
+			}
+			ka.Rekor = rk
+		}
+		a, id = &Authority{Name: "key " + k.Path, Key: ka}, "key\x00"+string(der)
 	case m.has("keyless"):
-		kl, names, err := p.keyless(m.vals["keyless"], join(path, "keyless"))
+		if k := m.keys["rekorKey"]; k != nil {
+			return nil, "", p.errf(k, join(path, "rekorKey"), "applies to key authorities only; a keyless authority's log entries are verified against the Rekor logs of trustedRoot")
+		}
+		kl, name, kid, err := p.keyless(m.vals["keyless"], join(path, "keyless"))
 		if err != nil {
 			return nil, "", err
 		}
 		if len(pol.TrustedRoots) == 0 {
 			return nil, "", p.errf(m.keys["keyless"], join(path, "keyless"), "keyless verification needs a Sigstore trusted root; add trustedRoot: roots/trusted_root.json at the top level")
 		}
-		return &Authority{Name: "keyless " + names, Keyless: kl}, "keyless\x00" + names, nil
+		a, id = &Authority{Name: "keyless " + name, Keyless: kl}, "keyless\x00"+kid
+	default:
+		return nil, "", p.errf(n, path, "an authority needs key: (a public key file) or keyless: (issuer and subject)")
 	}
-	return nil, "", p.errf(n, path, "an authority needs key: (a public key file) or keyless: (issuer and subject)")
+
+	a.TransparencyLog = TlogOptional
+	if a.Keyless != nil || a.Key.Rekor != nil {
+		a.TransparencyLog = TlogRequired
+	}
+	if v := m.vals["transparencyLog"]; v != nil {
+		tpath := join(path, "transparencyLog")
+		s, err := p.enum(v, tpath, string(TlogRequired), string(TlogOptional))
+		if err != nil {
+			return nil, "", err
+		}
+		a.TransparencyLog = TransparencyLog(s)
+		if a.Key != nil && a.Key.Rekor == nil && a.TransparencyLog == TlogRequired && len(pol.TrustedRoots) == 0 {
+			return nil, "", p.errf(v, tpath, "a key authority without rekorKey checks log entries against the Rekor logs of trustedRoot, and the policy has none; add rekorKey: keys/rekor.pub to this authority, or trustedRoot at the top level")
+		}
+	}
+	return a, id, nil
 }
 
-func (p *parser) key(n *yaml.Node, path string) (*KeyAuthority, error) {
+// publicKey reads a PEM public key file (what names it in messages: "key",
+// "Rekor key") and returns it with its PKIX DER, which is equal for one key
+// under two file names.
+func (p *parser) publicKey(n *yaml.Node, path, what string) (*PublicKeyFile, []byte, error) {
 	rel, err := p.str(n, path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	file := p.resolve(rel)
 	k := p.keys[file]
 	if k == nil {
-		data, err := p.read(n, path, "key", file, maxKeySize)
+		data, err := p.read(n, path, what, file, maxKeySize)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if k, err = parseKey(data); err != nil {
-			return nil, p.errf(n, path, "key file %s: %v", file, err)
+			return nil, nil, p.errf(n, path, "%s file %s: %v", what, file, err)
 		}
 		p.keys[file] = k
 	}
-	return &KeyAuthority{Path: rel, File: file, PEM: k.pem, PublicKey: k.pub}, nil
+	return &PublicKeyFile{Path: rel, File: file, PEM: k.pem, PublicKey: k.pub}, k.der, nil
 }
 
 // parseKey accepts exactly one PEM public key of a type and size sealgate
@@ -859,49 +944,116 @@ func parseKey(data []byte) (*parsedKey, error) {
 	return &parsedKey{pem: data, pub: pub, der: der}, nil
 }
 
-// keyless parses a keyless identity and returns it with its name
-// ("<issuer> <subject>", each as written).
-func (p *parser) keyless(n *yaml.Node, path string) (*KeylessAuthority, string, error) {
-	m, err := p.mapping(n, path, "issuer", "issuerRegExp", "subject", "subjectRegExp")
+// keylessExtensions are the optional Fulcio certificate extensions a
+// keyless authority may match, with the short label Authority.Name uses.
+var keylessExtensions = []struct {
+	key, label string
+	field      func(*KeylessAuthority) *StringMatch
+}{
+	{"sourceRepositoryURI", "repo", func(k *KeylessAuthority) *StringMatch { return &k.SourceRepositoryURI }},
+	{"sourceRepositoryRef", "ref", func(k *KeylessAuthority) *StringMatch { return &k.SourceRepositoryRef }},
+	{"buildSignerURI", "signer", func(k *KeylessAuthority) *StringMatch { return &k.BuildSignerURI }},
+}
+
+// keyless parses a keyless identity. It returns the authority's name
+// ("<issuer> <subject>", each as written, then " repo=…", " ref=…",
+// " signer=…" for the extensions set) and an identity string that tells
+// exact values from regular expressions.
+func (p *parser) keyless(n *yaml.Node, path string) (*KeylessAuthority, string, string, error) {
+	allowed := []string{"issuer", "issuerRegExp", "subject", "subjectRegExp"}
+	for _, e := range keylessExtensions {
+		allowed = append(allowed, e.key, e.key+"RegExp")
+	}
+	m, err := p.mapping(n, path, allowed...)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	k := &KeylessAuthority{}
-	issuer, err := p.exactOrRegExp(m, "issuer", &k.Issuer, &k.IssuerRegExp, "the OIDC issuer, e.g. issuer: https://token.actions.githubusercontent.com")
+	issuer, err := p.exactOrRegExp(m, "issuer", "the OIDC issuer, e.g. issuer: https://token.actions.githubusercontent.com")
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	subject, err := p.exactOrRegExp(m, "subject", &k.Subject, &k.SubjectRegExp, "the certificate identity, e.g. subject: https://github.com/myorg/app/.github/workflows/release.yml@refs/heads/main")
+	subject, err := p.exactOrRegExp(m, "subject", "the certificate identity, e.g. subject: https://github.com/myorg/app/.github/workflows/release.yml@refs/heads/main")
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	return k, issuer + " " + subject, nil
+	k.Issuer, k.IssuerRegExp = issuer.Exact, issuer.RegExp
+	k.Subject, k.SubjectRegExp = subject.Exact, subject.RegExp
+	name := written(issuer) + " " + written(subject)
+	id := matchID(issuer) + "\x00" + matchID(subject)
+	for _, e := range keylessExtensions {
+		sm, err := p.stringMatch(m, e.key)
+		if err != nil {
+			return nil, "", "", err
+		}
+		*e.field(k) = sm
+		if !sm.IsZero() {
+			name += " " + e.label + "=" + written(sm)
+		}
+		id += "\x00" + matchID(sm)
+	}
+	return k, name, id, nil
+}
+
+// written is a match as the policy wrote it (a regular expression without
+// a marker), for Authority.Name.
+func written(m StringMatch) string {
+	if m.RegExp != nil {
+		return m.RegExp.String()
+	}
+	return m.Exact
+}
+
+// matchID tells an exact value from a regular expression of the same text.
+func matchID(m StringMatch) string {
+	switch {
+	case m.RegExp != nil:
+		return "r:" + m.RegExp.String()
+	case m.Exact != "":
+		return "e:" + m.Exact
+	}
+	return ""
 }
 
 // exactOrRegExp reads exactly one of key and keyRegExp.
-func (p *parser) exactOrRegExp(m *mapping, key string, exact *string, re **regexp.Regexp, example string) (string, error) {
+func (p *parser) exactOrRegExp(m *mapping, key, example string) (StringMatch, error) {
+	if rkey := key + "RegExp"; m.has(key) && m.has(rkey) {
+		return StringMatch{}, p.errf(m.keys[rkey], join(m.path, rkey), "set exactly one of %s and %s; remove one", key, rkey)
+	}
+	sm, err := p.stringMatch(m, key)
+	if err != nil {
+		return StringMatch{}, err
+	}
+	if sm.IsZero() {
+		rkey := key + "RegExp"
+		return StringMatch{}, p.errf(m.node, join(m.path, key), "missing; set %s or %s: %s", key, rkey, example)
+	}
+	return sm, nil
+}
+
+// stringMatch reads at most one of key and keyRegExp (a Go RE2 regular
+// expression, compiled now); neither gives the zero StringMatch.
+func (p *parser) stringMatch(m *mapping, key string) (StringMatch, error) {
 	rkey := key + "RegExp"
 	switch {
 	case m.has(key) && m.has(rkey):
-		return "", p.errf(m.keys[rkey], join(m.path, rkey), "set exactly one of %s and %s; remove one", key, rkey)
+		return StringMatch{}, p.errf(m.keys[rkey], join(m.path, rkey), "set only one of %s and %s; remove one", key, rkey)
 	case m.has(key):
 		s, err := p.str(m.vals[key], join(m.path, key))
 		if err != nil {
-			return "", err
+			return StringMatch{}, err
 		}
-		*exact = s
-		return s, nil
+		return StringMatch{Exact: s}, nil
 	case m.has(rkey):
 		s, err := p.str(m.vals[rkey], join(m.path, rkey))
 		if err != nil {
-			return "", err
+			return StringMatch{}, err
 		}
-		compiled, err := regexp.Compile(s)
+		re, err := regexp.Compile(s)
 		if err != nil {
-			return "", p.errf(m.vals[rkey], join(m.path, rkey), "not a valid regular expression (Go RE2 syntax): %v", err)
+			return StringMatch{}, p.errf(m.vals[rkey], join(m.path, rkey), "not a valid regular expression (Go RE2 syntax): %v", err)
 		}
-		*re = compiled
-		return s, nil
+		return StringMatch{RegExp: re}, nil
 	}
-	return "", p.errf(m.node, join(m.path, key), "missing; set %s or %s: %s", key, rkey, example)
+	return StringMatch{}, nil
 }

@@ -51,7 +51,7 @@ func TestLoadFull(t *testing.T) {
 	if !strings.HasPrefix(p.Digest, "sha256:") || len(p.Digest) != len("sha256:")+64 {
 		t.Errorf("Digest = %q", p.Digest)
 	}
-	wantFiles := []string{abs(t, "keys/ecdsa-p256.pub"), abs(t, "keys/ecdsa-p384.pub"), abs(t, "keys/ed25519.pub"), abs(t, "keys/rsa2048.pub"), abs(t, "roots/trusted_root.json")}
+	wantFiles := []string{abs(t, "keys/ecdsa-p256.pub"), abs(t, "keys/ecdsa-p384.pub"), abs(t, "keys/ed25519.pub"), abs(t, "keys/rekor.pub"), abs(t, "keys/rsa2048.pub"), abs(t, "roots/trusted_root.json")}
 	if !equal(p.Files(), wantFiles) {
 		t.Errorf("Files = %q, want %q", p.Files(), wantFiles)
 	}
@@ -93,16 +93,37 @@ func TestLoadFull(t *testing.T) {
 	if ec, ok := k0.Key.PublicKey.(*ecdsa.PublicKey); !ok || ec.Curve != elliptic.P256() {
 		t.Errorf("authority 0 key = %T", k0.Key.PublicKey)
 	}
+	if k0.TransparencyLog != TlogRequired || k0.Key.Rekor == nil || k0.Key.Rekor.Path != "keys/rekor.pub" ||
+		k0.Key.Rekor.File != abs(t, "keys/rekor.pub") {
+		t.Errorf("authority 0 rekor = %+v, tlog %q", k0.Key.Rekor, k0.TransparencyLog)
+	} else if rekorPEM, _ := os.ReadFile("testdata/keys/rekor.pub"); string(k0.Key.Rekor.PEM) != string(rekorPEM) {
+		t.Errorf("authority 0 rekorKey PEM differs from the file")
+	} else if _, ok := k0.Key.Rekor.PublicKey.(*ecdsa.PublicKey); !ok {
+		t.Errorf("authority 0 rekorKey = %T", k0.Key.Rekor.PublicKey)
+	}
 	if _, ok := s.Authorities[1].Key.PublicKey.(ed25519.PublicKey); !ok {
 		t.Errorf("authority 1 key = %T", s.Authorities[1].Key.PublicKey)
+	}
+	if a1 := s.Authorities[1]; a1.TransparencyLog != TlogRequired || a1.Key.Rekor != nil {
+		t.Errorf("authority 1 tlog = %q, rekor %+v", a1.TransparencyLog, a1.Key.Rekor)
 	}
 	kl := s.Authorities[2]
 	if kl.Key != nil || kl.Keyless == nil || kl.Keyless.Issuer != "https://token.actions.githubusercontent.com" ||
 		kl.Keyless.IssuerRegExp != nil || kl.Keyless.Subject != "" || kl.Keyless.SubjectRegExp == nil {
 		t.Fatalf("authority 2 = %+v", kl)
 	}
-	if kl.Name != `keyless https://token.actions.githubusercontent.com ^https://github\.com/myorg/.+@refs/tags/v.+$` {
+	if kl.Name != `keyless https://token.actions.githubusercontent.com ^https://github\.com/myorg/.+@refs/tags/v.+$`+
+		` repo=https://github.com/myorg/app ref=^refs/tags/v signer=^https://github\.com/myorg/app/\.github/workflows/release\.yml@` {
 		t.Errorf("authority 2 name = %q", kl.Name)
+	}
+	if kl.TransparencyLog != TlogOptional {
+		t.Errorf("authority 2 tlog = %q, want optional as written", kl.TransparencyLog)
+	}
+	if e := kl.Keyless; e.SourceRepositoryURI.Exact != "https://github.com/myorg/app" || e.SourceRepositoryURI.RegExp != nil ||
+		e.SourceRepositoryRef.Exact != "" || !e.SourceRepositoryRef.Match("refs/tags/v1.2") || e.SourceRepositoryRef.Match("refs/heads/main") ||
+		!e.BuildSignerURI.Match("https://github.com/myorg/app/.github/workflows/release.yml@refs/tags/v1") ||
+		e.BuildSignerURI.Match("https://github.com/myorg/app/.github/workflows/other.yml@refs/tags/v1") {
+		t.Errorf("authority 2 extensions = %+v", e)
 	}
 	if !kl.Keyless.SubjectRegExp.MatchString("https://github.com/myorg/app/.github/workflows/r.yml@refs/tags/v1") ||
 		kl.Keyless.SubjectRegExp.MatchString("https://github.com/other/app@refs/tags/v1") {
@@ -115,13 +136,25 @@ func TestLoadFull(t *testing.T) {
 	if rk, ok := myorg.Attestations[0].Authorities[0].Key.PublicKey.(*rsa.PublicKey); !ok || rk.N.BitLen() != 2048 {
 		t.Errorf("attestation key = %T", myorg.Attestations[0].Authorities[0].Key.PublicKey)
 	}
+	if att := myorg.Attestations[0]; att.Line != 36 || len(att.Conditions) != 2 || att.Conditions[0].Line != 39 || att.Conditions[1].Line != 40 ||
+		att.Conditions[1].Expr != `subject.exists(s, s.digest.sha256 != "")` || att.Conditions[0].Program == nil {
+		t.Errorf("myorg attestation = %+v", att)
+	}
+	if a := myorg.Attestations[0].Authorities[0]; a.TransparencyLog != TlogOptional {
+		t.Errorf("attestation key tlog = %q, want optional (key without rekorKey)", a.TransparencyLog)
+	}
 
 	if attested.Signatures != nil || len(attested.Attestations) != 1 || attested.Action != ActionVerify || len(attested.Namespaces) != 0 {
 		t.Fatalf("attested = %+v", attested)
 	}
 	ak := attested.Attestations[0].Authorities[0].Keyless
-	if ak == nil || ak.IssuerRegExp == nil || ak.Subject != "release@example.com" {
+	if ak == nil || ak.IssuerRegExp == nil || ak.Subject != "release@example.com" ||
+		ak.SourceRepositoryRef.Exact != "refs/heads/main" || ak.BuildSignerURI.Exact != "https://ci.example.com/release" || !ak.SourceRepositoryURI.IsZero() {
 		t.Errorf("attested keyless = %+v", ak)
+	}
+	if a := attested.Attestations[0]; a.Line != 44 || len(a.Conditions) != 0 || a.Authorities[0].TransparencyLog != TlogRequired ||
+		a.Authorities[0].Name != `keyless ^https://accounts\.example\.com$ release@example.com ref=refs/heads/main signer=https://ci.example.com/release` {
+		t.Errorf("attested attestation = %+v, authority %+v", a, a.Authorities[0])
 	}
 }
 
@@ -228,6 +261,18 @@ func TestParseDefaults(t *testing.T) {
 // rule1 starts a policy with one rule named a, images on line 3.
 var rule1 = []string{"rules:", "  - name: a", "    images: [x.io/a]"}
 
+// root1 is rule1 under a trusted root: images on line 4.
+var root1 = append([]string{"trustedRoot: roots/trusted_root.json"}, rule1...)
+
+// sigs1 opens rule1's signature authorities: the first one is on line 6.
+var sigs1 = append(append([]string(nil), rule1...), "    signatures:", "      authorities:")
+
+// keyless1 is root1 with one keyless authority whose keys continue on line 10.
+var keyless1 = append(append([]string(nil), root1...), "    signatures:", "      authorities:", "        - keyless:", "            issuer: i", "            subject: s")
+
+// att1 is rule1 with one attestation on line 5; its keys continue on line 7.
+var att1 = append(append([]string(nil), rule1...), "    attestations:", "      - predicateType: https://slsa.dev/provenance/v1", "        authorities: [{key: keys/ed25519.pub}]")
+
 func with(base []string, more ...string) []byte {
 	return y(append(append([]string(nil), base...), more...)...)
 }
@@ -300,7 +345,7 @@ func TestParseErrors(t *testing.T) {
 		{"weak rsa key", with(rule1, "    signatures:", "      authorities:", "        - key: keys/rsa1024.pub"), 6, "rules[0].signatures.authorities[0].key", "RSA key of 1024 bits is too weak"},
 		{"p521 key", with(rule1, "    signatures:", "      authorities:", "        - key: keys/ecdsa-p521.pub"), 6, "rules[0].signatures.authorities[0].key", "ECDSA curve P-521 is not supported"},
 		{"two keys in a file", with(rule1, "    signatures:", "      authorities:", "        - key: keys/two-keys.pub"), 6, "rules[0].signatures.authorities[0].key", "more than one PEM block"},
-		{"key in attestation", with(rule1, "    attestations:", "      - predicateType: p", "        authorities:", "          - key: keys/garbage.pub"), 7, "rules[0].attestations[0].authorities[0].key", "no PEM block"},
+		{"key in attestation", with(rule1, "    attestations:", "      - predicateType: https://p.example/v1", "        authorities:", "          - key: keys/garbage.pub"), 7, "rules[0].attestations[0].authorities[0].key", "no PEM block"},
 
 		// Trusted roots.
 		{"missing trusted root", y("trustedRoot: roots/missing.json"), 1, "trustedRoot", "trusted root file " + abs(t, "roots/missing.json") + " does not exist"},
@@ -334,8 +379,55 @@ func TestParseErrors(t *testing.T) {
 		{"bad regexp", y("trustedRoot: roots/trusted_root.json", "rules:", "  - name: a", "    images: [x.io/a]", "    signatures:", "      authorities:", "        - keyless:", "            issuer: i", "            subjectRegExp: '^(x'"), 9, "rules[0].signatures.authorities[0].keyless.subjectRegExp", "not a valid regular expression"},
 		{"attestation without predicateType", with(rule1, "    attestations:", "      - authorities: [{key: keys/ed25519.pub}]"), 5, "rules[0].attestations[0].predicateType", "missing"},
 		{"attestation empty predicateType", with(rule1, "    attestations:", "      - predicateType: \"\"", "        authorities: [{key: keys/ed25519.pub}]"), 5, "rules[0].attestations[0].predicateType", "must not be empty"},
-		{"attestation empty authorities", with(rule1, "    attestations:", "      - predicateType: p", "        authorities: []"), 6, "rules[0].attestations[0].authorities", "must list at least one authority"},
+		{"attestation empty authorities", with(rule1, "    attestations:", "      - predicateType: https://p.example/v1", "        authorities: []"), 6, "rules[0].attestations[0].authorities", "must list at least one authority"},
 		{"attestations empty", with(rule1, "    attestations: []"), 4, "rules[0].attestations", "must list at least one attestation"},
+
+		// Authority options (issue 3): rekorKey, transparencyLog.
+		{"rekorKey on keyless", with(root1, "    signatures:", "      authorities:", "        - keyless: {issuer: i, subject: s}", "          rekorKey: keys/rekor.pub"), 8, "rules[0].signatures.authorities[0].rekorKey", "applies to key authorities only"},
+		{"rekorKey alone", with(sigs1, "        - rekorKey: keys/rekor.pub"), 6, "rules[0].signatures.authorities[0]", "needs key:"},
+		{"rekorKey missing", with(sigs1, "        - key: keys/ed25519.pub", "          rekorKey: keys/missing.pub"), 7, "rules[0].signatures.authorities[0].rekorKey", "Rekor key file " + abs(t, "keys/missing.pub") + " does not exist"},
+		{"rekorKey garbage", with(sigs1, "        - key: keys/ed25519.pub", "          rekorKey: keys/garbage.pub"), 7, "rules[0].signatures.authorities[0].rekorKey", "Rekor key file " + abs(t, "keys/garbage.pub") + ": no PEM block"},
+		{"rekorKey weak", with(sigs1, "        - key: keys/ed25519.pub", "          rekorKey: keys/rsa1024.pub"), 7, "rules[0].signatures.authorities[0].rekorKey", "too weak"},
+		{"rekorKey is a number", with(sigs1, "        - key: keys/ed25519.pub", "          rekorKey: 7"), 7, "rules[0].signatures.authorities[0].rekorKey", "must be a string"},
+		{"rekorKey is the signing key", with(sigs1, "        - key: keys/ecdsa-p256.pub", "          rekorKey: keys/ecdsa-p256-copy.pub"), 7, "rules[0].signatures.authorities[0].rekorKey", "is the same public key as key"},
+		{"rekorKey unknown spelling", with(sigs1, "        - key: keys/ed25519.pub", "          rekorkey: keys/rekor.pub"), 7, "rules[0].signatures.authorities[0].rekorkey", `did you mean "rekorKey"?`},
+		{"unknown authority key", with(sigs1, "        - key: keys/ed25519.pub", "          tlog: required"), 7, "rules[0].signatures.authorities[0].tlog", "allowed here: key, keyless, rekorKey, transparencyLog"},
+		{"transparencyLog bad value", with(sigs1, "        - key: keys/ed25519.pub", "          transparencyLog: always"), 7, "rules[0].signatures.authorities[0].transparencyLog", `"always" is not one of required, optional`},
+		{"transparencyLog bool", with(sigs1, "        - key: keys/ed25519.pub", "          transparencyLog: true"), 7, "rules[0].signatures.authorities[0].transparencyLog", "must be a string, not the boolean true"},
+		{"transparencyLog required without log key", with(sigs1, "        - key: keys/ed25519.pub", "          transparencyLog: required"), 7, "rules[0].signatures.authorities[0].transparencyLog", "add rekorKey: keys/rekor.pub to this authority, or trustedRoot"},
+		{"transparencyLog required without log key in attestation", with(rule1, "    attestations:", "      - predicateType: https://slsa.dev/provenance/v1", "        authorities:", "          - {key: keys/ed25519.pub, transparencyLog: required}"), 7, "rules[0].attestations[0].authorities[0].transparencyLog", "the policy has none"},
+		{"same key with and without rekorKey", with(sigs1, "        - key: keys/ed25519.pub", "        - key: keys/ed25519.pub", "          rekorKey: keys/rekor.pub"), 7, "rules[0].signatures.authorities[1]", "is the same signer as rules[0].signatures.authorities[0]"},
+
+		// Keyless certificate extensions.
+		{"sourceRepositoryURI and RegExp", with(keyless1, "            sourceRepositoryURI: https://github.com/a/b", "            sourceRepositoryURIRegExp: ^https://github.com/a/"), 11, "rules[0].signatures.authorities[0].keyless.sourceRepositoryURIRegExp", "set only one of sourceRepositoryURI and sourceRepositoryURIRegExp"},
+		{"sourceRepositoryRef bad regexp", with(keyless1, "            sourceRepositoryRefRegExp: '^refs/(tags'"), 10, "rules[0].signatures.authorities[0].keyless.sourceRepositoryRefRegExp", "not a valid regular expression (Go RE2 syntax)"},
+		{"sourceRepositoryRef empty", with(keyless1, "            sourceRepositoryRef: ''"), 10, "rules[0].signatures.authorities[0].keyless.sourceRepositoryRef", "must not be empty"},
+		{"buildSignerURI is a list", with(keyless1, "            buildSignerURI: [a, b]"), 10, "rules[0].signatures.authorities[0].keyless.buildSignerURI", "must be a string, not a list"},
+		{"buildSignerURIRegExp is null", with(keyless1, "            buildSignerURIRegExp:"), 10, "rules[0].signatures.authorities[0].keyless.buildSignerURIRegExp", "must be a string, not empty (null)"},
+		{"extension wrong case", with(keyless1, "            sourceRepositoryUri: https://github.com/a/b"), 10, "rules[0].signatures.authorities[0].keyless.sourceRepositoryUri", `did you mean "sourceRepositoryURI"?`},
+		{"duplicate keyless", with(keyless1, "            sourceRepositoryURI: https://github.com/a/b", "        - keyless: {issuer: i, subject: s, sourceRepositoryURI: https://github.com/a/b}", "          transparencyLog: optional"), 11, "rules[0].signatures.authorities[1]", "is the same signer as rules[0].signatures.authorities[0]"},
+		{"keyless attestation without trusted root", with(rule1, "    attestations:", "      - predicateType: https://slsa.dev/provenance/v1", "        authorities:", "          - keyless: {issuer: i, subject: s}"), 7, "rules[0].attestations[0].authorities[0].keyless", "add trustedRoot"},
+
+		// Attestation predicate types and conditions.
+		{"predicateType cosign short name", with(rule1, "    attestations:", "      - predicateType: slsaprovenance1", "        authorities: [{key: keys/ed25519.pub}]"), 5, "rules[0].attestations[0].predicateType", `"slsaprovenance1" is a cosign --type short name; statements carry the URI it stands for, write predicateType: https://slsa.dev/provenance/v1`},
+		{"predicateType word", with(rule1, "    attestations:", "      - predicateType: provenance", "        authorities: [{key: keys/ed25519.pub}]"), 5, "rules[0].attestations[0].predicateType", `"provenance" is not a URI`},
+		{"predicateType no host", with(rule1, "    attestations:", "      - predicateType: 'https://'", "        authorities: [{key: keys/ed25519.pub}]"), 5, "rules[0].attestations[0].predicateType", "is not a URI"},
+		{"predicateType bad scheme", with(rule1, "    attestations:", "      - predicateType: '1https://slsa.dev/provenance/v1'", "        authorities: [{key: keys/ed25519.pub}]"), 5, "rules[0].attestations[0].predicateType", "is not a URI"},
+		{"predicateType path only", with(rule1, "    attestations:", "      - predicateType: /provenance/v1", "        authorities: [{key: keys/ed25519.pub}]"), 5, "rules[0].attestations[0].predicateType", "is not a URI"},
+		{"predicateType space", with(rule1, "    attestations:", "      - predicateType: https://slsa.dev/provenance v1", "        authorities: [{key: keys/ed25519.pub}]"), 5, "rules[0].attestations[0].predicateType", "contains whitespace"},
+		{"predicateType number", with(rule1, "    attestations:", "      - predicateType: 1", "        authorities: [{key: keys/ed25519.pub}]"), 5, "rules[0].attestations[0].predicateType", "must be a string"},
+		{"unknown attestation key", with(att1, "        condition: [x]"), 7, "rules[0].attestations[0].condition", "allowed here: predicateType, authorities, conditions"},
+		{"conditions empty", with(att1, "        conditions: []"), 7, "rules[0].attestations[0].conditions", "an empty list sets no condition"},
+		{"conditions is a string", with(att1, "        conditions: predicate.x == 1"), 7, "rules[0].attestations[0].conditions", "must be a list of CEL expressions"},
+		{"condition is a number", with(att1, "        conditions: [1]"), 7, "rules[0].attestations[0].conditions[0]", "must be a string, not the number 1"},
+		{"condition is empty", with(att1, "        conditions: ['']"), 7, "rules[0].attestations[0].conditions[0]", "must not be empty"},
+		{"condition syntax error", with(att1, "        conditions:", "          - predicateType == \"x\"", "          - predicate.x =="), 9, "rules[0].attestations[0].conditions[1]", "not a valid CEL expression: 1:15: Syntax error"},
+		{"condition undeclared variable", with(att1, "        conditions:", "          - statement.predicate.x == 1"), 8, "rules[0].attestations[0].conditions[0]", "undeclared reference to 'statement'"},
+		{"condition not bool", with(att1, "        conditions:", "          - size(subject) + 1"), 8, "rules[0].attestations[0].conditions[0]", "evaluates to int, not bool"},
+		{"condition string", with(att1, "        conditions:", "          - predicateType"), 8, "rules[0].attestations[0].conditions[0]", "evaluates to string, not bool"},
+		{"condition bad overload", with(att1, "        conditions:", "          - predicateType > 1"), 8, "rules[0].attestations[0].conditions[0]", "found no matching overload"},
+		{"condition too long", with(att1, "        conditions:", "          - '"+strings.Repeat("true && ", 600)+"true'"), 8, "rules[0].attestations[0].conditions[0]", "more than 4096; split it"},
+		{"condition garbage", with(att1, "        conditions:", "          - ')))(((+-*/'"), 8, "rules[0].attestations[0].conditions[0]", " more; the expression sees predicate"},
 
 		// Documents, aliases, syntax.
 		{"empty file", []byte(""), 1, "", "the policy is empty; a minimal policy"},
@@ -530,6 +622,90 @@ func TestDigest(t *testing.T) {
 	write(t, filepath.Join(dir, "k2.pub"), other)
 	data = []byte(strings.Replace(string(data), "key: k.pub", "key: k2.pub", 1))
 	check("key file renamed")
+
+	// A rekorKey is part of the trust store like any key.
+	rekor, _ := os.ReadFile("testdata/keys/rekor.pub")
+	p384, _ := os.ReadFile("testdata/keys/ecdsa-p384.pub")
+	write(t, filepath.Join(dir, "rekor.pub"), rekor)
+	data = []byte(strings.Replace(string(data), "{key: k2.pub}", "{key: k2.pub, rekorKey: rekor.pub}", 1))
+	check("rekorKey added")
+	p, err := Parse(policyPath, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files := p.Files(); !contains(files, filepath.Join(dir, "rekor.pub")) {
+		t.Errorf("Files() = %q lacks the rekorKey", files)
+	}
+	write(t, filepath.Join(dir, "rekor.pub"), p384)
+	check("rekorKey changed")
+	data = []byte(strings.Replace(string(data), "rekorKey: rekor.pub}", "rekorKey: rekor.pub, transparencyLog: optional}", 1))
+	check("transparencyLog changed")
+}
+
+// TestParseAuthorities checks the effective transparencyLog, names and
+// identities of authorities that parse.
+func TestParseAuthorities(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		lines []string // authority list entries, from line 8
+		tlogs []TransparencyLog
+		names []string
+	}{
+		{"key", []string{"- key: keys/ed25519.pub"}, []TransparencyLog{TlogOptional}, []string{"key keys/ed25519.pub"}},
+		{"key with rekorKey", []string{"- {key: keys/ed25519.pub, rekorKey: keys/rekor.pub}"}, []TransparencyLog{TlogRequired}, []string{"key keys/ed25519.pub"}},
+		{"key with rekorKey, optional", []string{"- {key: keys/ed25519.pub, rekorKey: keys/rekor.pub, transparencyLog: optional}"}, []TransparencyLog{TlogOptional}, nil},
+		{"key required against trusted roots", []string{"- {key: keys/ed25519.pub, transparencyLog: required}"}, []TransparencyLog{TlogRequired}, nil},
+		{"key explicit optional", []string{"- {key: keys/ed25519.pub, transparencyLog: optional}"}, []TransparencyLog{TlogOptional}, nil},
+		{"keyless", []string{"- keyless: {issuer: https://i, subject: s}"}, []TransparencyLog{TlogRequired}, []string{"keyless https://i s"}},
+		{"keyless optional (TSA)", []string{"- keyless: {issuer: https://i, subject: s}", "  transparencyLog: optional"}, []TransparencyLog{TlogOptional}, nil},
+		{"keyless extensions", []string{"- keyless: {issuerRegExp: ^https://i$, subject: s, buildSignerURIRegExp: ^https://b/, sourceRepositoryURI: https://r}"},
+			[]TransparencyLog{TlogRequired}, []string{"keyless ^https://i$ s repo=https://r signer=^https://b/"}},
+		// Not the same signer: an exact value is not the regular expression
+		// with the same text, and different extensions are different identities.
+		{"exact and regexp of the same text", []string{"- keyless: {issuer: ^i$, subject: s}", "- keyless: {issuerRegExp: ^i$, subject: s}"}, []TransparencyLog{TlogRequired, TlogRequired}, nil},
+		{"different extensions", []string{"- keyless: {issuer: i, subject: s, sourceRepositoryRef: refs/heads/main}", "- keyless: {issuer: i, subject: s, sourceRepositoryRef: refs/heads/dev}"},
+			nil, []string{"keyless i s ref=refs/heads/main", "keyless i s ref=refs/heads/dev"}},
+		{"one rekorKey for two keys", []string{"- {key: keys/ed25519.pub, rekorKey: keys/rekor.pub}", "- {key: keys/ecdsa-p384.pub, rekorKey: keys/rekor.pub}"}, []TransparencyLog{TlogRequired, TlogRequired}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lines := append(append([]string(nil), root1...), "    signatures:", "      authorities:")
+			for _, l := range tc.lines {
+				lines = append(lines, "        "+l)
+			}
+			p, err := Parse(testPath, y(lines...))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			auths := p.Rules[0].Signatures.Authorities
+			for i, want := range tc.tlogs {
+				if got := auths[i].TransparencyLog; got != want {
+					t.Errorf("authority %d: TransparencyLog = %q, want %q", i, got, want)
+				}
+			}
+			for i, want := range tc.names {
+				if got := auths[i].Name; got != want {
+					t.Errorf("authority %d: Name = %q, want %q", i, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestAttestationOnly keeps a rule with attestations and no signatures
+// valid, conditions included.
+func TestAttestationOnly(t *testing.T) {
+	p, err := Parse(testPath, with(att1, "        conditions:", "          - 'predicateType == \"https://slsa.dev/provenance/v1\"'", "          - predicate.builder.id.startsWith(\"https://github.com/\")"))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	r := p.Rules[0]
+	if r.Action != ActionVerify || r.Signatures != nil || len(r.Attestations) != 1 {
+		t.Fatalf("rule = %+v", r)
+	}
+	a := r.Attestations[0]
+	if a.Line != 5 || a.PredicateType != "https://slsa.dev/provenance/v1" || len(a.Conditions) != 2 || a.Conditions[0].Line != 8 || a.Conditions[1].Line != 9 {
+		t.Fatalf("attestation = %+v", a)
+	}
 }
 
 func TestDigestFraming(t *testing.T) {

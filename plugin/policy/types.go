@@ -123,6 +123,20 @@ type Signatures struct {
 	AcceptPlatformSignature bool
 }
 
+// TransparencyLog says whether an authority's signatures must have been
+// entered in a transparency log (Rekor) whose key is in the trust store.
+type TransparencyLog string
+
+const (
+	// TlogRequired: a signature counts only with a verified log entry
+	// (signed entry timestamp or inclusion proof). Default for keyless,
+	// and for a key authority that names a rekorKey.
+	TlogRequired TransparencyLog = "required"
+	// TlogOptional: a log entry is verified when present, not required.
+	// Default for a key authority without rekorKey.
+	TlogOptional TransparencyLog = "optional"
+)
+
 // Authority is one trusted signer: exactly one of Key and Keyless is set.
 type Authority struct {
 	// Name identifies the authority in messages and reports, e.g.
@@ -130,6 +144,8 @@ type Authority struct {
 	Name    string
 	Key     *KeyAuthority
 	Keyless *KeylessAuthority
+	// TransparencyLog is the authority's effective `transparencyLog`.
+	TransparencyLog TransparencyLog
 }
 
 // KeyAuthority is a public key read from the trust store.
@@ -142,18 +158,74 @@ type KeyAuthority struct {
 	PEM []byte
 	// PublicKey is the parsed key (ECDSA P-256/P-384, Ed25519 or RSA).
 	PublicKey crypto.PublicKey
+	// Rekor is the authority's `rekorKey`: the public key of the Rekor log
+	// that must hold the signature's entry. Nil when not given (then the
+	// Rekor logs of the trusted roots are used when an entry is present).
+	Rekor *PublicKeyFile
 }
 
-// KeylessAuthority is a Fulcio certificate identity (verified from issue 3 on).
+// PublicKeyFile is a PEM public key read from the trust store.
+type PublicKeyFile struct {
+	Path      string // as written in the policy
+	File      string // absolute path read
+	PEM       []byte
+	PublicKey crypto.PublicKey
+}
+
+// KeylessAuthority is a Fulcio certificate identity. Issuer and Subject are
+// required (exact or regular expression); the Fulcio certificate extensions
+// are optional and, when set, must match too.
 type KeylessAuthority struct {
 	Issuer        string
 	IssuerRegExp  *regexp.Regexp
 	Subject       string
 	SubjectRegExp *regexp.Regexp
+	// SourceRepositoryURI is Fulcio's extension 1.3.6.1.4.1.57264.1.12.
+	SourceRepositoryURI StringMatch
+	// SourceRepositoryRef is Fulcio's extension 1.3.6.1.4.1.57264.1.14.
+	SourceRepositoryRef StringMatch
+	// BuildSignerURI is Fulcio's extension 1.3.6.1.4.1.57264.1.9 (the
+	// workflow that signed, e.g. .../.github/workflows/release.yml@refs/tags/v1).
+	BuildSignerURI StringMatch
 }
 
-// Attestation is one entry of a rule's `attestations`.
+// StringMatch matches a certificate field exactly or by regular
+// expression; the zero value matches anything.
+type StringMatch struct {
+	Exact  string
+	RegExp *regexp.Regexp
+}
+
+// IsZero reports whether m places no constraint.
+func (m StringMatch) IsZero() bool { return m.Exact == "" && m.RegExp == nil }
+
+// Match reports whether s satisfies m.
+func (m StringMatch) Match(s string) bool {
+	switch {
+	case m.RegExp != nil:
+		return m.RegExp.MatchString(s)
+	case m.Exact != "":
+		return s == m.Exact
+	}
+	return true
+}
+
+// String describes m for messages.
+func (m StringMatch) String() string {
+	if m.RegExp != nil {
+		return "~" + m.RegExp.String()
+	}
+	return m.Exact
+}
+
+// Attestation is one entry of a rule's `attestations`: satisfied only by an
+// in-toto statement of exactly PredicateType whose subject names the image
+// digest, signed by one of Authorities, for which every condition holds.
 type Attestation struct {
 	PredicateType string
 	Authorities   []*Authority
+	// Conditions are CEL expressions over the statement, compiled at load.
+	Conditions []*Condition
+	// Line is the entry's line in the policy file, for messages.
+	Line int
 }

@@ -40,6 +40,9 @@ func classify(err error) outcome {
 	if errors.Is(err, ErrLimit) || errors.Is(err, context.Canceled) {
 		return outcomeFailed
 	}
+	if errors.Is(err, errNoReferrers) {
+		return outcomeNotFound
+	}
 	if errors.Is(err, errRequestTimeout) || errors.Is(err, context.DeadlineExceeded) {
 		return outcomeUnreachable
 	}

@@ -1,9 +1,12 @@
 package source
 
 import (
+	"bytes"
 	"encoding/base64"
 	"strings"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 var fuzzSeedFiles = []string{
@@ -70,6 +73,114 @@ func FuzzParseDescription(f *testing.F) {
 		for _, c := range m.Children {
 			if c.Digest == "" || strings.Count(c.Platform, "/") > 2 {
 				t.Fatalf("bad child %+v", c)
+			}
+		}
+	})
+}
+
+var referrerSeedFiles = []string{
+	"cosign-referrers.json",
+	"cosign-referrers-fallback.json",
+	"cosign-bundle-manifest.json",
+	"cosign-attestation-manifest.json",
+	"oci-index.json",
+}
+
+// FuzzParseReferrers feeds referrers listings (API replies and fallback
+// indexes) to the parser.
+func FuzzParseReferrers(f *testing.F) {
+	for _, file := range referrerSeedFiles {
+		f.Add(readTestdata(f, file))
+	}
+	d := `"sha256:` + strings.Repeat("0", 64) + `"`
+	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"size":1,"digest":` + d + `},{"size":1,"digest":` + d + `}]}`))
+	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"size":9999999,"digest":` + d + `,"artifactType":"` + BundleMediaTypeV01 + `"}]}`))
+	f.Add([]byte(`{"schemaVersion":2,"mediaType":"` + mediaTypeOCIIndex + `","manifests":[{"mediaType":"` + mediaTypeOCIIndex + `","size":1,"digest":` + d + `,"annotations":{"a":"b"}}]}`))
+	lim := Limits{ManifestBytes: 1 << 20, Referrers: 4}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		refs, err := parseReferrers(body, lim)
+		if err != nil {
+			return
+		}
+		if len(refs) > lim.Referrers {
+			t.Fatalf("%d candidates passed a limit of %d", len(refs), lim.Referrers)
+		}
+		seen := map[string]bool{}
+		for _, r := range refs {
+			if r.Size < 0 || r.Size > lim.ManifestBytes {
+				t.Fatalf("candidate %s size %d passed the limit", r.Digest, r.Size)
+			}
+			if _, err := v1.NewHash(r.Digest.String()); err != nil {
+				t.Fatalf("candidate with a bad digest %q", r.Digest)
+			}
+			if seen[r.Digest.String()] {
+				t.Fatalf("candidate %s twice", r.Digest)
+			}
+			seen[r.Digest.String()] = true
+			if r.ArtifactType != "" && r.ArtifactType != mediaTypeEmptyConfig && !IsBundleMediaType(r.ArtifactType) {
+				t.Fatalf("candidate %s of artifact type %q", r.Digest, r.ArtifactType)
+			}
+		}
+	})
+}
+
+// FuzzParseReferrerManifest feeds a referrer's manifest to the parser and
+// to the step that decides whether it holds a bundle for a subject.
+func FuzzParseReferrerManifest(f *testing.F) {
+	subject := "sha256:baed71af2c5166d3c1813357fc14a76059e72d1f9736702e8809b18b7774bcba" // the fixtures' image
+	for _, file := range referrerSeedFiles {
+		f.Add(readTestdata(f, file), subject)
+	}
+	f.Add([]byte(`{"schemaVersion":2,"config":{"mediaType":"`+BundleMediaTypeV02+`"},"subject":{"digest":"`+subject+`"},"layers":[{"mediaType":"`+BundleMediaTypeV02+`","size":1,"digest":"`+subject+`"}]}`), subject)
+	lim := Limits{BundleBytes: 1 << 10}
+	f.Fuzz(func(t *testing.T, body []byte, subj string) {
+		h, err := v1.NewHash(subj)
+		if err != nil {
+			return
+		}
+		m, err := parseReferrerManifest(body)
+		if err != nil {
+			return
+		}
+		l, ok, err := bundleLayer(m, h, lim)
+		if err != nil || !ok {
+			return
+		}
+		if !m.Image || !IsBundleMediaType(m.ArtifactType) || m.Subject != h.String() {
+			t.Fatalf("selected a manifest that is not a bundle for %s: %+v", h, m)
+		}
+		if !IsBundleMediaType(l.MediaType) || l.Size < 0 || l.Size > lim.BundleBytes {
+			t.Fatalf("selected a bad layer %+v", l)
+		}
+	})
+}
+
+// FuzzParseAttestationManifest feeds registry replies for an attestation
+// tag to the parser and to the step that turns layers into attestations.
+func FuzzParseAttestationManifest(f *testing.F) {
+	for _, file := range append(fuzzSeedFiles, referrerSeedFiles...) {
+		f.Add(readTestdata(f, file), readTestdata(f, "cosign-dsse-envelope.json"))
+	}
+	f.Add([]byte(`{"schemaVersion":2,"layers":[{"mediaType":"`+DSSEMediaType+`","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","annotations":{"dev.sigstore.cosign/rfc3161timestamp":"{}"}}]}`), []byte("{}"))
+	lim := Limits{Signatures: 4, EnvelopeBytes: 1 << 10}
+	f.Fuzz(func(t *testing.T, body, env []byte) {
+		layers, err := parseAttestationManifest(body, lim)
+		if err != nil {
+			return
+		}
+		if len(layers) > lim.Signatures {
+			t.Fatalf("%d layers passed a limit of %d", len(layers), lim.Signatures)
+		}
+		for i, l := range layers {
+			if l.MediaType != DSSEMediaType || l.Size < 0 || l.Size > lim.EnvelopeBytes {
+				t.Fatalf("layer %d passed: %+v", i, l)
+			}
+			if checkBlob(l.Digest, l.Size, env) != nil {
+				continue
+			}
+			a := newAttestation(l, env, "sha256:x", "o")
+			if !bytes.Equal(a.Envelope, env) || string(a.Timestamp) != l.Annotations[annotationTimestamp] {
+				t.Fatalf("attestation %+v does not carry layer %d", a, i)
 			}
 		}
 	})

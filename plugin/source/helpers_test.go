@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -14,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,14 +43,24 @@ type testRegistry struct {
 	tagGets      atomic.Int64 // GET .../manifests/<*.sig>
 	blobGets     atomic.Int64 // GET .../blobs/...
 
-	mu    sync.Mutex
-	hook  func(w http.ResponseWriter, r *http.Request) bool
-	reqs  []string // "METHOD path?query"
-	strip string   // path prefix removed before the registry sees it
-	add   string   // path prefix added (override_path tests)
+	mu        sync.Mutex
+	hook      func(w http.ResponseWriter, r *http.Request) bool
+	rewrite   func(r *http.Request, body []byte) []byte
+	reqs      []string // "METHOD path?query"
+	strip     string   // path prefix removed before the registry sees it
+	add       string   // path prefix added (override_path tests)
+	referrers bool     // serve the OCI 1.1 referrers API
 }
 
 type registryOption func(*testRegistry)
+
+// withReferrers switches go-containerregistry's referrers API on. Its
+// listing reports a referrer's config media type as the artifact type (for
+// cosign's bundles, the empty config's), unlike the spec and testenv's
+// registry.
+func withReferrers() registryOption {
+	return func(tr *testRegistry) { tr.referrers = true }
+}
 
 func withPrefix(strip, add string) registryOption {
 	return func(tr *testRegistry) { tr.strip, tr.add = strip, add }
@@ -60,11 +72,11 @@ func newTestRegistry(t testing.TB, opts ...registryOption) *testRegistry {
 	for _, o := range opts {
 		o(tr)
 	}
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(tr.referrers))
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tr.mu.Lock()
 		tr.reqs = append(tr.reqs, r.Method+" "+r.URL.RequestURI())
-		hook := tr.hook
+		hook, rewrite := tr.hook, tr.rewrite
 		tr.mu.Unlock()
 		if tr.strip != "" {
 			if !strings.HasPrefix(r.URL.Path, tr.strip) {
@@ -88,6 +100,18 @@ func newTestRegistry(t testing.TB, opts ...registryOption) *testRegistry {
 		if hook != nil && hook(w, r) {
 			return
 		}
+		if rewrite != nil && r.Method == http.MethodGet {
+			rec := httptest.NewRecorder()
+			reg.ServeHTTP(rec, r)
+			body := rewrite(r, rec.Body.Bytes())
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			w.WriteHeader(rec.Code)
+			w.Write(body)
+			return
+		}
 		reg.ServeHTTP(w, r)
 	})
 	tr.srv = httptest.NewServer(h)
@@ -100,6 +124,13 @@ func (tr *testRegistry) setHook(h func(w http.ResponseWriter, r *http.Request) b
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	tr.hook = h
+}
+
+// setRewrite lets a test change the body of GET replies.
+func (tr *testRegistry) setRewrite(f func(r *http.Request, body []byte) []byte) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.rewrite = f
 }
 
 func (tr *testRegistry) requests() []string {
@@ -159,6 +190,7 @@ type testSig struct {
 	certificate string
 	chain       string
 	bundle      string
+	timestamp   string
 }
 
 // simpleSigning returns a cosign simple-signing payload for image.
@@ -209,6 +241,9 @@ func signatureImage(t testing.TB, sigs ...testSig) v1.Image {
 		if s.bundle != "" {
 			ann[annotationBundle] = s.bundle
 		}
+		if s.timestamp != "" {
+			ann[annotationTimestamp] = s.timestamp
+		}
 		var err error
 		img, err = mutate.Append(img, mutate.Addendum{
 			Layer:       static.NewLayer(s.payload, SimpleSigningMediaType),
@@ -254,4 +289,103 @@ func newTestSource(t testing.TB, opts ...Option) *Registry {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// rawManifest is a manifest pushed byte for byte.
+type rawManifest struct {
+	body []byte
+	mt   types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.body, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
+
+// putBlob uploads b to host/repo and returns its descriptor.
+func putBlob(t testing.TB, host, repo string, b []byte, mt types.MediaType) v1.Descriptor {
+	t.Helper()
+	r, err := name.NewRepository(host + "/" + repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := static.NewLayer(b, mt)
+	if err := remote.WriteLayer(r, l); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := l.Digest()
+	return v1.Descriptor{MediaType: mt, Size: int64(len(b)), Digest: h}
+}
+
+// putManifest pushes body to host/repo by its digest, or at tag when given,
+// and returns its digest. go-containerregistry keeps the referrers tag
+// fallback index up to date when the manifest has a subject and the
+// registry has no referrers API, as cosign's pushes do.
+func putManifest(t testing.TB, host, repo, tag string, body []byte, mt types.MediaType) v1.Hash {
+	t.Helper()
+	h := digestOf(body)
+	ref := host + "/" + repo + "@" + h.String()
+	if tag != "" {
+		ref = host + "/" + repo + ":" + tag
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Put(r, rawManifest{body: body, mt: mt}); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// testReferrer describes a referrer manifest for pushReferrer.
+type testReferrer struct {
+	artifactType string // the manifest's artifactType; "" for none
+	configType   string // default the empty config
+	layerType    string // default artifactType
+	layers       [][]byte
+	subject      string // default the image's digest
+	annotations  map[string]string
+}
+
+// pushReferrer writes a referrer manifest (and its blobs) for image, laid
+// out as cosign writes a bundle, and returns its digest.
+func pushReferrer(t testing.TB, host string, image name.Digest, r testReferrer) v1.Hash {
+	t.Helper()
+	repo := image.RepositoryStr()
+	if r.configType == "" {
+		r.configType = mediaTypeEmptyConfig
+	}
+	if r.layerType == "" {
+		r.layerType = r.artifactType
+	}
+	if r.subject == "" {
+		r.subject = image.DigestStr()
+	}
+	config := putBlob(t, host, repo, []byte("{}"), types.MediaType(r.configType))
+	m := map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     mediaTypeOCIManifest,
+		"config":        config,
+		"subject":       map[string]any{"mediaType": mediaTypeOCIManifest, "size": 1, "digest": r.subject},
+	}
+	layers := []v1.Descriptor{}
+	for _, b := range r.layers {
+		layers = append(layers, putBlob(t, host, repo, b, types.MediaType(r.layerType)))
+	}
+	m["layers"] = layers
+	if r.artifactType != "" {
+		m["artifactType"] = r.artifactType
+	}
+	if r.annotations != nil {
+		m["annotations"] = r.annotations
+	}
+	body, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return putManifest(t, host, repo, "", body, types.OCIManifestSchema1)
+}
+
+// fakeBundle is bundle-shaped JSON; nothing here verifies it.
+func fakeBundle(n int) []byte {
+	return fmt.Appendf(nil, `{"mediaType":%q,"n":%d}`, BundleMediaTypeV03Alt, n)
 }

@@ -28,8 +28,20 @@ const (
 	// payload is well under 1 KiB; cosign itself caps payloads at 128 MiB,
 	// which is far too much for a node's hot path).
 	DefaultPayloadBytes int64 = 256 << 10
-	// DefaultSignatures bounds the number of layers of a signature manifest.
+	// DefaultSignatures bounds the number of layers of a signature manifest
+	// and of an attestation manifest.
 	DefaultSignatures = 32
+	// DefaultEnvelopeBytes bounds one DSSE envelope of cosign's attestation
+	// tag. An in-toto statement with a SLSA provenance predicate is a few
+	// KiB; an SBOM put in a predicate can be far larger, and is not what a
+	// node's admission path should download.
+	DefaultEnvelopeBytes int64 = 1 << 20
+	// DefaultBundleBytes bounds one Sigstore bundle (its certificate chain,
+	// transparency-log entries and DSSE envelope or message signature).
+	DefaultBundleBytes int64 = 1 << 20
+	// DefaultReferrers bounds the referrers of one image whose manifests are
+	// fetched to look for Sigstore bundles.
+	DefaultReferrers = 32
 )
 
 // Limits bounds what a registry can make sealgate read. A hostile or broken
@@ -42,13 +54,26 @@ type Limits struct {
 	ManifestBytes int64
 	// PayloadBytes bounds one signature layer. Default DefaultPayloadBytes.
 	PayloadBytes int64
-	// Signatures bounds the layers of one signature manifest. Default
-	// DefaultSignatures.
+	// Signatures bounds the layers of one signature manifest, and of one
+	// attestation manifest. Default DefaultSignatures.
 	Signatures int
+	// EnvelopeBytes bounds one DSSE envelope of an attestation manifest.
+	// Default DefaultEnvelopeBytes.
+	EnvelopeBytes int64
+	// BundleBytes bounds one Sigstore bundle attached as a referrer.
+	// Default DefaultBundleBytes.
+	BundleBytes int64
+	// Referrers bounds the referrers of one image that may hold a Sigstore
+	// bundle (after duplicates and referrers that the listing says are of
+	// another kind are dropped). More is an error wrapping ErrLimit, not a
+	// silent cut: which ones to drop would be the registry's choice.
+	// Default DefaultReferrers.
+	Referrers int
 }
 
 func (l Limits) withDefaults() (Limits, error) {
-	if l.ManifestBytes < 0 || l.PayloadBytes < 0 || l.Signatures < 0 {
+	if l.ManifestBytes < 0 || l.PayloadBytes < 0 || l.Signatures < 0 ||
+		l.EnvelopeBytes < 0 || l.BundleBytes < 0 || l.Referrers < 0 {
 		return Limits{}, fmt.Errorf("limits must not be negative: %+v", l)
 	}
 	if l.ManifestBytes == 0 {
@@ -59,6 +84,15 @@ func (l Limits) withDefaults() (Limits, error) {
 	}
 	if l.Signatures == 0 {
 		l.Signatures = DefaultSignatures
+	}
+	if l.EnvelopeBytes == 0 {
+		l.EnvelopeBytes = DefaultEnvelopeBytes
+	}
+	if l.BundleBytes == 0 {
+		l.BundleBytes = DefaultBundleBytes
+	}
+	if l.Referrers == 0 {
+		l.Referrers = DefaultReferrers
 	}
 	return l, nil
 }

@@ -26,6 +26,7 @@ const (
 	annotationCertificate = "dev.sigstore.cosign/certificate"
 	annotationChain       = "dev.sigstore.cosign/chain"
 	annotationBundle      = "dev.sigstore.cosign/bundle"
+	annotationTimestamp   = "dev.sigstore.cosign/rfc3161timestamp"
 )
 
 // Manifest media types that a digest may name.
@@ -51,8 +52,8 @@ func SignatureTag(image name.Digest) (name.Tag, error) {
 	return image.Context().Tag(h.Algorithm + "-" + h.Hex + ".sig"), nil
 }
 
-// signatureLayer is one layer descriptor of a signature manifest, before its
-// blob is fetched.
+// signatureLayer is one layer descriptor of a manifest at one of cosign's
+// tags (a signature or an attestation), before its blob is fetched.
 type signatureLayer struct {
 	Digest      v1.Hash
 	Size        int64
@@ -64,6 +65,13 @@ type signatureLayer struct {
 // checks sizes and counts against lim before any blob is fetched, so a
 // hostile manifest cannot make us fetch more than lim allows.
 func parseSignatureManifest(body []byte, lim Limits) ([]signatureLayer, error) {
+	return parseLayerManifest(body, "signature", lim.Signatures, lim.PayloadBytes)
+}
+
+// parseLayerManifest reads an image manifest whose layers are cosign's
+// signatures or attestations: at most maxLayers layers of at most maxBytes
+// each.
+func parseLayerManifest(body []byte, kind string, maxLayers int, maxBytes int64) ([]signatureLayer, error) {
 	if err := checkJSON(body); err != nil {
 		return nil, err
 	}
@@ -92,12 +100,12 @@ func parseSignatureManifest(body []byte, lim Limits) ([]signatureLayer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	if len(raw) > lim.Signatures {
-		return nil, fmt.Errorf("manifest has %d signature layers, limit %d: %w", len(raw), lim.Signatures, ErrLimit)
+	if len(raw) > maxLayers {
+		return nil, fmt.Errorf("manifest has %d %s layers, limit %d: %w", len(raw), kind, maxLayers, ErrLimit)
 	}
 	layers := make([]signatureLayer, 0, len(raw))
 	for i, r := range raw {
-		l, err := parseSignatureLayer(r, lim)
+		l, err := parseSignatureLayer(r, maxBytes)
 		if err != nil {
 			return nil, fmt.Errorf("manifest layer %d: %w", i, err)
 		}
@@ -106,7 +114,7 @@ func parseSignatureManifest(body []byte, lim Limits) ([]signatureLayer, error) {
 	return layers, nil
 }
 
-func parseSignatureLayer(raw []byte, lim Limits) (signatureLayer, error) {
+func parseSignatureLayer(raw []byte, maxBytes int64) (signatureLayer, error) {
 	d, err := decodeObject(raw)
 	if err != nil {
 		return signatureLayer{}, err
@@ -127,8 +135,8 @@ func parseSignatureLayer(raw []byte, lim Limits) (signatureLayer, error) {
 		return signatureLayer{}, errors.New("size missing")
 	case size < 0:
 		return signatureLayer{}, fmt.Errorf("negative size %d", size)
-	case size > lim.PayloadBytes:
-		return signatureLayer{}, fmt.Errorf("size %d, limit %d: %w", size, lim.PayloadBytes, ErrLimit)
+	case size > maxBytes:
+		return signatureLayer{}, fmt.Errorf("size %d, limit %d: %w", size, maxBytes, ErrLimit)
 	}
 	l.Size = size
 	if l.MediaType, err = d.str("mediaType"); err != nil {
@@ -190,6 +198,9 @@ func newSignature(l signatureLayer, payload []byte, attached, origin string) art
 	}
 	if v, ok := l.Annotations[annotationBundle]; ok {
 		s.RekorBundle = []byte(v)
+	}
+	if v, ok := l.Annotations[annotationTimestamp]; ok {
+		s.Timestamp = []byte(v)
 	}
 	return s
 }

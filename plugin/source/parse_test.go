@@ -154,6 +154,7 @@ func TestNewSignature(t *testing.T) {
 		annotationCertificate: "CERT",
 		annotationChain:       "CHAIN",
 		annotationBundle:      "BUNDLE",
+		annotationTimestamp:   "TSA",
 		"other":               "ignored",
 	}}
 	got := newSignature(l, []byte("payload"), "sha256:x", "repo:tag layer 0")
@@ -161,7 +162,8 @@ func TestNewSignature(t *testing.T) {
 		Chain: []byte("CHAIN"), RekorBundle: []byte("BUNDLE"), Attached: "sha256:x", Origin: "repo:tag layer 0"}
 	if string(got.Payload) != string(want.Payload) || string(got.Signature) != string(want.Signature) ||
 		string(got.Certificate) != string(want.Certificate) || string(got.Chain) != string(want.Chain) ||
-		string(got.RekorBundle) != string(want.RekorBundle) || got.Attached != want.Attached || got.Origin != want.Origin {
+		string(got.RekorBundle) != string(want.RekorBundle) || string(got.Timestamp) != "TSA" ||
+		got.Attached != want.Attached || got.Origin != want.Origin {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 
@@ -170,7 +172,7 @@ func TestNewSignature(t *testing.T) {
 		t.Fatalf("bad base64: %+v", bad)
 	}
 	none := newSignature(signatureLayer{}, nil, "", "o")
-	if none.Signature != nil || none.Certificate != nil || none.Origin != "o" {
+	if none.Signature != nil || none.Certificate != nil || none.Timestamp != nil || none.Origin != "o" {
 		t.Fatalf("no annotations: %+v", none)
 	}
 }

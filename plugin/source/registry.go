@@ -20,21 +20,26 @@ import (
 	"github.com/sealgate/sealgate/plugin/artifact"
 )
 
-// blobJobs bounds the signature payloads fetched at once for one image.
+// blobJobs bounds the blobs (signature payloads, envelopes, referrer
+// manifests with their bundles) fetched at once for one image.
 const blobJobs = 4
 
-// Registry finds cosign's classic signatures (the "sha256-<hex>.sig" tag) in
-// the image's registry, reached the way containerd reaches it: through the
-// mirrors, servers and TLS settings of containerd's certs.d. It is safe for
-// concurrent use; concurrent calls for the same digest share one fetch.
+// Registry finds cosign's classic signatures and attestations (the
+// "sha256-<hex>.sig" and ".att" tags) and Sigstore bundles attached as OCI
+// 1.1 referrers in the image's registry, reached the way containerd reaches
+// it: through the mirrors, servers and TLS settings of containerd's
+// certs.d. It is safe for concurrent use; concurrent calls of one method for
+// the same digest share one fetch.
 type Registry struct {
 	keychain authn.Keychain
 	timeout  time.Duration
 	limits   Limits
 	hosts    *hostConfig
 
-	signatures flightGroup
-	describe   flightGroup
+	signatures   flightGroup
+	attestations flightGroup
+	bundles      flightGroup
+	describe     flightGroup
 }
 
 var _ Source = (*Registry)(nil)
@@ -90,11 +95,97 @@ func (r *Registry) Describe(ctx context.Context, image name.Digest) (artifact.Ma
 	return m, nil
 }
 
+// Attestations returns the DSSE envelopes under image's attestation tag
+// (cosign's "sha256-<hex>.att"), with the same host rules as Signatures. A
+// tag that no host has is none: an empty slice and a nil error. The
+// returned values are the caller's own.
+func (r *Registry) Attestations(ctx context.Context, image name.Digest) ([]artifact.Attestation, error) {
+	v, err := r.attestations.do(ctx, image.String(), func(ctx context.Context) (any, error) {
+		return r.fetchAttestations(ctx, image)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetch attestations for %s: %w", image, err)
+	}
+	shared := v.([]artifact.Attestation)
+	out := make([]artifact.Attestation, len(shared))
+	for i, a := range shared {
+		out[i] = cloneAttestation(a)
+	}
+	return out, nil
+}
+
+// Bundles returns the Sigstore bundles attached to image as OCI 1.1
+// referrers, found through the referrers API or, on a registry without it,
+// the referrers tag fallback. See the package documentation for how
+// referrers are selected. None is an empty slice and a nil error. The
+// returned values are the caller's own.
+func (r *Registry) Bundles(ctx context.Context, image name.Digest) ([]artifact.Bundle, error) {
+	v, err := r.bundles.do(ctx, image.String(), func(ctx context.Context) (any, error) {
+		return r.fetchBundles(ctx, image)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetch bundles for %s: %w", image, err)
+	}
+	shared := v.([]artifact.Bundle)
+	out := make([]artifact.Bundle, len(shared))
+	for i, b := range shared {
+		b.JSON = bytes.Clone(b.JSON)
+		out[i] = b
+	}
+	return out, nil
+}
+
 func (r *Registry) fetchSignatures(ctx context.Context, image name.Digest) ([]artifact.Signature, error) {
 	tag, err := SignatureTag(image)
 	if err != nil {
 		return nil, err
 	}
+	blobs, err := r.fetchTagged(ctx, image, tag, func(body []byte) ([]signatureLayer, error) {
+		return parseSignatureManifest(body, r.limits)
+	}, r.limits.PayloadBytes)
+	if err != nil {
+		return nil, err
+	}
+	sigs := make([]artifact.Signature, len(blobs))
+	for i, b := range blobs {
+		sigs[i] = newSignature(b.layer, b.blob, image.DigestStr(), b.origin)
+	}
+	return sigs, nil
+}
+
+func (r *Registry) fetchAttestations(ctx context.Context, image name.Digest) ([]artifact.Attestation, error) {
+	tag, err := AttestationTag(image)
+	if err != nil {
+		return nil, err
+	}
+	blobs, err := r.fetchTagged(ctx, image, tag, func(body []byte) ([]signatureLayer, error) {
+		return parseAttestationManifest(body, r.limits)
+	}, r.limits.EnvelopeBytes)
+	if err != nil {
+		return nil, err
+	}
+	atts := make([]artifact.Attestation, len(blobs))
+	for i, b := range blobs {
+		atts[i] = newAttestation(b.layer, b.blob, image.DigestStr(), b.origin)
+	}
+	return atts, nil
+}
+
+// layerBlob is one layer of a manifest at one of cosign's tags, with its
+// blob.
+type layerBlob struct {
+	layer  signatureLayer
+	blob   []byte
+	origin string
+}
+
+// fetchTagged reads the manifest at one of cosign's tags next to image and
+// the blobs of its layers. The tag is asked only of hosts allowed to resolve
+// tags ("pull" and "resolve" capabilities); blobs are fetched from hosts
+// allowed to pull, each bounded by blobLimit. A tag that no host has is
+// none: an empty slice and a nil error.
+func (r *Registry) fetchTagged(ctx context.Context, image name.Digest, tag name.Tag,
+	parse func([]byte) ([]signatureLayer, error), blobLimit int64) ([]layerBlob, error) {
 	targets, err := r.targets(image)
 	if err != nil {
 		return nil, err
@@ -108,43 +199,43 @@ func (r *Registry) fetchSignatures(ctx context.Context, image name.Digest) ([]ar
 		if err != nil {
 			return nil, err
 		}
-		return parseSignatureManifest(desc.Manifest, r.limits)
+		return parse(desc.Manifest)
 	})
 	if errors.Is(err, ErrNotFound) {
-		return []artifact.Signature{}, nil
+		return []layerBlob{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("signature manifest %s: %w", tag, err)
+		return nil, fmt.Errorf("manifest %s: %w", tag, err)
 	}
 
 	pullers := withCapability(targets, docker.HostCapabilityPull)
-	sigs := make([]artifact.Signature, len(layers))
+	out := make([]layerBlob, len(layers))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(blobJobs)
 	for i, l := range layers {
 		g.Go(func() error {
 			origin := tag.String() + " layer " + strconv.Itoa(i)
-			payload, err := tryHosts(gctx, pullers, func(ctx context.Context, t *target) ([]byte, error) {
-				return r.fetchBlob(ctx, t, l)
+			blob, err := tryHosts(gctx, pullers, func(ctx context.Context, t *target) ([]byte, error) {
+				return r.fetchBlob(ctx, t, l, blobLimit)
 			})
 			if err != nil {
-				return fmt.Errorf("%s: payload %s: %w", origin, l.Digest, err)
+				return fmt.Errorf("%s: blob %s: %w", origin, l.Digest, err)
 			}
-			sigs[i] = newSignature(l, payload, image.DigestStr(), origin)
+			out[i] = layerBlob{layer: l, blob: blob, origin: origin}
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	return sigs, nil
+	return out, nil
 }
 
-// fetchBlob reads one signature payload as stored (a simple-signing payload
-// is not compressed, whatever its media type), bounded by the descriptor's
-// size, and checks its size and digest.
-func (r *Registry) fetchBlob(ctx context.Context, t *target, l signatureLayer) ([]byte, error) {
-	layer, err := t.puller.Layer(withBodyLimit(ctx, r.limits.PayloadBytes), t.repo.Digest(l.Digest.String()))
+// fetchBlob reads one layer blob as stored (signature payloads, envelopes
+// and bundles are not compressed, whatever their media type), bounded by
+// limit and by the descriptor's size, and checks its size and digest.
+func (r *Registry) fetchBlob(ctx context.Context, t *target, l signatureLayer, limit int64) ([]byte, error) {
+	layer, err := t.puller.Layer(withBodyLimit(ctx, limit), t.repo.Digest(l.Digest.String()))
 	if err != nil {
 		return nil, err
 	}
@@ -290,5 +381,15 @@ func cloneSignature(s artifact.Signature) artifact.Signature {
 	s.Certificate = bytes.Clone(s.Certificate)
 	s.Chain = bytes.Clone(s.Chain)
 	s.RekorBundle = bytes.Clone(s.RekorBundle)
+	s.Timestamp = bytes.Clone(s.Timestamp)
 	return s
+}
+
+func cloneAttestation(a artifact.Attestation) artifact.Attestation {
+	a.Envelope = bytes.Clone(a.Envelope)
+	a.Certificate = bytes.Clone(a.Certificate)
+	a.Chain = bytes.Clone(a.Chain)
+	a.RekorBundle = bytes.Clone(a.RekorBundle)
+	a.Timestamp = bytes.Clone(a.Timestamp)
+	return a
 }

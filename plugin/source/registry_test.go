@@ -43,7 +43,8 @@ func TestSignaturesFound(t *testing.T) {
 		{payload: payload, signature: signWithKey(t, key, payload),
 			certificate: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
 			chain:       "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n",
-			bundle:      `{"SignedEntryTimestamp":"AAAA","Payload":{"logIndex":7}}`},
+			bundle:      `{"SignedEntryTimestamp":"AAAA","Payload":{"logIndex":7}}`,
+			timestamp:   `{"SignedRFC3161Timestamp":"MEUC"}`},
 		{payload: other, signature: signWithKey(t, key, other)},
 	}
 	pushSignatures(t, reg.host, image, want...)
@@ -69,8 +70,9 @@ func TestSignaturesFound(t *testing.T) {
 		if !ecdsa.VerifyASN1(&key.PublicKey, sum[:], g.Signature) {
 			t.Errorf("sig %d does not verify over its payload", i)
 		}
-		if string(g.Certificate) != w.certificate || string(g.Chain) != w.chain || string(g.RekorBundle) != w.bundle {
-			t.Errorf("sig %d annotations = %q %q %q", i, g.Certificate, g.Chain, g.RekorBundle)
+		if string(g.Certificate) != w.certificate || string(g.Chain) != w.chain || string(g.RekorBundle) != w.bundle ||
+			string(g.Timestamp) != w.timestamp {
+			t.Errorf("sig %d annotations = %q %q %q %q", i, g.Certificate, g.Chain, g.RekorBundle, g.Timestamp)
 		}
 		if g.Attached != image.DigestStr() {
 			t.Errorf("sig %d Attached = %q, want %q", i, g.Attached, image.DigestStr())
@@ -779,6 +781,9 @@ func TestNewRegistryOptions(t *testing.T) {
 		{"nil keychain", []Option{WithKeychain(nil)}, true},
 		{"nil transport", []Option{WithTransport(nil)}, true},
 		{"negative limit", []Option{WithLimits(Limits{PayloadBytes: -1})}, true},
+		{"negative envelope limit", []Option{WithLimits(Limits{EnvelopeBytes: -1})}, true},
+		{"negative bundle limit", []Option{WithLimits(Limits{BundleBytes: -1})}, true},
+		{"negative referrers limit", []Option{WithLimits(Limits{Referrers: -1})}, true},
 		{"partial limits", []Option{WithLimits(Limits{Signatures: 3})}, false},
 		{"nil option", []Option{nil}, true},
 	}
@@ -788,7 +793,8 @@ func TestNewRegistryOptions(t *testing.T) {
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
 			}
-			if err == nil && (r.limits.ManifestBytes <= 0 || r.limits.PayloadBytes <= 0 || r.limits.Signatures <= 0) {
+			if err == nil && (r.limits.ManifestBytes <= 0 || r.limits.PayloadBytes <= 0 || r.limits.Signatures <= 0 ||
+				r.limits.EnvelopeBytes <= 0 || r.limits.BundleBytes <= 0 || r.limits.Referrers <= 0) {
 				t.Fatalf("limits not defaulted: %+v", r.limits)
 			}
 		})

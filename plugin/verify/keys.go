@@ -12,10 +12,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"sync"
+	"time"
 	"weak"
 
+	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigopts "github.com/sigstore/sigstore/pkg/signature/options"
 
@@ -26,12 +29,23 @@ import (
 // smaller keys and sigstore's algorithm registry starts at 2048.
 const minRSABits = 2048
 
-// key is a public key made ready to verify: its ID and the sigstore
-// verifiers for every scheme cosign signs with using such a key.
+// maxKeyVerifiedMessage bounds what a key with several accepted schemes
+// buffers of one message to try each scheme: a DSSE envelope's PAE or a
+// blob given to VerifyBlobBundle.
+const maxKeyVerifiedMessage = 64 << 20
+
+// key is a public key made ready to verify: its ID, the sigstore verifiers
+// for every scheme cosign signs with using such a key, and, for an
+// authority that names a rekorKey, the Rekor log its entries must be in.
 type key struct {
 	id        string
+	pub       crypto.PublicKey
 	verifiers []signature.Verifier
 	err       error // the key cannot be used; wraps ErrUnsupported
+	// rekor holds the authority's own Rekor log (rekorKey), keyed as
+	// sigstore-go keys logs (hex of the log ID); nil when it names none.
+	rekor    map[string]*root.TransparencyLog
+	material root.TrustedMaterial // the key as sigstore-go trusted material
 }
 
 // verify reports whether any of the key's schemes verifies sig over payload.
@@ -59,11 +73,61 @@ func (c *keyCache) get(ka *policy.KeyAuthority) *key {
 	if k, ok := c.m.Load(wp); ok {
 		return k.(*key)
 	}
-	k, loaded := c.m.LoadOrStore(wp, loadKey(ka.PublicKey))
+	k, loaded := c.m.LoadOrStore(wp, loadKeyAuthority(ka))
 	if !loaded {
 		runtime.AddCleanup(ka, func(wp weak.Pointer[policy.KeyAuthority]) { c.m.Delete(wp) }, wp)
 	}
 	return k.(*key)
+}
+
+// loadKeyAuthority prepares the authority's key and Rekor log.
+func loadKeyAuthority(ka *policy.KeyAuthority) *key {
+	k := loadKey(ka.PublicKey)
+	if k.err != nil || ka.Rekor == nil {
+		return k
+	}
+	logs, err := rekorLog(ka.Rekor.PublicKey)
+	if err != nil {
+		k.err = fmt.Errorf("%w: rekorKey %s: %v", ErrUnsupported, ka.Rekor.Path, err)
+		return k
+	}
+	k.rekor = logs
+	return k
+}
+
+// rekorLog describes a Rekor instance known only by its public key (a
+// policy's rekorKey) the way a trusted root describes its logs. The log ID
+// is the SHA-256 of the key's DER, as Rekor computes it. Its validity has
+// no end and starts at the Unix epoch: sigstore-go refuses a log without a
+// start, and the operator vouches for the key as a whole.
+func rekorLog(pub crypto.PublicKey) (map[string]*root.TransparencyLog, error) {
+	ec, ok := pub.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("key type %T: Rekor signs entry timestamps with ECDSA keys", pub)
+	}
+	var h crypto.Hash
+	switch ec.Curve {
+	case elliptic.P256():
+		h = crypto.SHA256
+	case elliptic.P384():
+		h = crypto.SHA384
+	case elliptic.P521():
+		h = crypto.SHA512
+	default:
+		return nil, fmt.Errorf("ECDSA curve %s is not used by Rekor", ec.Params().Name)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	id := sha256.Sum256(der)
+	return map[string]*root.TransparencyLog{hex.EncodeToString(id[:]): {
+		ID:                  id[:],
+		ValidityPeriodStart: time.Unix(0, 0),
+		HashFunc:            crypto.SHA256,
+		PublicKey:           pub,
+		SignatureHashFunc:   h,
+	}}, nil
 }
 
 // loadKey prepares pub. cosign v2 signs with sigstore's default scheme for
@@ -80,7 +144,7 @@ func loadKey(pub crypto.PublicKey) *key {
 		return &key{err: fmt.Errorf("%w: public key: %v", ErrUnsupported, err)}
 	}
 	sum := sha256.Sum256(der)
-	k := &key{id: "sha256:" + hex.EncodeToString(sum[:])}
+	k := &key{id: "sha256:" + hex.EncodeToString(sum[:]), pub: pub}
 
 	var loaders []func() (signature.Verifier, error)
 	switch pk := pub.(type) {
@@ -122,7 +186,65 @@ func loadKey(pub crypto.PublicKey) *key {
 		k.verifiers = append(k.verifiers, v)
 	}
 	if len(k.verifiers) == 0 {
-		k.err = errors.New("no verifier for key")
+		k.err = fmt.Errorf("%w: no verifier for key", ErrUnsupported)
+		return k
 	}
+	kv := keyVerifier{k}
+	k.material = root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) {
+		return kv, nil
+	})
 	return k
+}
+
+// keyVerifier presents a key to sigstore-go: it verifies with each scheme
+// the key is accepted with (see loadKey) and is valid at any time, the
+// operator having vouched for the key as such. It answers whatever key hint
+// a bundle carries: the hint is not authenticated, the signature is.
+type keyVerifier struct{ k *key }
+
+var _ root.TimeConstrainedVerifier = keyVerifier{}
+
+func (kv keyVerifier) ValidAtTime(time.Time) bool { return true }
+
+func (kv keyVerifier) PublicKey(...signature.PublicKeyOption) (crypto.PublicKey, error) {
+	return kv.k.pub, nil
+}
+
+func (kv keyVerifier) VerifySignature(sig, msg io.Reader, opts ...signature.VerifyOption) error {
+	vs := kv.k.verifiers
+	if len(vs) == 1 {
+		return vs[0].VerifySignature(sig, msg, opts...)
+	}
+	sigBytes, err := readBounded(sig, maxKeyVerifiedMessage)
+	if err != nil {
+		return err
+	}
+	var msgBytes []byte
+	if msg != nil {
+		if msgBytes, err = readBounded(msg, maxKeyVerifiedMessage); err != nil {
+			return err
+		}
+	}
+	for _, v := range vs {
+		var m io.Reader
+		if msg != nil {
+			m = bytes.NewReader(msgBytes)
+		}
+		if v.VerifySignature(bytes.NewReader(sigBytes), m, opts...) == nil {
+			return nil
+		}
+	}
+	return errors.New("signature does not verify under the key")
+}
+
+// readBounded reads r to its end, failing beyond limit bytes.
+func readBounded(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("more than %d bytes", limit)
+	}
+	return b, nil
 }

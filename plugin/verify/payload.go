@@ -56,17 +56,9 @@ func ParsePayload(b []byte) (*Payload, error) {
 	if len(b) > MaxPayloadSize {
 		return nil, payloadErr(fmt.Sprintf("%d bytes exceeds the %d byte limit", len(b), MaxPayloadSize))
 	}
-	if !utf8.Valid(b) {
-		return nil, payloadErr("not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	doc, err := readValue(dec, 0, "")
+	doc, err := decodeStrict(b, maxPayloadDepth, false)
 	if err != nil {
 		return nil, payloadErr(err.Error())
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, payloadErr("trailing data after the JSON document")
 	}
 
 	top, err := object(doc, "document", "critical", "optional")
@@ -138,26 +130,60 @@ func payloadErr(msg string) error {
 	return reasonf(ErrPayload, ErrPayload.Error()+": "+msg)
 }
 
-// readValue reads one JSON value from dec into generic Go values, rejecting
+// decodeStrict decodes exactly one JSON value from b into generic Go
+// values (objects map[string]any, arrays []any), rejecting invalid UTF-8,
 // duplicate object keys (encoding/json keeps the last one silently, while
-// other parsers keep the first) and nesting beyond maxPayloadDepth.
-func readValue(dec *json.Decoder, depth int, path string) (any, error) {
-	tok, err := dec.Token()
+// other parsers keep the first), nesting deeper than maxDepth and trailing
+// data. Numbers are json.Number, or float64 when floats is set (the form
+// CEL conditions expect); a number float64 cannot hold is an error.
+func decodeStrict(b []byte, maxDepth int, floats bool) (any, error) {
+	if !utf8.Valid(b) {
+		return nil, errors.New("not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	r := strictReader{dec: dec, maxDepth: maxDepth, floats: floats}
+	doc, err := r.value(0, "")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("trailing data after the JSON document")
+	}
+	return doc, nil
+}
+
+// strictReader reads JSON values for decodeStrict.
+type strictReader struct {
+	dec      *json.Decoder
+	maxDepth int
+	floats   bool
+}
+
+func (r *strictReader) value(depth int, path string) (any, error) {
+	tok, err := r.dec.Token()
 	if err != nil {
 		return nil, jsonErr(err)
 	}
 	delim, ok := tok.(json.Delim)
 	if !ok {
+		if n, isNum := tok.(json.Number); isNum && r.floats {
+			f, err := strconv.ParseFloat(string(n), 64)
+			if err != nil {
+				return nil, fmt.Errorf("number %s out of range%s", truncate(string(n), 40), at(path))
+			}
+			return f, nil
+		}
 		return tok, nil
 	}
-	if depth >= maxPayloadDepth {
-		return nil, fmt.Errorf("JSON nested deeper than %d levels", maxPayloadDepth)
+	if depth >= r.maxDepth {
+		return nil, fmt.Errorf("JSON nested deeper than %d levels", r.maxDepth)
 	}
 	switch delim {
 	case '{':
 		obj := map[string]any{}
-		for dec.More() {
-			kt, err := dec.Token()
+		for r.dec.More() {
+			kt, err := r.dec.Token()
 			if err != nil {
 				return nil, jsonErr(err)
 			}
@@ -168,26 +194,26 @@ func readValue(dec *json.Decoder, depth int, path string) (any, error) {
 			if _, dup := obj[key]; dup {
 				return nil, fmt.Errorf("duplicate key %q%s", truncate(key, 80), at(path))
 			}
-			v, err := readValue(dec, depth+1, join(path, key))
+			v, err := r.value(depth+1, join(path, key))
 			if err != nil {
 				return nil, err
 			}
 			obj[key] = v
 		}
-		if _, err := dec.Token(); err != nil { // '}'
+		if _, err := r.dec.Token(); err != nil { // '}'
 			return nil, jsonErr(err)
 		}
 		return obj, nil
 	case '[':
 		arr := []any{}
-		for i := 0; dec.More(); i++ {
-			v, err := readValue(dec, depth+1, fmt.Sprintf("%s[%d]", path, i))
+		for i := 0; r.dec.More(); i++ {
+			v, err := r.value(depth+1, fmt.Sprintf("%s[%d]", path, i))
 			if err != nil {
 				return nil, err
 			}
 			arr = append(arr, v)
 		}
-		if _, err := dec.Token(); err != nil { // ']'
+		if _, err := r.dec.Token(); err != nil { // ']'
 			return nil, jsonErr(err)
 		}
 		return arr, nil

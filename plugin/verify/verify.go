@@ -4,25 +4,79 @@
 // distinct trusted authorities signed the image, with one operator-readable
 // reason for every signature that did not count.
 //
-// This build verifies cosign's classic key-based signatures (the
-// `sha256-<digest>.sig` tag scheme, simple-signing payloads). Keyless
-// authorities are recognised and reported as unsupported, never passed.
+// It verifies, entirely offline against the trust store (no Fulcio, Rekor,
+// TUF or other network call):
+//
+//   - cosign's classic signatures (the `sha256-<digest>.sig` tag scheme,
+//     simple-signing payloads), key-based or keyless: the certificate and
+//     chain annotations and the Rekor bundle annotation are assembled into
+//     a sigstore-go signed entity (entity.go), so that sigstore-go checks
+//     them as it checks a v0.1 bundle;
+//   - Sigstore bundles v0.1 to v0.3 (bundle.go), whose image signatures
+//     are the DSSE in-toto statements `cosign sign --new-bundle-format`
+//     writes (predicate type https://sigstore.dev/cosign/sign/v1, subject
+//     the image digest);
+//   - attestations (attest.go): in-toto statements in DSSE envelopes, from
+//     cosign's `.att` tag or from bundles, of the exact predicate type a
+//     rule asks for, naming the image digest, meeting the rule's
+//     conditions;
+//   - blobs against one bundle (blob.go), for `sealgate verify-bundle`.
+//
+// Keyless signatures are verified with sigstore-go (pkg/verify) against
+// the trusted roots given to New, parsed once: the certificate must chain
+// to a Fulcio CA of the root valid at the signing time, and the signing
+// time comes only from a transparency-log entry whose signed entry
+// timestamp verifies against a Rekor key of the root, or from a TSA
+// timestamp of the root, never from the image or the node's clock; the
+// certificate's SCT is checked when the root has CT logs; the log entry
+// must be about this very signature, payload and certificate. Then the
+// certificate's issuer, subject and Fulcio extensions are matched against
+// the authority. Key authorities verify the signature with the key; their
+// log entry is checked when the authority requires one (transparencyLog:
+// required, or a rekorKey) or when one is present and its log is known. A
+// key-signed bundle without log entry or timestamp (cosign
+// --tlog-upload=false) is verified without a time, as sigstore-go intends
+// for keys (WithNoObserverTimestamps).
+//
+// Every parser of untrusted input here is strict (duplicate and unknown
+// keys refused) and bounded; signed content is parsed only to decide, and
+// a payload or statement that does not parse never counts, even when its
+// signature verifies.
 //
 // The package never logs; everything a caller needs is in the Result.
 package verify
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/tlog"
+	"github.com/sigstore/sigstore-go/pkg/verify"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
 	"github.com/sealgate/sealgate/plugin/policy"
 )
 
-// keylessReason is the per-signature reason while keyless verification is
-// not built in, so that a rule relying on it fails loudly, not silently.
-const keylessReason = "keyless authorities are not supported by this build yet"
+// maxSignatures bounds the signatures (classic and bundles, or
+// attestations) one call examines, so that a hostile registry listing
+// thousands cannot hold a decision: the rest are skipped with a reason.
+const maxSignatures = 64
+
+// Kinds of signature a Satisfier reports.
+const (
+	// KindCosignSignature is cosign's classic .sig layer.
+	KindCosignSignature = "cosign-signature"
+	// KindBundle is a Sigstore bundle (an image signature, or a blob).
+	KindBundle = "bundle"
+	// KindAttestation is an in-toto attestation (.att layer or bundle).
+	KindAttestation = "attestation"
+)
 
 // Subject is the image a decision is about.
 type Subject struct {
@@ -46,35 +100,50 @@ type Result struct {
 	Reasons []string
 }
 
-// Satisfier records which authority, with which key, vouched for which
-// digest, so that a verdict can be audited after the fact.
+// Satisfier records which authority, with which key or certificate
+// identity, vouched for which digest and when, so that a verdict can be
+// audited after the fact.
 type Satisfier struct {
 	// Authority is policy.Authority.Name.
 	Authority string `json:"authority"`
 	// KeyID is "sha256:<hex>" of the DER SubjectPublicKeyInfo of the key
-	// that verified.
+	// that verified (key authorities).
 	KeyID string `json:"keyID,omitempty"`
+	// Issuer and Subject are the OIDC issuer and the subject (SAN) of the
+	// verified certificate (keyless authorities).
+	Issuer  string `json:"issuer,omitempty"`
+	Subject string `json:"subject,omitempty"`
+	// SignedAt is the verified signing time: the transparency log's
+	// integrated time or the TSA's time; zero when there is none (a key
+	// signature without log entry).
+	SignedAt time.Time `json:"signedAt,omitzero"`
+	// Kind is KindCosignSignature, KindBundle or KindAttestation.
+	Kind string `json:"kind,omitempty"`
+	// PredicateType is the statement's predicate type, for attestations
+	// and DSSE bundles.
+	PredicateType string `json:"predicateType,omitempty"`
 	// Digest is the digest the signed payload names.
 	Digest string `json:"digest,omitempty"`
+	// Requirement names the rule's requirement this satisfied, for
+	// callers that report several requirements together (the decision
+	// engine sets it; this package leaves it empty).
+	Requirement string `json:"requirement,omitempty"`
 }
 
-type options struct{}
-
-// Option configures a Verifier. Options are fixed when the Verifier is
-// built (trusted roots will be one); requirements come with each call.
-type Option func(*options) error
-
 // Verifier checks signatures. It is safe for concurrent use and meant to
-// live as long as the process: it keeps the verifier built for each key of
-// each policy it has seen, for as long as that policy is in memory.
+// live as long as its trust store: the trusted roots are parsed once, in
+// New, and it keeps the verifier built for each key of each policy it has
+// seen, for as long as that policy is in memory.
 type Verifier struct {
 	opts options
+	mat  *material
 	keys keyCache
 }
 
-// New builds a Verifier. It takes no options yet; the pattern is kept so
-// that trusted roots for keyless verification can be added without
-// changing callers.
+// New builds a Verifier. Trusted roots (WithTrustedRootFiles) are read
+// and parsed here, once; an unreadable or invalid root is an error naming
+// the file. Without roots, key authorities work and keyless authorities
+// fail with a reason.
 func New(opts ...Option) (*Verifier, error) {
 	v := &Verifier{}
 	for _, o := range opts {
@@ -85,53 +154,65 @@ func New(opts ...Option) (*Verifier, error) {
 			return nil, fmt.Errorf("new verifier: %w", err)
 		}
 	}
+	mat, err := loadRoots(v.opts)
+	if err != nil {
+		return nil, fmt.Errorf("new verifier: %w", err)
+	}
+	v.mat = mat
 	return v, nil
 }
 
-// VerifySignature checks one signature against one authority: the
-// signature over the payload bytes first, then the payload's digest and
-// identity against subject. Errors wrap ErrBadSignature, ErrPayload,
-// ErrDigestMismatch, ErrReferenceMismatch or ErrUnsupported, and their text
-// is a reason an operator can act on.
+// VerifySignature checks one classic signature against one authority:
+// the signature (and, for keyless or when required, its certificate, log
+// entry and identity) first, then the payload's digest and identity
+// against subject. Errors wrap one of the package's sentinels, and their
+// text is a reason an operator can act on.
 func (v *Verifier) VerifySignature(subject Subject, sig artifact.Signature, a *policy.Authority, identity policy.SignedIdentity) (Satisfier, error) {
 	if a == nil {
 		return Satisfier{}, reasonf(ErrUnsupported, "no authority given")
 	}
 	name := authorityName(a, 0)
-	switch {
-	case a.Keyless != nil:
-		return Satisfier{}, reasonf(ErrUnsupported, keylessReason+" ("+name+")")
-	case a.Key == nil:
-		return Satisfier{}, reasonf(ErrUnsupported, name+": authority has neither key nor keyless")
+	s, err := classicSigned(sig)
+	if err != nil {
+		return Satisfier{}, err
 	}
-	if len(sig.Signature) == 0 {
-		return Satisfier{}, errNoSignatureBytes
-	}
-	k := v.keys.get(a.Key)
-	if k.err != nil {
-		return Satisfier{}, reasonf(ErrUnsupported, name+": "+k.err.Error())
-	}
-	if !k.verify(sig.Signature, sig.Payload) {
-		return Satisfier{}, reasonf(ErrBadSignature, "not signed by "+name)
+	sg, err := v.verifyWith(s, a, name)
+	if err != nil {
+		return Satisfier{}, named(err, name)
 	}
 	p, err := checkPayload(sig.Payload, subject, identity)
 	if err != nil {
 		return Satisfier{}, err
 	}
-	return Satisfier{Authority: name, KeyID: k.id, Digest: p.Digest}, nil
+	return sg.satisfier(name, KindCosignSignature, p.Digest, ""), nil
 }
 
 var errNoSignatureBytes = reasonf(ErrBadSignature, "no signature bytes (the dev.cosignproject.cosign/signature annotation is missing or empty)")
 
-// VerifySignatures checks every signature of an image against req and
-// counts the distinct authorities that verified. Every signature is
-// considered, so that a deny lists every reason at once; a signature that
-// fails never stops the others. Two authorities with the same key count
-// once, so a threshold cannot be met by one signer named twice.
+// VerifySignatures checks an image's classic signatures against req; see
+// VerifySignaturesAndBundles.
+func (v *Verifier) VerifySignatures(ctx context.Context, subject Subject, sigs []artifact.Signature, req *policy.Signatures) Result {
+	return v.VerifySignaturesAndBundles(ctx, subject, sigs, nil, req)
+}
+
+// VerifyBundleSignatures checks an image's Sigstore bundle signatures
+// against req; see VerifySignaturesAndBundles.
+func (v *Verifier) VerifyBundleSignatures(ctx context.Context, subject Subject, bundles []artifact.Bundle, req *policy.Signatures) Result {
+	return v.VerifySignaturesAndBundles(ctx, subject, nil, bundles, req)
+}
+
+// VerifySignaturesAndBundles checks every signature of an image, classic
+// (sigs) and in bundle form (the bundles whose statement is a cosign image
+// signature; other bundles are attestations and are left to
+// VerifyAttestations), against req, and counts the distinct authorities
+// that verified across both kinds. Every signature is considered, so that
+// a deny lists every reason at once; a signature that fails never stops
+// the others. One signer counts once, so a threshold cannot be met by one
+// key, or one certificate identity, named twice.
 //
 // When ctx is done the remaining signatures are skipped and a reason says
 // so; the result then reflects only the signatures already checked.
-func (v *Verifier) VerifySignatures(ctx context.Context, subject Subject, sigs []artifact.Signature, req *policy.Signatures) Result {
+func (v *Verifier) VerifySignaturesAndBundles(ctx context.Context, subject Subject, sigs []artifact.Signature, bundles []artifact.Bundle, req *policy.Signatures) Result {
 	var res Result
 	if req == nil {
 		res.Reasons = []string{"the rule has no signatures section to verify against"}
@@ -150,38 +231,61 @@ func (v *Verifier) VerifySignatures(ctx context.Context, subject Subject, sigs [
 	if threshold > len(auths) {
 		res.Reasons = append(res.Reasons, fmt.Sprintf("threshold %d exceeds the %d authorities the rule lists", threshold, len(auths)))
 	}
-	if len(sigs) == 0 {
-		res.Reasons = append(res.Reasons, ErrNoSignatures.Error())
-	}
 
-	verified := make([]string, len(auths)) // key ID per authority that verified
+	t := newTally(len(auths))
+	found := 0
+	stop := newStopper(ctx, len(sigs)+len(bundles), &res)
 	for i, sig := range sigs {
-		if err := ctx.Err(); err != nil {
-			res.Reasons = append(res.Reasons, fmt.Sprintf("stopped before sig %d of %d: %v", i, len(sigs), err))
+		if stop.at("sig", i, len(sigs)) {
 			break
 		}
-		matched, err := v.matchKeys(sig, auths)
+		found++
+		label := sigLabel(i, sig)
+		s, err := classicSigned(sig)
+		var matched []match
+		if err == nil {
+			matched, err = v.evaluate(s, auths)
+		}
 		if err == nil {
 			_, err = checkPayload(sig.Payload, subject, req.SignedIdentity)
 		}
 		if err != nil {
-			res.Reasons = append(res.Reasons, sigLabel(i, sig)+": "+err.Error())
+			res.Reasons = append(res.Reasons, label+": "+err.Error())
 			continue
 		}
-		for _, m := range matched {
-			verified[m.index] = m.keyID
+		t.add(matched, KindCosignSignature, "")
+	}
+	if !stop.halted {
+		for i, b := range bundles {
+			if stop.at("bundle", i, len(bundles)) {
+				break
+			}
+			label := bundleLabel(i, b.Origin)
+			pb, err := parseImageBundle(b)
+			if err == nil && pb.statement != nil && pb.statement.PredicateType != CosignSignPredicateType {
+				continue // an attestation, for VerifyAttestations
+			}
+			found++
+			var matched []match
+			if err == nil {
+				err = checkStatementSubject(pb.statement, subject.Digest)
+			}
+			if err == nil {
+				s := bundleSigned(pb)
+				s.artifact = digestArtifact(subject.Digest)
+				matched, err = v.evaluate(s, auths)
+			}
+			if err != nil {
+				res.Reasons = append(res.Reasons, label+": "+err.Error())
+				continue
+			}
+			t.add(matched, KindBundle, CosignSignPredicateType)
 		}
 	}
-
-	seen := make(map[string]bool, len(auths))
-	for i, a := range auths {
-		id := verified[i]
-		if id == "" || seen[id] {
-			continue
-		}
-		seen[id] = true
-		res.By = append(res.By, Satisfier{Authority: authorityName(a, i), KeyID: id, Digest: subject.Digest})
+	if found == 0 && !stop.halted {
+		res.Reasons = append(res.Reasons, ErrNoSignatures.Error())
 	}
+	res.By = t.satisfiers(auths, subject.Digest)
 	res.Satisfied = threshold <= len(auths) && len(res.By) >= threshold
 	if !res.Satisfied {
 		res.Reasons = append(res.Reasons, fmt.Sprintf("%d of %d required authorities verified", len(res.By), threshold))
@@ -189,57 +293,264 @@ func (v *Verifier) VerifySignatures(ctx context.Context, subject Subject, sigs [
 	return res
 }
 
-type keyMatch struct {
-	index int
-	keyID string
+// stopper ends a loop over signatures when ctx is done or maxSignatures
+// have been examined, with one reason saying so.
+type stopper struct {
+	ctx      context.Context
+	total    int
+	examined int
+	halted   bool
+	res      *Result
 }
 
-// matchKeys returns the key authorities whose key verifies sig over its
-// payload. With none, the error says which were tried and which could not
-// be.
-func (v *Verifier) matchKeys(sig artifact.Signature, auths []*policy.Authority) ([]keyMatch, error) {
+func newStopper(ctx context.Context, total int, res *Result) *stopper {
+	return &stopper{ctx: ctx, total: total, res: res}
+}
+
+// at reports whether to stop before item i of n of the named kind.
+func (s *stopper) at(what string, i, n int) bool {
+	if s.halted {
+		return true
+	}
+	if err := s.ctx.Err(); err != nil {
+		s.res.Reasons = append(s.res.Reasons, fmt.Sprintf("stopped before %s %d of %d: %v", what, i, n, err))
+		s.halted = true
+		return true
+	}
+	if s.examined == maxSignatures {
+		s.res.Reasons = append(s.res.Reasons, fmt.Sprintf("%d more signatures not checked (at most %d are examined per decision)", s.total-s.examined, maxSignatures))
+		s.halted = true
+		return true
+	}
+	s.examined++
+	return false
+}
+
+// parseImageBundle parses a bundle attached to an image. A message
+// signature cannot say which image it is for, so only DSSE statements
+// vouch for images.
+func parseImageBundle(b artifact.Bundle) (*parsedBundle, error) {
+	if err := checkBundleMediaType(b.MediaType); err != nil {
+		return nil, err
+	}
+	pb, err := parseBundle(b.JSON)
+	if err != nil {
+		return nil, err
+	}
+	if pb.statement == nil {
+		return nil, reasonf(ErrBundle, "a message-signature bundle names no image; cosign signs images with an in-toto statement ("+CosignSignPredicateType+")")
+	}
+	return pb, nil
+}
+
+// checkStatementSubject requires a statement to name digest.
+func checkStatementSubject(st *Statement, digest string) error {
+	if st.Names(digest) {
+		return nil
+	}
+	return reasonf(ErrDigestMismatch, fmt.Sprintf("the statement's subject is %s, not %s (made for another artifact?)", st.subjectDigests(), truncate(digest, 80)))
+}
+
+// digestArtifact binds a DSSE statement to digest for sigstore-go, which
+// then checks the statement's subject too.
+func digestArtifact(digest string) func() verify.ArtifactPolicyOption {
+	alg, h, _ := splitDigest(digest)
+	raw, _ := hex.DecodeString(h)
+	return func() verify.ArtifactPolicyOption { return verify.WithArtifactDigest(alg, raw) }
+}
+
+// classicSigned prepares a classic signature: the message signature over
+// its payload, the certificate and chain, the Rekor bundle as a log entry
+// with its inclusion promise, and the TSA timestamp over the signature.
+func classicSigned(sig artifact.Signature) (*signed, error) {
 	if len(sig.Signature) == 0 {
 		return nil, errNoSignatureBytes
 	}
-	var matched []keyMatch
-	var tried, keyless, unusable []string
+	s := &signed{sig: sig.Signature, payload: sig.Payload}
+	ent := &entity{}
+	ent.entries, s.annotationErr = annotationEntries(sig.RekorBundle)
+	if len(sig.Timestamp) > 0 {
+		ts, err := parseTimestamp(sig.Timestamp)
+		switch {
+		case err != nil && s.annotationErr == nil:
+			s.annotationErr = reasonf(ErrTimestamp, "invalid timestamp annotation (dev.sigstore.cosign/rfc3161timestamp): "+err.Error())
+		case err == nil:
+			ent.timestamps = [][]byte{ts}
+		}
+	}
+	h := entryHash(ent.entries)
+	ent.content = bundle.NewMessageSignature(hashOf(h, sig.Payload), hashName(h), sig.Signature)
+	s.certErr = attachCertificate(ent, sig.Certificate, sig.Chain)
+	s.cert = ent.vc != nil
+	s.entity, s.classic = ent, ent
+	s.entries, s.stamps = ent.entries, len(ent.timestamps)
+	payload := sig.Payload
+	s.artifact = func() verify.ArtifactPolicyOption { return verify.WithArtifact(bytes.NewReader(payload)) }
+	return s, nil
+}
+
+// annotationEntries reads a Rekor bundle annotation, when there is one.
+// An annotation that does not parse is kept as an error for the
+// authorities that need a log entry or a verified time (keyless, or a log
+// required); a key authority with the log optional does not look at it.
+func annotationEntries(rekorBundle []byte) ([]*tlog.Entry, error) {
+	if len(rekorBundle) == 0 {
+		return nil, nil
+	}
+	e, err := parseRekorBundle(rekorBundle)
+	if err != nil {
+		return nil, reasonf(ErrTransparencyLog, "invalid Rekor bundle annotation (dev.sigstore.cosign/bundle): "+err.Error())
+	}
+	return []*tlog.Entry{e}, nil
+}
+
+// attachCertificate parses the certificate and chain annotations into e.
+func attachCertificate(e *entity, certPEM, chainPEM []byte) error {
+	if len(certPEM) == 0 {
+		if len(chainPEM) > 0 {
+			return errors.New("a chain annotation without a certificate annotation")
+		}
+		return nil
+	}
+	leaf, err := parseCertificate(certPEM)
+	if err != nil {
+		return err
+	}
+	inter, err := parseChain(chainPEM)
+	if err != nil {
+		return err
+	}
+	e.vc = &certContent{leaf: leaf, intermediates: inter}
+	return nil
+}
+
+// match is one authority a signature verified for.
+type match struct {
+	index int
+	who   signer
+}
+
+// keyMismatch is a key authority whose key does not verify a classic
+// signature; several are reported as one "tried" list.
+type keyMismatch struct{ name string }
+
+func (e *keyMismatch) Error() string { return "not signed by " + e.name }
+func (e *keyMismatch) Unwrap() error { return ErrBadSignature }
+
+// evaluate checks s against every authority and returns those it verified
+// for. With none, the error combines why, per authority: the keys tried,
+// the other failures (authorities failing alike grouped), and the
+// authorities that cannot be used.
+func (v *Verifier) evaluate(s *signed, auths []*policy.Authority) ([]match, error) {
+	var matched []match
+	var tried, unusable []string
+	var groups []string
+	byMsg := map[string][]string{}
+	var kind error
 	for i, a := range auths {
 		name := authorityName(a, i)
+		who, err := v.verifyWith(s, a, name)
+		if err == nil {
+			matched = append(matched, match{index: i, who: who})
+			continue
+		}
+		var km *keyMismatch
 		switch {
-		case a == nil:
-			unusable = append(unusable, name+": empty authority")
-		case a.Keyless != nil:
-			keyless = append(keyless, name)
-		case a.Key == nil:
-			unusable = append(unusable, name+": neither key nor keyless")
-		default:
-			k := v.keys.get(a.Key)
-			if k.err != nil {
-				unusable = append(unusable, name+": "+k.err.Error())
-				continue
-			}
+		case errors.As(err, &km):
 			tried = append(tried, name)
-			if k.verify(sig.Signature, sig.Payload) {
-				matched = append(matched, keyMatch{index: i, keyID: k.id})
+		case errors.Is(err, ErrUnsupported):
+			unusable = append(unusable, name+": "+err.Error())
+		default:
+			msg := err.Error()
+			if _, ok := byMsg[msg]; !ok {
+				groups = append(groups, msg)
+				if kind == nil {
+					kind = kindOf(err)
+				}
 			}
+			byMsg[msg] = append(byMsg[msg], name)
 		}
 	}
 	if len(matched) > 0 {
 		return matched, nil
 	}
 	var parts []string
-	kind := ErrUnsupported
 	if len(tried) > 0 {
 		kind = ErrBadSignature
 		parts = append(parts, "not signed by any trusted key (tried "+strings.Join(tried, ", ")+")")
 	}
-	if len(keyless) > 0 {
-		parts = append(parts, keylessReason+" ("+strings.Join(keyless, ", ")+")")
+	for _, msg := range groups {
+		parts = append(parts, strings.Join(byMsg[msg], ", ")+": "+msg)
 	}
 	if len(unusable) > 0 {
 		parts = append(parts, "unusable authorities: "+strings.Join(unusable, "; "))
 	}
+	if kind == nil {
+		kind = ErrUnsupported
+	}
 	return nil, reasonf(kind, strings.Join(parts, "; "))
+}
+
+// named prefixes err's message with the authority's name, keeping its
+// class, for single-authority calls.
+func named(err error, name string) error {
+	var km *keyMismatch
+	if errors.As(err, &km) || err == errNoSignatureBytes {
+		return err
+	}
+	return reasonf(kindOf(err), name+": "+err.Error())
+}
+
+// tally collects, per authority, the signers that verified, and assigns
+// each authority a signer no other authority counted.
+type tally struct {
+	cands [][]candidate
+}
+
+type candidate struct {
+	who           signer
+	kind          string
+	predicateType string
+}
+
+func newTally(n int) *tally { return &tally{cands: make([][]candidate, n)} }
+
+func (t *tally) add(ms []match, kind, predicateType string) {
+	for _, m := range ms {
+		t.cands[m.index] = append(t.cands[m.index], candidate{who: m.who, kind: kind, predicateType: predicateType})
+	}
+}
+
+// satisfiers returns one Satisfier per authority that verified, in
+// authority order, each with a signer not already counted for an earlier
+// authority.
+func (t *tally) satisfiers(auths []*policy.Authority, digest string) []Satisfier {
+	var out []Satisfier
+	used := map[string]bool{}
+	for i, cs := range t.cands {
+		for _, c := range cs {
+			if used[c.who.id] {
+				continue
+			}
+			used[c.who.id] = true
+			out = append(out, c.who.satisfier(authorityName(auths[i], i), c.kind, digest, c.predicateType))
+			break
+		}
+	}
+	return out
+}
+
+func (s signer) satisfier(authority, kind, digest, predicateType string) Satisfier {
+	return Satisfier{
+		Authority:     authority,
+		KeyID:         s.keyID,
+		Issuer:        s.issuer,
+		Subject:       s.subject,
+		SignedAt:      s.signedAt,
+		Kind:          kind,
+		PredicateType: predicateType,
+		Digest:        digest,
+	}
 }
 
 func sigLabel(i int, sig artifact.Signature) string {
@@ -247,6 +558,13 @@ func sigLabel(i int, sig artifact.Signature) string {
 		return fmt.Sprintf("sig %d", i)
 	}
 	return fmt.Sprintf("sig %d (%s)", i, sig.Origin)
+}
+
+func bundleLabel(i int, origin string) string {
+	if origin == "" {
+		return fmt.Sprintf("bundle %d", i)
+	}
+	return fmt.Sprintf("bundle %d (%s)", i, origin)
 }
 
 func authorityName(a *policy.Authority, i int) string {

@@ -188,7 +188,7 @@ func TestVerifySignaturesKeyTypes(t *testing.T) {
 			if !tt.ok {
 				return
 			}
-			want := []Satisfier{{Authority: "key " + tt.kind + ".pub", KeyID: keyIDOf(t, k.public()), Digest: testDigest}}
+			want := []Satisfier{{Authority: "key " + tt.kind + ".pub", KeyID: keyIDOf(t, k.public()), Digest: testDigest, Kind: KindCosignSignature}}
 			if fmt.Sprint(res.By) != fmt.Sprint(want) || len(res.Reasons) != 0 {
 				t.Fatalf("By = %+v, reasons %q; want %+v and no reasons", res.By, res.Reasons, want)
 			}
@@ -299,11 +299,11 @@ func TestVerifySignatures(t *testing.T) {
 		{name: "satisfiers in authority order", sigs: []artifact.Signature{goodSig(b, "o0"), goodSig(a, "o1")}, auths: []*policy.Authority{authA, authB},
 			want: true, wantBy: []string{"key keys/a.pub", "key keys/b.pub"}},
 		{name: "keyless authority", sigs: []artifact.Signature{goodSig(a, "o0")}, auths: []*policy.Authority{keyless},
-			wantReasons: []string{"sig 0 (o0): keyless authorities are not supported by this build yet (keyless https://issuer subject)", one}},
+			wantReasons: []string{"sig 0 (o0): unusable authorities: keyless https://issuer subject: no trusted root with a Fulcio CA is loaded; keyless authorities need trustedRoot", one}},
 		{name: "keyless beside a key that signed", sigs: []artifact.Signature{goodSig(a, "o0")}, auths: []*policy.Authority{keyless, authA},
 			want: true, wantBy: []string{"key keys/a.pub"}},
 		{name: "keyless beside a key that did not sign", sigs: []artifact.Signature{goodSig(b, "o0")}, auths: []*policy.Authority{keyless, authA},
-			wantReasons: []string{"sig 0 (o0): not signed by any trusted key (tried key keys/a.pub); keyless authorities are not supported by this build yet (keyless https://issuer subject)", one}},
+			wantReasons: []string{"sig 0 (o0): not signed by any trusted key (tried key keys/a.pub); unusable authorities: keyless https://issuer subject: no trusted root with a Fulcio CA is loaded; keyless authorities need trustedRoot", one}},
 		{name: "unusable keys", sigs: []artifact.Signature{goodSig(ks["p224"], "o0"), sign(t, ks["rsa1024"], good, "")}, auths: []*policy.Authority{authP224, authRSA1024},
 			wantReasons: []string{
 				"sig 0 (o0): unusable authorities: key keys/p224.pub: unsupported: ECDSA curve P-224 (use P-256, P-384 or P-521); key keys/rsa1024.pub: unsupported: RSA key shorter than 2048 bits",
@@ -408,7 +408,7 @@ func TestVerifySignature(t *testing.T) {
 				if err != nil {
 					t.Fatalf("err = %v", err)
 				}
-				want := Satisfier{Authority: "key keys/a.pub", KeyID: keyIDOf(t, a.public()), Digest: testDigest}
+				want := Satisfier{Authority: "key keys/a.pub", KeyID: keyIDOf(t, a.public()), Digest: testDigest, Kind: KindCosignSignature}
 				if s != want {
 					t.Fatalf("Satisfier = %+v, want %+v", s, want)
 				}

@@ -1,0 +1,169 @@
+package source
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// testAtt is one layer of an attestation manifest as the test writes it.
+type testAtt struct {
+	envelope  []byte
+	mediaType string // default DSSEMediaType
+	ann       map[string]string
+}
+
+// pushAttestations writes atts at image's attestation tag, laid out as
+// cosign attest writes them.
+func pushAttestations(t testing.TB, host string, image name.Digest, atts ...testAtt) {
+	t.Helper()
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	for _, a := range atts {
+		mt := a.mediaType
+		if mt == "" {
+			mt = DSSEMediaType
+		}
+		var err error
+		img, err = mutate.Append(img, mutate.Addendum{Layer: static.NewLayer(a.envelope, types.MediaType(mt)), Annotations: a.ann})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tag, err := AttestationTag(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, host+"/"+image.RepositoryStr()+":"+tag.TagStr(), img)
+}
+
+func envelope(n int) []byte {
+	return fmt.Appendf(nil, `{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"","sig":"%d"}]}`, n)
+}
+
+func TestAttestationsFound(t *testing.T) {
+	reg := newTestRegistry(t)
+	image := pushImage(t, reg.host, reg.host, "team/app")
+	want := []testAtt{
+		{envelope: envelope(1), ann: map[string]string{
+			annotationSignature:   "",
+			annotationCertificate: "CERT",
+			annotationChain:       "CHAIN",
+			annotationBundle:      `{"SignedEntryTimestamp":"AAAA"}`,
+			annotationTimestamp:   `{"SignedRFC3161Timestamp":"MEUC"}`,
+			"predicateType":       "https://slsa.dev/provenance/v1",
+		}},
+		{envelope: envelope(2)},
+	}
+	pushAttestations(t, reg.host, image, want...)
+	// Signatures of the same image are not attestations, nor the reverse.
+	pushSignatures(t, reg.host, image, testSig{payload: simpleSigning(image), signature: []byte("s")})
+
+	src := newTestSource(t)
+	got, err := src.Attestations(context.Background(), image)
+	if err != nil {
+		t.Fatalf("Attestations: %v", err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d attestations, want %d", len(got), len(want))
+	}
+	tag, _ := AttestationTag(image)
+	for i, w := range want {
+		g := got[i]
+		if !bytes.Equal(g.Envelope, w.envelope) {
+			t.Errorf("att %d envelope = %s, want %s", i, g.Envelope, w.envelope)
+		}
+		if string(g.Certificate) != w.ann[annotationCertificate] || string(g.Chain) != w.ann[annotationChain] ||
+			string(g.RekorBundle) != w.ann[annotationBundle] || string(g.Timestamp) != w.ann[annotationTimestamp] {
+			t.Errorf("att %d annotations: %q %q %q %q", i, g.Certificate, g.Chain, g.RekorBundle, g.Timestamp)
+		}
+		if g.Attached != image.DigestStr() || g.Origin != fmt.Sprintf("%s layer %d", tag, i) {
+			t.Errorf("att %d attached %q origin %q", i, g.Attached, g.Origin)
+		}
+	}
+	sigs, err := src.Signatures(context.Background(), image)
+	if err != nil || len(sigs) != 1 || string(sigs[0].Signature) != "s" {
+		t.Fatalf("Signatures beside attestations: %+v, %v", sigs, err)
+	}
+
+	// The caller owns the bytes.
+	got[0].Envelope[0] = 'X'
+	again, err := src.Attestations(context.Background(), image)
+	if err != nil || again[0].Envelope[0] != '{' {
+		t.Fatalf("a later call saw the caller's change: %v", err)
+	}
+}
+
+func TestAttestationsNone(t *testing.T) {
+	reg := newTestRegistry(t)
+	image := pushImage(t, reg.host, reg.host, "app")
+	pushSignatures(t, reg.host, image, testSig{payload: simpleSigning(image), signature: []byte("s")})
+	got, err := newTestSource(t).Attestations(context.Background(), image)
+	if err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("got %#v, %v; want an empty non-nil slice", got, err)
+	}
+}
+
+func TestAttestationsErrors(t *testing.T) {
+	reg := newTestRegistry(t)
+	image := pushImage(t, reg.host, reg.host, "app")
+	pushAttestations(t, reg.host, image, testAtt{envelope: envelope(1)}, testAtt{envelope: bytes.Repeat([]byte("e"), 2048)})
+	notDSSE := pushImage(t, reg.host, reg.host, "app")
+	pushAttestations(t, reg.host, notDSSE, testAtt{envelope: simpleSigning(notDSSE), mediaType: SimpleSigningMediaType})
+	dead, _ := name.NewDigest(deadHost(t) + "/app@" + image.DigestStr())
+
+	tests := []struct {
+		name   string
+		image  name.Digest
+		limits Limits
+		hook   func(w http.ResponseWriter, r *http.Request) bool
+		want   error // nil: any error but ErrUnreachable
+	}{
+		{name: "envelope larger than limit", image: image, limits: Limits{EnvelopeBytes: 1024}, want: ErrLimit},
+		{name: "more layers than the signature limit", image: image, limits: Limits{Signatures: 1}, want: ErrLimit},
+		{name: "a layer that is not DSSE", image: notDSSE},
+		{name: "registry down", image: dead, want: ErrUnreachable},
+		{name: "tag 503", image: image, want: ErrUnreachable, hook: func(w http.ResponseWriter, r *http.Request) bool {
+			if strings.HasSuffix(r.URL.Path, ".att") {
+				http.Error(w, "no", http.StatusServiceUnavailable)
+				return true
+			}
+			return false
+		}},
+		{name: "envelope does not match its digest", image: image, hook: func(w http.ResponseWriter, r *http.Request) bool {
+			if strings.Contains(r.URL.Path, "/blobs/") {
+				w.Write(envelope(9))
+				return true
+			}
+			return false
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reg.setHook(tc.hook)
+			defer reg.setHook(nil)
+			got, err := newTestSource(t, WithLimits(tc.limits)).Attestations(context.Background(), tc.image)
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("got %+v, %v; want %v", got, err, tc.want)
+			}
+			if tc.want == nil && (err == nil || errors.Is(err, ErrUnreachable)) {
+				t.Fatalf("got %+v, %v; want a failure that is not ErrUnreachable", got, err)
+			}
+		})
+	}
+	// The payload limit (signatures) does not bound envelopes.
+	got, err := newTestSource(t, WithLimits(Limits{PayloadBytes: 1024})).Attestations(context.Background(), image)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("within limits: %d attestations, %v", len(got), err)
+	}
+}

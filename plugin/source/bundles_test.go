@@ -1,0 +1,458 @@
+package source
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/sealgate/sealgate/plugin/artifact"
+)
+
+// referrerModes are the two ways a registry lists referrers: the OCI 1.1
+// referrers API, and the tag fallback of registries without it.
+var referrerModes = []struct {
+	name string
+	opts []registryOption
+}{
+	{"referrers API", []registryOption{withReferrers()}},
+	{"tag fallback", nil},
+}
+
+// listingPath says whether r asks for image's referrers listing (the API
+// or the fallback tag).
+func listingPath(r *http.Request, image name.Digest) bool {
+	h, _ := v1.NewHash(image.DigestStr())
+	return strings.HasSuffix(r.URL.Path, "/referrers/"+h.String()) ||
+		strings.HasSuffix(r.URL.Path, "/manifests/"+h.Algorithm+"-"+h.Hex)
+}
+
+func bundleDigests(bs []artifact.Bundle) []string {
+	var out []string
+	for _, b := range bs {
+		_, d, _ := strings.Cut(b.Origin, "@")
+		out = append(out, d)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sortedDigests(hs ...v1.Hash) []string {
+	var out []string
+	for _, h := range hs {
+		out = append(out, h.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestBundlesFound(t *testing.T) {
+	for _, mode := range referrerModes {
+		t.Run(mode.name, func(t *testing.T) {
+			reg := newTestRegistry(t, mode.opts...)
+			image := pushImage(t, reg.host, reg.host, "team/app")
+			want := map[string]testReferrer{}
+			for i, at := range []string{BundleMediaTypeV03Alt, BundleMediaTypeV01} {
+				r := testReferrer{artifactType: at, layers: [][]byte{fakeBundle(i)}}
+				want[pushReferrer(t, reg.host, image, r).String()] = r
+			}
+			// Another kind of referrer, and another image's bundle in the
+			// same repository.
+			pushReferrer(t, reg.host, image, testReferrer{artifactType: "application/spdx+json", layerType: "application/spdx+json", layers: [][]byte{[]byte("{}")}})
+			other := pushImage(t, reg.host, reg.host, "team/app")
+			pushReferrer(t, reg.host, other, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(9)}})
+
+			pushed := len(reg.requests())
+			got, err := newTestSource(t).Bundles(context.Background(), image)
+			if err != nil {
+				t.Fatalf("Bundles: %v", err)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("got %d bundles %v, want %d", len(got), bundleDigests(got), len(want))
+			}
+			for _, b := range got {
+				_, d, _ := strings.Cut(b.Origin, "@")
+				w, ok := want[d]
+				if !ok {
+					t.Fatalf("unexpected bundle %+v", b)
+				}
+				if !bytes.Equal(b.JSON, w.layers[0]) || b.MediaType != w.artifactType || b.ArtifactType != w.artifactType ||
+					b.Attached != image.DigestStr() || b.Origin != "referrer "+image.Context().String()+"@"+d {
+					t.Errorf("bundle %+v, want JSON %s, types %s", b, w.layers[0], w.artifactType)
+				}
+			}
+
+			api, fallback := false, false
+			for _, r := range reg.requests()[pushed:] {
+				api = api || strings.HasPrefix(r, "GET ") && strings.Contains(r, "/referrers/"+image.DigestStr())
+				fallback = fallback || strings.HasPrefix(r, "GET ") && strings.Contains(r, "/manifests/sha256-")
+			}
+			if mode.opts != nil && (!api || fallback) {
+				t.Errorf("referrers API registry: API asked %v, fallback tag asked %v", api, fallback)
+			}
+			if mode.opts == nil && !fallback {
+				t.Error("registry without the referrers API: the fallback tag was not asked")
+			}
+		})
+	}
+}
+
+// The manifest itself decides: a listing that claims the bundle type for a
+// manifest of another type, or lists another image's bundle or a manifest
+// that is gone, adds nothing.
+func TestBundlesSelectedByOwnManifest(t *testing.T) {
+	for _, mode := range referrerModes {
+		t.Run(mode.name, func(t *testing.T) {
+			reg := newTestRegistry(t, mode.opts...)
+			image := pushImage(t, reg.host, reg.host, "app")
+			other := pushImage(t, reg.host, reg.host, "app")
+			good := pushReferrer(t, reg.host, image, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
+			sbom := pushReferrer(t, reg.host, image, testReferrer{artifactType: "application/spdx+json", layerType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(2)}})
+			foreign := pushReferrer(t, reg.host, other, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(3)}})
+			gone := digestOf([]byte("a manifest that was never pushed"))
+
+			reg.setRewrite(func(r *http.Request, body []byte) []byte {
+				if !listingPath(r, image) {
+					return body
+				}
+				var idx map[string]any
+				if err := json.Unmarshal(body, &idx); err != nil {
+					t.Errorf("listing: %v", err)
+					return body
+				}
+				ms, _ := idx["manifests"].([]any)
+				for _, m := range ms {
+					m.(map[string]any)["artifactType"] = BundleMediaTypeV03Alt
+				}
+				for _, h := range []v1.Hash{foreign, gone} {
+					ms = append(ms, map[string]any{"mediaType": mediaTypeOCIManifest, "size": 500, "digest": h.String(), "artifactType": BundleMediaTypeV03Alt})
+				}
+				idx["manifests"] = ms
+				out, _ := json.Marshal(idx)
+				return out
+			})
+			pushed := len(reg.requests())
+			got, err := newTestSource(t).Bundles(context.Background(), image)
+			if err != nil {
+				t.Fatalf("Bundles: %v", err)
+			}
+			if d := bundleDigests(got); !slices.Equal(d, sortedDigests(good)) {
+				t.Fatalf("bundles %v, want only %s", d, good)
+			}
+			// Skipped because of what their manifests say, not unasked.
+			reqs := strings.Join(reg.requests()[pushed:], "\n")
+			for _, h := range []v1.Hash{sbom, foreign, gone} {
+				if !strings.Contains(reqs, "GET /v2/app/manifests/"+h.String()) {
+					t.Errorf("manifest %s was not fetched", h)
+				}
+			}
+		})
+	}
+}
+
+func TestBundlesNone(t *testing.T) {
+	for _, mode := range referrerModes {
+		t.Run(mode.name, func(t *testing.T) {
+			reg := newTestRegistry(t, mode.opts...)
+			image := pushImage(t, reg.host, reg.host, "app")
+			src := newTestSource(t)
+			check := func(what string, image name.Digest) {
+				t.Helper()
+				got, err := src.Bundles(context.Background(), image)
+				if err != nil || got == nil || len(got) != 0 {
+					t.Fatalf("%s: %#v, %v; want an empty non-nil slice", what, got, err)
+				}
+			}
+			check("no referrers", image)
+			unknown, _ := name.NewDigest(reg.host + "/nowhere@" + image.DigestStr())
+			check("unknown repository", unknown)
+			pushReferrer(t, reg.host, image, testReferrer{artifactType: "application/spdx+json", layers: [][]byte{[]byte("{}")}})
+			check("only other referrers", image)
+		})
+	}
+}
+
+func TestBundlesLimits(t *testing.T) {
+	for _, mode := range referrerModes {
+		t.Run(mode.name, func(t *testing.T) {
+			reg := newTestRegistry(t, mode.opts...)
+			image := pushImage(t, reg.host, reg.host, "app")
+			for i := range 3 {
+				pushReferrer(t, reg.host, image, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(i)}})
+			}
+			tests := []struct {
+				name    string
+				limits  Limits
+				rewrite func(r *http.Request, body []byte) []byte
+			}{
+				{name: "bundle larger than limit", limits: Limits{BundleBytes: 32}},
+				{name: "too many referrers", limits: Limits{Referrers: 2}},
+				{name: "listing larger than limit", limits: Limits{ManifestBytes: 4096},
+					rewrite: func(r *http.Request, body []byte) []byte {
+						if listingPath(r, image) {
+							return append(body, bytes.Repeat([]byte(" "), 5000)...)
+						}
+						return body
+					}},
+				{name: "manifest larger than the listing says", limits: Limits{ManifestBytes: 4096},
+					rewrite: func(r *http.Request, body []byte) []byte {
+						if strings.Contains(r.URL.Path, "/manifests/sha256:") && !strings.HasSuffix(r.URL.Path, image.DigestStr()) {
+							return append(body, bytes.Repeat([]byte(" "), 5000)...)
+						}
+						return body
+					}},
+			}
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					reg.setRewrite(tc.rewrite)
+					defer reg.setRewrite(nil)
+					_, err := newTestSource(t, WithLimits(tc.limits)).Bundles(context.Background(), image)
+					if !errors.Is(err, ErrLimit) {
+						t.Fatalf("err = %v, want ErrLimit", err)
+					}
+				})
+			}
+			got, err := newTestSource(t, WithLimits(Limits{Referrers: 3, BundleBytes: 128})).Bundles(context.Background(), image)
+			if err != nil || len(got) != 3 {
+				t.Fatalf("within limits: %d bundles, %v", len(got), err)
+			}
+		})
+	}
+}
+
+// The default bounds hold against a registry that lists more referrers
+// than a node should fetch.
+func TestBundlesDefaultReferrersLimit(t *testing.T) {
+	reg := newTestRegistry(t, withReferrers())
+	image := pushImage(t, reg.host, reg.host, "app")
+	for i := range DefaultReferrers + 1 {
+		pushReferrer(t, reg.host, image, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(i)}})
+	}
+	before := reg.manifestGets.Load()
+	if _, err := newTestSource(t).Bundles(context.Background(), image); !errors.Is(err, ErrLimit) {
+		t.Fatalf("%d referrers: %v, want ErrLimit", DefaultReferrers+1, err)
+	}
+	if n := reg.manifestGets.Load() - before; n != 0 {
+		t.Errorf("%d referrer manifests fetched before the limit was found", n)
+	}
+}
+
+// Content that does not match what names it, or a bundle manifest of the
+// wrong shape, is an error, never a bundle and never "none".
+func TestBundlesBadContent(t *testing.T) {
+	reg := newTestRegistry(t)
+	tests := []struct {
+		name     string
+		referrer testReferrer
+		hook     func(w http.ResponseWriter, r *http.Request) bool
+	}{
+		{name: "two layers", referrer: testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1), fakeBundle(2)}}},
+		{name: "no layer", referrer: testReferrer{artifactType: BundleMediaTypeV03Alt}},
+		{name: "layer not a bundle", referrer: testReferrer{artifactType: BundleMediaTypeV03Alt, layerType: "application/json", layers: [][]byte{fakeBundle(1)}}},
+		{name: "blob does not match its digest", referrer: testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}},
+			hook: func(w http.ResponseWriter, r *http.Request) bool {
+				if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+					b := fakeBundle(7)
+					w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+					w.Write(b)
+					return true
+				}
+				return false
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			image := pushImage(t, reg.host, reg.host, "app")
+			pushReferrer(t, reg.host, image, tc.referrer)
+			reg.setHook(tc.hook)
+			defer reg.setHook(nil)
+			got, err := newTestSource(t).Bundles(context.Background(), image)
+			if err == nil || errors.Is(err, ErrUnreachable) {
+				t.Fatalf("got %+v, %v; want a failure that is not ErrUnreachable", got, err)
+			}
+		})
+	}
+}
+
+func TestBundlesUnreachable(t *testing.T) {
+	dead, _ := name.NewDigest(deadHost(t) + "/app@sha256:" + strings.Repeat("a", 64))
+	if _, err := newTestSource(t).Bundles(context.Background(), dead); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("registry down: %v, want ErrUnreachable", err)
+	}
+	for _, mode := range referrerModes {
+		t.Run(mode.name, func(t *testing.T) {
+			reg := newTestRegistry(t, mode.opts...)
+			image := pushImage(t, reg.host, reg.host, "app")
+			ref := pushReferrer(t, reg.host, image, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
+			tests := []struct {
+				name  string
+				match func(r *http.Request) bool
+				code  int
+				want  error // nil: any error but ErrUnreachable
+			}{
+				{"listing 503", func(r *http.Request) bool { return listingPath(r, image) }, http.StatusServiceUnavailable, ErrUnreachable},
+				{"manifest 503", func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/manifests/"+ref.String()) }, http.StatusServiceUnavailable, ErrUnreachable},
+				{"blob 502", func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/blobs/") }, http.StatusBadGateway, ErrUnreachable},
+				{"listing 403", func(r *http.Request) bool { return listingPath(r, image) }, http.StatusForbidden, nil},
+			}
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+						if r.Method == http.MethodGet && tc.match(r) {
+							http.Error(w, "no", tc.code)
+							return true
+						}
+						return false
+					})
+					defer reg.setHook(nil)
+					got, err := newTestSource(t).Bundles(context.Background(), image)
+					if tc.want != nil && !errors.Is(err, tc.want) {
+						t.Fatalf("got %+v, %v; want %v", got, err, tc.want)
+					}
+					if tc.want == nil && (err == nil || errors.Is(err, ErrUnreachable)) {
+						t.Fatalf("got %+v, %v; want a failure that is not ErrUnreachable", got, err)
+					}
+				})
+			}
+		})
+	}
+}
+
+// Referrers through containerd's host configuration: a mirror with the
+// "referrers" capability is asked for the API (with the ns parameter); when
+// no host has that capability, hosts that may resolve tags are asked for the
+// fallback tag only.
+func TestBundlesMirror(t *testing.T) {
+	upstreamAddr := deadHost(t)
+	tests := []struct {
+		name       string
+		mirrorOpts []registryOption
+		toml       string
+		wantAPI    bool
+	}{
+		{"mirror with the referrers API", []registryOption{withReferrers()}, `
+server = "http://%[1]s"
+[host."http://%[2]s"]
+  capabilities = ["pull", "resolve", "referrers"]
+`, true},
+		{"no host with the referrers capability", nil, `
+server = "http://%[1]s"
+capabilities = ["pull", "resolve"]
+[host."http://%[2]s"]
+  capabilities = ["pull", "resolve"]
+`, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mirror := newTestRegistry(t, tc.mirrorOpts...)
+			image := pushImage(t, mirror.host, upstreamAddr, "app")
+			stored, _ := name.NewDigest(mirror.host + "/app@" + image.DigestStr())
+			want := pushReferrer(t, mirror.host, stored, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
+			dir := writeHosts(t, t.TempDir(), upstreamAddr, fmt.Sprintf(tc.toml, upstreamAddr, mirror.host))
+			src := newTestSource(t, WithHostsDir(dir))
+			pushed := len(mirror.requests())
+			got, err := src.Bundles(context.Background(), image)
+			if err != nil || len(got) != 1 || !strings.HasSuffix(got[0].Origin, want.String()) {
+				t.Fatalf("Bundles via mirror: %+v, %v", got, err)
+			}
+			api := false
+			for _, r := range mirror.requests()[pushed:] {
+				if !strings.HasPrefix(r, "GET ") || r == "GET /v2/" {
+					continue
+				}
+				api = api || strings.Contains(r, "/referrers/")
+				if !strings.Contains(r, "ns="+url.QueryEscape(upstreamAddr)) {
+					t.Errorf("mirror request without ns parameter: %s", r)
+				}
+			}
+			if api != tc.wantAPI {
+				t.Errorf("referrers API asked: %v, want %v", api, tc.wantAPI)
+			}
+
+			// Nothing on the mirror and the upstream down: not "none".
+			other := pushImage(t, mirror.host, upstreamAddr, "app")
+			if _, err := src.Bundles(context.Background(), other); !errors.Is(err, ErrUnreachable) {
+				t.Fatalf("mirror without bundles, upstream down: %v, want ErrUnreachable", err)
+			}
+		})
+	}
+}
+
+// N concurrent calls for one digest make one listing request, and the
+// kinds do not share flights.
+func TestBundlesSingleflight(t *testing.T) {
+	reg := newTestRegistry(t, withReferrers())
+	image := pushImage(t, reg.host, reg.host, "app")
+	pushReferrer(t, reg.host, image, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
+	var listings atomic.Int64
+	gate := make(chan struct{})
+	reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		if listingPath(r, image) {
+			listings.Add(1)
+			<-gate
+		}
+		return false
+	})
+	src := newTestSource(t)
+	const n = 16
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for range n {
+		wg.Go(func() {
+			got, err := src.Bundles(context.Background(), image)
+			if err != nil || len(got) != 1 {
+				failures.Add(1)
+			}
+		})
+	}
+	waitWaiters(t, &src.bundles, image.String(), n)
+	// Attestations of the same digest do not wait for the bundles.
+	if _, err := src.Attestations(context.Background(), image); err != nil {
+		t.Fatalf("Attestations during a bundles flight: %v", err)
+	}
+	close(gate)
+	wg.Wait()
+	if failures.Load() != 0 {
+		t.Fatalf("%d calls failed", failures.Load())
+	}
+	if got := listings.Load(); got != 1 {
+		t.Fatalf("%d listing requests for %d concurrent calls, want 1", got, n)
+	}
+}
+
+// The caller owns what it gets: changing it does not change the next
+// caller's copy.
+func TestBundlesCopied(t *testing.T) {
+	reg := newTestRegistry(t, withReferrers())
+	image := pushImage(t, reg.host, reg.host, "app")
+	pushReferrer(t, reg.host, image, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
+	src := newTestSource(t)
+	var wg sync.WaitGroup
+	results := make([][]artifact.Bundle, 4)
+	for i := range results {
+		wg.Go(func() { results[i], _ = src.Bundles(context.Background(), image) })
+	}
+	wg.Wait()
+	for i, r := range results {
+		if len(r) != 1 {
+			t.Fatalf("call %d: %d bundles", i, len(r))
+		}
+	}
+	results[0][0].JSON[0] = 'X'
+	for i, r := range results[1:] {
+		if r[0].JSON[0] != '{' {
+			t.Fatalf("call %d shares its bundle bytes with call 0", i+1)
+		}
+	}
+}

@@ -1,0 +1,428 @@
+package source
+
+import (
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+func TestAttestationAndReferrersTags(t *testing.T) {
+	h256 := strings.Repeat("ab", 32)
+	h512 := strings.Repeat("cd", 64)
+	tests := []struct {
+		ref, att, referrers string
+	}{
+		{"127.0.0.1:5000/app@sha256:" + h256, "127.0.0.1:5000/app:sha256-" + h256 + ".att", "127.0.0.1:5000/app:sha256-" + h256},
+		{"registry.example.com/a/b@sha512:" + h512, "registry.example.com/a/b:sha512-" + h512 + ".att", "registry.example.com/a/b:sha512-" + h512},
+	}
+	for _, tc := range tests {
+		d, err := name.NewDigest(tc.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		att, err := AttestationTag(d)
+		if err != nil || att.String() != tc.att {
+			t.Errorf("AttestationTag(%s) = %s, %v; want %s", tc.ref, att, err, tc.att)
+		}
+		ref, err := ReferrersTag(d)
+		if err != nil || ref.String() != tc.referrers {
+			t.Errorf("ReferrersTag(%s) = %s, %v; want %s", tc.ref, ref, err, tc.referrers)
+		}
+	}
+}
+
+func TestIsBundleMediaType(t *testing.T) {
+	for mt, want := range map[string]bool{
+		"application/vnd.dev.sigstore.bundle.v0.3+json":          true,
+		"application/vnd.dev.sigstore.bundle+json;version=0.1":   true,
+		"application/vnd.dev.sigstore.bundle+json;version=0.2":   true,
+		"application/vnd.dev.sigstore.bundle+json;version=0.3":   true,
+		"application/vnd.dev.sigstore.bundle+json; version=0.3":  false, // exact, as sigstore-go
+		"application/vnd.dev.sigstore.bundle+json":               false,
+		"application/vnd.dev.sigstore.bundle.v0.4+json":          false,
+		"application/vnd.dev.sigstore.bundle+json;version=0.3.1": false,
+		"APPLICATION/VND.DEV.SIGSTORE.BUNDLE.V0.3+JSON":          false,
+		mediaTypeEmptyConfig: false,
+		"":                   false,
+	} {
+		if got := IsBundleMediaType(mt); got != want {
+			t.Errorf("IsBundleMediaType(%q) = %v, want %v", mt, got, want)
+		}
+	}
+}
+
+// What cosign v2.6.5 wrote with --new-bundle-format (testdata): the
+// referrers API listing, the fallback index (whose entry reports the empty
+// config type, not the bundle type), the bundle manifest and the bundle.
+func TestParseCosignReferrerFixtures(t *testing.T) {
+	lim := defaultLimits()
+	manifest := readTestdata(t, "cosign-bundle-manifest.json")
+	for _, file := range []string{"cosign-referrers.json", "cosign-referrers-fallback.json"} {
+		refs, err := parseReferrers(readTestdata(t, file), lim)
+		if err != nil || len(refs) != 1 {
+			t.Fatalf("%s: %+v, %v", file, refs, err)
+		}
+	}
+	fallback, _ := parseReferrers(readTestdata(t, "cosign-referrers-fallback.json"), lim)
+	if fallback[0].Digest != digestOf(manifest) || fallback[0].ArtifactType != mediaTypeEmptyConfig {
+		t.Fatalf("fallback entry %+v does not name the bundle manifest %s", fallback[0], digestOf(manifest))
+	}
+	m, err := parseReferrerManifest(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, _ := v1.NewHash(m.Subject)
+	l, ok, err := bundleLayer(m, subject, lim)
+	if err != nil || !ok {
+		t.Fatalf("bundleLayer: %v, %v", ok, err)
+	}
+	if m.ArtifactType != BundleMediaTypeV03Alt || l.MediaType != BundleMediaTypeV03Alt {
+		t.Fatalf("artifact type %q, layer %q", m.ArtifactType, l.MediaType)
+	}
+	bundle := readTestdata(t, "cosign-bundle.json")
+	if err := checkBlob(l.Digest, l.Size, bundle); err != nil {
+		t.Fatalf("bundle fixture does not match its layer: %v", err)
+	}
+	var b struct {
+		MediaType    string `json:"mediaType"`
+		DSSEEnvelope struct {
+			Payload string `json:"payload"`
+		} `json:"dsseEnvelope"`
+	}
+	if err := json.Unmarshal(bundle, &b); err != nil || b.MediaType != BundleMediaTypeV03Alt {
+		t.Fatalf("bundle: %+v, %v", b, err)
+	}
+	stmt := decodeStatement(t, b.DSSEEnvelope.Payload)
+	if stmt.digest() != subject.Hex {
+		t.Fatalf("statement subject %q, manifest subject %s", stmt.digest(), subject)
+	}
+}
+
+// The attestation manifest and envelope cosign attest wrote (testdata).
+func TestParseCosignAttestationFixture(t *testing.T) {
+	layers, err := parseAttestationManifest(readTestdata(t, "cosign-attestation-manifest.json"), defaultLimits())
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("%+v, %v", layers, err)
+	}
+	env := readTestdata(t, "cosign-dsse-envelope.json")
+	if err := checkBlob(layers[0].Digest, layers[0].Size, env); err != nil {
+		t.Fatal(err)
+	}
+	a := newAttestation(layers[0], env, "sha256:x", "o")
+	if string(a.Envelope) != string(env) || a.Certificate != nil || a.RekorBundle != nil || a.Attached != "sha256:x" {
+		t.Fatalf("attestation %+v", a)
+	}
+	var e dsseEnvelope
+	if err := json.Unmarshal(a.Envelope, &e); err != nil {
+		t.Fatal(err)
+	}
+	if stmt := decodeStatement(t, e.Payload); stmt.PredicateType != "https://slsa.dev/provenance/v1" {
+		t.Fatalf("predicate type %q", stmt.PredicateType)
+	}
+}
+
+func TestParseReferrers(t *testing.T) {
+	d := func(c string) string { return "sha256:" + strings.Repeat(c, 64) }
+	entry := func(digest, artifactType string, extra ...string) string {
+		s := `{"mediaType":"` + mediaTypeOCIManifest + `","size":100,"digest":"` + digest + `"`
+		if artifactType != "" {
+			s += `,"artifactType":"` + artifactType + `"`
+		}
+		return s + strings.Join(extra, "") + `}`
+	}
+	index := func(entries ...string) string {
+		return `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIIndex + `","manifests":[` + strings.Join(entries, ",") + `]}`
+	}
+	tests := []struct {
+		name      string
+		body      string
+		limits    Limits
+		want      []string // candidate digests
+		wantErr   bool
+		wantLimit bool
+	}{
+		{name: "bundle", body: index(entry(d("1"), BundleMediaTypeV03Alt)), want: []string{d("1")}},
+		{name: "every bundle version", body: index(entry(d("1"), BundleMediaTypeV01), entry(d("2"), BundleMediaTypeV02), entry(d("3"), BundleMediaTypeV03)),
+			want: []string{d("1"), d("2"), d("3")}},
+		{name: "empty config type and none are candidates", body: index(entry(d("1"), mediaTypeEmptyConfig), entry(d("2"), "")),
+			want: []string{d("1"), d("2")}},
+		{name: "other artifact types dropped", body: index(entry(d("1"), "application/spdx+json"), entry(d("2"), "application/vnd.in-toto+json"), entry(d("3"), BundleMediaTypeV03Alt)),
+			want: []string{d("3")}},
+		{name: "index entries dropped", body: index(`{"mediaType":"` + mediaTypeOCIIndex + `","size":1,"digest":"` + d("1") + `"}`), want: nil},
+		{name: "no media type is a candidate", body: index(`{"size":1,"digest":"` + d("1") + `"}`), want: []string{d("1")}},
+		{name: "duplicates once", body: index(entry(d("1"), BundleMediaTypeV03Alt), entry(d("1"), BundleMediaTypeV03Alt), entry(d("1"), ""), entry(d("1"), BundleMediaTypeV03Alt)),
+			limits: Limits{Referrers: 1}, want: []string{d("1")}},
+		{name: "annotations", body: index(entry(d("1"), "", `,"annotations":{"a":"b"}`)), want: []string{d("1")}},
+		{name: "empty", body: index(), want: nil},
+		{name: "no manifests", body: `{"schemaVersion":2}`, want: nil},
+		{name: "no media type", body: `{"schemaVersion":2,"manifests":[]}`, want: nil},
+		{name: "at the limit", body: index(entry(d("1"), ""), entry(d("2"), "")), limits: Limits{Referrers: 2}, want: []string{d("1"), d("2")}},
+		{name: "over the limit", body: index(entry(d("1"), ""), entry(d("2"), ""), entry(d("3"), "")), limits: Limits{Referrers: 2}, wantErr: true, wantLimit: true},
+		{name: "others do not count", body: index(entry(d("1"), "x/y"), entry(d("2"), "x/y"), entry(d("3"), "")), limits: Limits{Referrers: 1}, want: []string{d("3")}},
+		{name: "candidate larger than a manifest may be", body: index(entry(d("1"), "")), limits: Limits{ManifestBytes: 99}, wantErr: true, wantLimit: true},
+		{name: "large non-candidate", body: index(entry(d("1"), "x/y")), limits: Limits{ManifestBytes: 99}, want: nil},
+		{name: "manifest media type", body: `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIManifest + `","manifests":[]}`, wantErr: true},
+		{name: "docker list media type", body: `{"schemaVersion":2,"mediaType":"` + mediaTypeDockerList + `","manifests":[]}`, wantErr: true},
+		{name: "layers", body: `{"schemaVersion":2,"manifests":[],"layers":[]}`, wantErr: true},
+		{name: "schema 1", body: `{"schemaVersion":1,"manifests":[]}`, wantErr: true},
+		{name: "no schema", body: `{"manifests":[]}`, wantErr: true},
+		{name: "bad digest", body: index(entry("sha256:1", "")), wantErr: true},
+		{name: "no size", body: index(`{"digest":"` + d("1") + `"}`), wantErr: true},
+		{name: "negative size", body: index(`{"size":-1,"digest":"` + d("1") + `"}`), wantErr: true},
+		{name: "artifact type not a string", body: index(`{"size":1,"digest":"` + d("1") + `","artifactType":1}`), wantErr: true},
+		{name: "annotation not a string", body: index(entry(d("1"), "", `,"annotations":{"a":1}`)), wantErr: true},
+		{name: "entry not an object", body: index(`"x"`), wantErr: true},
+		{name: "duplicate key", body: index(`{"size":1,"digest":"` + d("1") + `","artifactType":"x/y","artifactType":"` + BundleMediaTypeV03Alt + `"}`), wantErr: true},
+		{name: "trailing data", body: index() + "{}", wantErr: true},
+		{name: "not an object", body: `[]`, wantErr: true},
+		{name: "empty body", body: ``, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lim, err := tc.limits.withDefaults()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := parseReferrers([]byte(tc.body), lim)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			}
+			if errors.Is(err, ErrLimit) != tc.wantLimit {
+				t.Fatalf("err = %v, want ErrLimit %v", err, tc.wantLimit)
+			}
+			var digests []string
+			for _, r := range got {
+				digests = append(digests, r.Digest.String())
+			}
+			if strings.Join(digests, " ") != strings.Join(tc.want, " ") {
+				t.Fatalf("candidates %v, want %v", digests, tc.want)
+			}
+		})
+	}
+}
+
+func TestBundleLayer(t *testing.T) {
+	subject := "sha256:" + strings.Repeat("5", 64)
+	other := "sha256:" + strings.Repeat("6", 64)
+	layer := func(mt string, size int) string {
+		return fmt.Sprintf(`{"mediaType":%q,"size":%d,"digest":"sha256:%s"}`, mt, size, strings.Repeat("7", 64))
+	}
+	manifest := func(artifactType, configType, subj string, layers ...string) string {
+		s := `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIManifest + `"`
+		if artifactType != "" {
+			s += `,"artifactType":"` + artifactType + `"`
+		}
+		if configType != "" {
+			s += `,"config":{"mediaType":"` + configType + `","size":2,"digest":"sha256:` + strings.Repeat("8", 64) + `"}`
+		}
+		if subj != "" {
+			s += `,"subject":{"mediaType":"` + mediaTypeOCIManifest + `","size":1,"digest":"` + subj + `"}`
+		}
+		return s + `,"layers":[` + strings.Join(layers, ",") + `]}`
+	}
+	v03 := BundleMediaTypeV03Alt
+	tests := []struct {
+		name      string
+		body      string
+		limits    Limits
+		want      bool
+		wantErr   bool
+		wantLimit bool
+	}{
+		{name: "cosign", body: string(readTestdata(t, "cosign-bundle-manifest.json")), want: false}, // another subject
+		{name: "bundle", body: manifest(v03, mediaTypeEmptyConfig, subject, layer(v03, 10)), want: true},
+		{name: "v0.1 layer in a v0.3 manifest", body: manifest(v03, mediaTypeEmptyConfig, subject, layer(BundleMediaTypeV01, 10)), want: true},
+		{name: "type from config", body: manifest("", BundleMediaTypeV02, subject, layer(BundleMediaTypeV02, 10)), want: true},
+		{name: "artifactType wins over config", body: manifest("application/spdx+json", v03, subject, layer(v03, 10)), want: false},
+		{name: "empty config only", body: manifest("", mediaTypeEmptyConfig, subject, layer(v03, 10)), want: false},
+		{name: "other artifact type", body: manifest("application/spdx+json", mediaTypeEmptyConfig, subject, layer(v03, 10)), want: false},
+		{name: "type with a space", body: manifest("application/vnd.dev.sigstore.bundle+json; version=0.3", "", subject, layer(v03, 10)), want: false},
+		{name: "another subject", body: manifest(v03, mediaTypeEmptyConfig, other, layer(v03, 10)), want: false},
+		{name: "no subject", body: manifest(v03, mediaTypeEmptyConfig, "", layer(v03, 10)), want: false},
+		{name: "an index", body: `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIIndex + `","artifactType":"` + v03 + `","manifests":[],"subject":{"digest":"` + subject + `"}}`, want: false},
+		{name: "an artifact manifest", body: `{"schemaVersion":2,"mediaType":"application/vnd.oci.artifact.manifest.v1+json","artifactType":"` + v03 + `","blobs":[` + layer(v03, 1) + `],"subject":{"digest":"` + subject + `"}}`, want: false},
+		{name: "no media type", body: strings.Replace(manifest(v03, "", subject, layer(v03, 10)), `"mediaType":"`+mediaTypeOCIManifest+`",`, "", 1), want: true},
+		{name: "two layers", body: manifest(v03, "", subject, layer(v03, 10), layer(v03, 10)), wantErr: true},
+		{name: "no layers", body: manifest(v03, "", subject), wantErr: true},
+		{name: "layer not a bundle", body: manifest(v03, "", subject, layer("application/json", 10)), wantErr: true},
+		{name: "bundle too large", body: manifest(v03, "", subject, layer(v03, 1025)), limits: Limits{BundleBytes: 1024}, wantErr: true, wantLimit: true},
+		{name: "bundle at the limit", body: manifest(v03, "", subject, layer(v03, 1024)), limits: Limits{BundleBytes: 1024}, want: true},
+		{name: "layer without size", body: manifest(v03, "", subject, `{"mediaType":"`+v03+`","digest":"`+subject+`"}`), wantErr: true},
+		{name: "bad subject digest", body: manifest(v03, "", "sha256:zz", layer(v03, 10)), wantErr: true},
+		{name: "subject not an object", body: `{"schemaVersion":2,"artifactType":"` + v03 + `","subject":"` + subject + `","layers":[]}`, wantErr: true},
+		{name: "index with layers", body: `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIIndex + `","layers":[]}`, wantErr: true},
+		{name: "layers and manifests", body: `{"schemaVersion":2,"layers":[],"manifests":[]}`, wantErr: true},
+		{name: "schema 1", body: `{"schemaVersion":1,"layers":[]}`, wantErr: true},
+		{name: "duplicate artifactType", body: `{"schemaVersion":2,"artifactType":"x/y","artifactType":"` + v03 + `","layers":[]}`, wantErr: true},
+		{name: "not JSON", body: `{`, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lim, err := tc.limits.withDefaults()
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, _ := v1.NewHash(subject)
+			m, err := parseReferrerManifest([]byte(tc.body))
+			var ok bool
+			if err == nil {
+				_, ok, err = bundleLayer(m, h, lim)
+			}
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			}
+			if errors.Is(err, ErrLimit) != tc.wantLimit {
+				t.Fatalf("err = %v, want ErrLimit %v", err, tc.wantLimit)
+			}
+			if ok != tc.want {
+				t.Fatalf("selected = %v, want %v", ok, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseAttestationManifest(t *testing.T) {
+	layer := func(mt string, size int, ann string) string {
+		s := fmt.Sprintf(`{"mediaType":%q,"size":%d,"digest":"sha256:%s"`, mt, size, strings.Repeat("a", 64))
+		if ann != "" {
+			s += `,"annotations":` + ann
+		}
+		return s + "}"
+	}
+	manifest := func(layers ...string) string {
+		return `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIManifest + `","layers":[` + strings.Join(layers, ",") + `]}`
+	}
+	tests := []struct {
+		name      string
+		body      string
+		limits    Limits
+		wantN     int
+		wantErr   bool
+		wantLimit bool
+	}{
+		{name: "cosign", body: string(readTestdata(t, "cosign-attestation-manifest.json")), wantN: 1},
+		{name: "two", body: manifest(layer(DSSEMediaType, 10, ""), layer(DSSEMediaType, 10, `{"predicateType":"x"}`)), wantN: 2},
+		{name: "none", body: manifest(), wantN: 0},
+		{name: "not DSSE", body: manifest(layer(SimpleSigningMediaType, 10, "")), wantErr: true},
+		{name: "no media type", body: manifest(`{"size":1,"digest":"sha256:` + strings.Repeat("a", 64) + `"}`), wantErr: true},
+		{name: "envelope too large", body: manifest(layer(DSSEMediaType, 1025, "")), limits: Limits{EnvelopeBytes: 1024}, wantErr: true, wantLimit: true},
+		{name: "payload limit does not apply", body: manifest(layer(DSSEMediaType, 1025, "")), limits: Limits{PayloadBytes: 1024}, wantN: 1},
+		{name: "too many", body: manifest(layer(DSSEMediaType, 1, ""), layer(DSSEMediaType, 1, "")), limits: Limits{Signatures: 1}, wantErr: true, wantLimit: true},
+		{name: "index", body: `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIIndex + `","manifests":[]}`, wantErr: true},
+		{name: "duplicate key", body: `{"schemaVersion":2,"layers":[],"layers":[]}`, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lim, err := tc.limits.withDefaults()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := parseAttestationManifest([]byte(tc.body), lim)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			}
+			if errors.Is(err, ErrLimit) != tc.wantLimit {
+				t.Fatalf("err = %v, want ErrLimit %v", err, tc.wantLimit)
+			}
+			if err == nil && len(got) != tc.wantN {
+				t.Fatalf("got %d layers, want %d", len(got), tc.wantN)
+			}
+		})
+	}
+}
+
+func TestNewAttestation(t *testing.T) {
+	l := signatureLayer{Annotations: map[string]string{
+		annotationSignature:   "", // cosign writes it empty on attestations
+		annotationCertificate: "CERT",
+		annotationChain:       "CHAIN",
+		annotationBundle:      "BUNDLE",
+		annotationTimestamp:   "TSA",
+		"predicateType":       "https://slsa.dev/provenance/v1",
+	}}
+	env := []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"","signatures":[]}`)
+	a := newAttestation(l, env, "sha256:x", "o")
+	if string(a.Envelope) != string(env) || string(a.Certificate) != "CERT" || string(a.Chain) != "CHAIN" ||
+		string(a.RekorBundle) != "BUNDLE" || string(a.Timestamp) != "TSA" || a.Attached != "sha256:x" || a.Origin != "o" {
+		t.Fatalf("got %+v", a)
+	}
+	env[0] = 'X'
+	if a.Envelope[0] == 'X' {
+		t.Fatal("the envelope shares the caller's buffer")
+	}
+	if none := newAttestation(signatureLayer{}, nil, "", "o"); none.Certificate != nil || none.Timestamp != nil {
+		t.Fatalf("no annotations: %+v", none)
+	}
+}
+
+// dsseEnvelope and statement are what tests read from cosign's output.
+type dsseEnvelope struct {
+	PayloadType string `json:"payloadType"`
+	Payload     string `json:"payload"`
+	Signatures  []struct {
+		Sig string `json:"sig"`
+	} `json:"signatures"`
+}
+
+type statement struct {
+	PredicateType string `json:"predicateType"`
+	Subject       []struct {
+		Digest map[string]string `json:"digest"`
+	} `json:"subject"`
+}
+
+func (s statement) digest() string {
+	if len(s.Subject) != 1 {
+		return ""
+	}
+	return s.Subject[0].Digest["sha256"]
+}
+
+func decodeStatement(t testing.TB, payload string) statement {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s statement
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatalf("statement: %v\n%s", err, raw)
+	}
+	return s
+}
+
+// verifyDSSE checks an envelope's first signature with an ECDSA public key
+// in PEM, over DSSE's pre-authentication encoding, so that a test knows the
+// envelope came back byte for byte as cosign signed it.
+func verifyDSSE(t testing.TB, pubPEM []byte, e dsseEnvelope) bool {
+	t.Helper()
+	block, _ := pem.Decode(pubPEM)
+	if block == nil {
+		t.Fatal("public key is not PEM")
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := base64.StdEncoding.DecodeString(e.Payload)
+	if err != nil || len(e.Signatures) == 0 {
+		t.Fatalf("envelope: %v, %d signatures", err, len(e.Signatures))
+	}
+	sig, err := base64.StdEncoding.DecodeString(e.Signatures[0].Sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pae := fmt.Sprintf("DSSEv1 %d %s %d %s", len(e.PayloadType), e.PayloadType, len(payload), payload)
+	sum := sha256.Sum256([]byte(pae))
+	return ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), sum[:], sig)
+}
