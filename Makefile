@@ -62,7 +62,7 @@ fuzz: ## run every fuzz target of FUZZPKGS (default ./...) for FUZZTIME (default
 		list=$$($(GO) test -list '^Fuzz' "$$pkg"); \
 		for target in $$(grep '^Fuzz' <<<"$$list" || true); do \
 			echo "fuzz: $$pkg $$target ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s "$$pkg"; \
 		done; \
 	done
 

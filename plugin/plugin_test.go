@@ -162,6 +162,31 @@ func buildFixture(cosignBin string) (*fixture, error) {
 			return nil
 		},
 		func() error { _, err := push("infra", 10, "infra/pause:3.10"); return err },
+		func() error { // an index signed as a whole, its platform manifest not signed on its own
+			a, err := testenv.RandomImage(11)
+			if err != nil {
+				return err
+			}
+			b, err := testenv.RandomImage(12)
+			if err != nil {
+				return err
+			}
+			idx, err := testenv.Index(a, b)
+			if err != nil {
+				return err
+			}
+			d, err := reg.PushIndex(idx, "app/signedindex:v1")
+			if err != nil {
+				return err
+			}
+			f.digests["signedindex"] = d
+			ad, err := a.Digest()
+			if err != nil {
+				return err
+			}
+			f.digests["signedindex/child"] = d.Context().Digest(ad.String())
+			return cs.Sign(release, d.String())
+		},
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {
@@ -618,5 +643,21 @@ func TestCreateContainerWithoutImageDigest(t *testing.T) {
 				t.Errorf("err = %v, want %q", err, tt.reason)
 			}
 		})
+	}
+}
+
+// TestRegressionSignedIndexUnsignedChild: a runtime that reports the
+// platform manifest's digest must not be let through by the signature over
+// the index that lists it; only the index digest itself is covered.
+func TestRegressionSignedIndexUnsignedChild(t *testing.T) {
+	f := loadFixture(t)
+	n := startNode(t, f.writePolicy(t, "enforce"))
+	if err := n.create(t, f.digests["signedindex"], "v1"); err != nil {
+		t.Fatalf("signed index denied: %v", err)
+	}
+	child := f.digests["signedindex/child"]
+	err := n.create(t, child, "v1")
+	if err == nil || !strings.Contains(err.Error(), "no signatures found") || !strings.Contains(err.Error(), child.DigestStr()) {
+		t.Fatalf("unsigned child of a signed index: err = %v, want a denial for %s", err, child.DigestStr())
 	}
 }

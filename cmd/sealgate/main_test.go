@@ -126,6 +126,19 @@ func TestVerifyExitCodesAndJSON(t *testing.T) {
 		if reasons, _ := got["reasons"].([]any); len(reasons) == 0 {
 			t.Errorf("%s: no reasons: %s", tt.image, stdout)
 		}
+		// An allowed image says which authority satisfied which requirement.
+		by, _ := got["satisfiedBy"].([]any)
+		if tt.allowed {
+			if len(by) != 1 {
+				t.Fatalf("%s: satisfiedBy %v", tt.image, got["satisfiedBy"])
+			}
+			s := by[0].(map[string]any)
+			if s["requirement"] != "signatures" || s["authority"] != "key "+pub || !strings.HasPrefix(s["keyID"].(string), "sha256:") || s["digest"] != signed.DigestStr() {
+				t.Errorf("%s: satisfiedBy %v", tt.image, s)
+			}
+		} else if len(by) != 0 {
+			t.Errorf("%s: denied image reports satisfiedBy %v", tt.image, by)
+		}
 	}
 	code, stdout, _ := runMain("verify", unsigned.String(), "--policy", pol, "--registry-hosts-dir", hosts)
 	if code != exitDenied || !strings.Contains(stdout, "sealgate: denied "+unsigned.String()) {
