@@ -3,9 +3,12 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"strings"
 
+	eventstypes "github.com/containerd/containerd/api/events"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/typeurl/v2"
 )
 
 // ContainerdResolver answers Resolver questions from containerd's own
@@ -58,3 +61,44 @@ func (r *ContainerdResolver) SandboxImage(ctx context.Context, podID string) (st
 
 // Close closes the containerd connection.
 func (r *ContainerdResolver) Close() error { return r.client.Close() }
+
+// WatchPulls calls pulled for every image containerd creates or updates in
+// the resolver's namespace (a pull, or a tag moved to a new digest), until
+// ctx ends or the event stream fails. Image IDs (bare "sha256:…" names)
+// are skipped: the CRI records the same image under its reference too.
+func (r *ContainerdResolver) WatchPulls(ctx context.Context, pulled func(name, digest string)) error {
+	envs, errs := r.client.Subscribe(ctx, `topic=="/images/create"`, `topic=="/images/update"`)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-errs:
+			return fmt.Errorf("containerd events: %w", err)
+		case env := <-envs:
+			if env == nil || env.Namespace != r.namespace || env.Event == nil {
+				continue
+			}
+			ev, err := typeurl.UnmarshalAny(env.Event)
+			if err != nil {
+				continue
+			}
+			var name string
+			switch e := ev.(type) {
+			case *eventstypes.ImageCreate:
+				name = e.Name
+			case *eventstypes.ImageUpdate:
+				name = e.Name
+			default:
+				continue
+			}
+			if name == "" || strings.HasPrefix(name, "sha256:") {
+				continue
+			}
+			digest, err := r.ImageDigest(ctx, name)
+			if err != nil {
+				continue
+			}
+			pulled(name, digest)
+		}
+	}
+}

@@ -66,6 +66,7 @@ type Plugin struct {
 
 	synced   chan struct{} // closed at the first Synchronize
 	syncOnce sync.Once
+	warmer   *Warmer
 
 	stats Stats
 }
@@ -84,6 +85,7 @@ type options struct {
 	log                 *slog.Logger
 	resolver            Resolver
 	onClose             func()
+	warmer              *Warmer
 }
 
 // Option configures a Plugin.
@@ -160,6 +162,18 @@ func WithResolver(r Resolver) Option {
 	}
 }
 
+// WithWarmer sets the background verifier that Synchronize feeds (default:
+// a new one). Share one between reconnects and the image-pull watcher.
+func WithWarmer(w *Warmer) Option {
+	return func(o *options) error {
+		if w == nil {
+			return errors.New("nil warmer")
+		}
+		o.warmer = w
+		return nil
+	}
+}
+
 // WithOnClose sets a function called when the runtime closes the connection.
 func WithOnClose(f func()) Option {
 	return func(o *options) error {
@@ -179,7 +193,10 @@ func New(d Decider, opts ...Option) (*Plugin, error) {
 			return nil, fmt.Errorf("new plugin: %w", err)
 		}
 	}
-	p := &Plugin{decider: d, resolver: o.resolver, log: o.log, deadline: o.deadline, synced: make(chan struct{})}
+	p := &Plugin{decider: d, resolver: o.resolver, log: o.log, deadline: o.deadline, synced: make(chan struct{}), warmer: o.warmer}
+	if p.warmer == nil {
+		p.warmer = NewWarmer(d, o.log)
+	}
 	p.effDeadline.Store(int64(o.deadline))
 
 	stubOpts := []stub.Option{
@@ -246,9 +263,20 @@ func (p *Plugin) Configure(_ context.Context, _, runtime, version string) (api.E
 	return 0, nil
 }
 
-// Synchronize is told about the pods and containers that already exist.
+// Synchronize is told about the pods and containers that already exist; it
+// verifies their images in the background, so that the next container of
+// any of them is a cache hit.
 func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*api.Container) ([]*api.ContainerUpdate, error) {
 	p.log.Info("synchronized with runtime", "pods", len(pods), "containers", len(ctrs))
+	ns := make(map[string]string, len(pods))
+	for _, pod := range pods {
+		ns[pod.GetId()] = pod.GetNamespace()
+	}
+	for _, c := range ctrs {
+		if img := c.GetImage(); img != nil && img.GetName() != "" && img.GetDigest() != "" {
+			p.warmer.Warm(decision.Request{Image: img.GetName(), Digest: img.GetDigest(), Namespace: ns[c.GetPodSandboxId()]}, "existing container")
+		}
+	}
 	p.syncOnce.Do(func() { close(p.synced) })
 	return nil, nil
 }

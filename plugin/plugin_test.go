@@ -274,6 +274,13 @@ type node struct {
 
 func startNode(t testing.TB, policyFile string, opts ...plugin.Option) *node {
 	t.Helper()
+	return startNodeWith(t, policyFile, nil, nil, opts...)
+}
+
+// startNodeWith starts a node whose runtime side already runs pods and ctrs
+// (reported to the plugin at Synchronize).
+func startNodeWith(t testing.TB, policyFile string, pods []*api.PodSandbox, ctrs []*api.Container, opts ...plugin.Option) *node {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "sg-nri-") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
@@ -282,7 +289,7 @@ func startNode(t testing.TB, policyFile string, opts ...plugin.Option) *node {
 	sock := filepath.Join(dir, "nri.sock")
 	noUpdate := func(context.Context, []*api.ContainerUpdate) ([]*api.ContainerUpdate, error) { return nil, nil }
 	rt, err := nri.New("test-runtime", "2.4.2", func(ctx context.Context, cb nri.SyncCB) error {
-		_, err := cb(ctx, nil, nil)
+		_, err := cb(ctx, pods, ctrs)
 		return err
 	}, noUpdate,
 		nri.WithPluginPath(filepath.Join(dir, "plugins")),
@@ -659,5 +666,34 @@ func TestRegressionSignedIndexUnsignedChild(t *testing.T) {
 	err := n.create(t, child, "v1")
 	if err == nil || !strings.Contains(err.Error(), "no signatures found") || !strings.Contains(err.Error(), child.DigestStr()) {
 		t.Fatalf("unsigned child of a signed index: err = %v, want a denial for %s", err, child.DigestStr())
+	}
+}
+
+// TestSynchronizeVerifiesAhead: the images of containers that already run
+// when the plugin connects are verified in the background, so the next
+// container of one of them is decided from the cache.
+func TestSynchronizeVerifiesAhead(t *testing.T) {
+	f := loadFixture(t)
+	d := f.digests["signed"]
+	ctrs := []*api.Container{{Id: "running", PodSandboxId: testPod.Id, Name: "running",
+		Image: &api.Image{Name: d.Context().String() + ":v1", Digest: d.DigestStr()}}}
+	n := startNodeWith(t, f.writePolicy(t, "enforce"), []*api.PodSandbox{testPod}, ctrs)
+	req := decision.Request{Image: d.Context().String() + ":v1", Digest: d.DigestStr(), Namespace: testPod.Namespace}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if !strings.Contains(n.logs.String(), "decided ahead of time") {
+			if time.Now().After(deadline) {
+				t.Fatalf("no ahead-of-time decision; log:\n%s", n.logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		break
+	}
+	before := f.reg.Requests()
+	if got := n.engine.Decide(context.Background(), req); got.Source != decision.SourceCache || !got.Allowed {
+		t.Errorf("decision after Synchronize: %+v, want allowed from cache", got)
+	}
+	if f.reg.Requests() != before {
+		t.Errorf("decision after Synchronize asked the registry")
 	}
 }

@@ -116,13 +116,20 @@ func (e *DeniedError) Error() string {
 
 // Engine decides. It is safe for concurrent use; build one per policy.
 type Engine struct {
-	policy   *policy.Policy
-	source   source.Source
-	verifier *verify.Verifier
-	cache    cache.Store
-	platform string
-	now      func() time.Time
+	policy     *policy.Policy
+	source     source.Source
+	verifier   *verify.Verifier
+	cache      cache.Store // verdicts verified by this engine
+	offline    cache.Store // verdicts that survive restarts; nil without
+	revalidate time.Duration
+	platform   string
+	now        func() time.Time
+	mono       func() time.Duration
 }
+
+// DefaultRevalidateAfter is how long a verdict decides without asking the
+// sources again.
+const DefaultRevalidateAfter = time.Hour
 
 // Option configures an Engine.
 type Option func(*Engine) error
@@ -146,6 +153,45 @@ func WithVerifier(v *verify.Verifier) Option {
 			return errors.New("nil verifier")
 		}
 		e.verifier = v
+		return nil
+	}
+}
+
+// WithOfflineStore sets the store of verdicts that survive restarts (the
+// persisted, TPM-authenticated cache). Verified allows are written to it;
+// its verdicts decide only while every signature source is unreachable, and
+// only within the policy's offline.maxVerdictAge.
+func WithOfflineStore(s cache.Store) Option {
+	return func(e *Engine) error {
+		if s == nil {
+			return errors.New("nil offline store")
+		}
+		e.offline = s
+		return nil
+	}
+}
+
+// WithRevalidateAfter sets how long a verdict this engine verified decides
+// without asking the sources again (default DefaultRevalidateAfter). After
+// that, the next decision re-verifies, and if the sources are unreachable
+// the verdict serves only within offline.maxVerdictAge.
+func WithRevalidateAfter(d time.Duration) Option {
+	return func(e *Engine) error {
+		if d <= 0 {
+			return fmt.Errorf("revalidate after %s: must be positive", d)
+		}
+		e.revalidate = d
+		return nil
+	}
+}
+
+// WithMonotonicClock sets a clock the host cannot set back (the TPM's
+// clock, as read at start-up and extrapolated with the process's monotonic
+// clock, so that deciding never needs the TPM). Verdicts are stamped with
+// it and their age is the larger of its measure and the wall clock's.
+func WithMonotonicClock(now func() time.Duration) Option {
+	return func(e *Engine) error {
+		e.mono = now
 		return nil
 	}
 }
@@ -178,7 +224,7 @@ func New(p *policy.Policy, src source.Source, opts ...Option) (*Engine, error) {
 	if src == nil {
 		return nil, errors.New("new decision engine: nil source")
 	}
-	e := &Engine{policy: p, source: src, platform: runtime.GOOS + "/" + runtime.GOARCH, now: time.Now}
+	e := &Engine{policy: p, source: src, platform: runtime.GOOS + "/" + runtime.GOARCH, now: time.Now, revalidate: DefaultRevalidateAfter}
 	for _, o := range opts {
 		if err := o(e); err != nil {
 			return nil, fmt.Errorf("new decision engine: %w", err)
@@ -236,20 +282,91 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 	}
 
 	key := cache.Key{Digest: d.Digest, Repository: img.Repository, Rule: rule.Name, PolicyDigest: e.policy.Digest}
-	if v, ok := e.cache.Get(key); ok {
+	if v, ok := e.cache.Get(key); ok && e.age(v) < e.revalidate {
 		d.Source = SourceCache
 		return e.fromVerdict(d, rule, v)
 	}
 
-	v := e.verify(ctx, img, rule)
-	if v.err == nil && v.verdict.Allowed {
-		e.cache.Put(key, v.verdict)
-	}
-	d.Source = SourceVerified
-	if v.err != nil {
+	v := e.verify(e.fetchContext(ctx), img, rule)
+	switch {
+	case v.err == nil:
+		if v.verdict.Allowed {
+			e.cache.Put(key, v.verdict)
+			if e.offline != nil {
+				e.offline.Put(key, v.verdict)
+			}
+		}
+		d.Source = SourceVerified
+	case errors.Is(v.err, source.ErrUnreachable) || errors.Is(v.err, errFetchTimeout):
+		// Only when the sources could not be asked may an earlier
+		// verdict decide; a signature that was fetched and failed never
+		// is overridden.
+		if cached, ok := e.offlineVerdict(key); ok {
+			d.Source = SourceOfflineCache
+			cached.Reasons = append([]string{fmt.Sprintf("signature sources unreachable; verdict verified at %s (%s ago) serves offline, within offline.maxVerdictAge %s",
+				cached.VerifiedAt.UTC().Format(time.RFC3339), e.age(cached).Round(time.Second), e.policy.Offline.MaxVerdictAge)}, cached.Reasons...)
+			return e.fromVerdict(d, rule, cached)
+		}
+		d.Source = SourcePolicy
+		v.verdict.Reasons = []string{"the registry was unreachable and no valid cached verdict exists (none verified, or older than offline.maxVerdictAge " +
+			e.policy.Offline.MaxVerdictAge.String() + "): " + v.err.Error()}
+	default:
 		d.Source = SourcePolicy
 	}
 	return e.fromVerdict(d, rule, v.verdict)
+}
+
+// errFetchTimeout marks a fetch cut short by the engine's own fetch budget
+// while the caller's deadline still leaves time to answer: the sources are
+// as good as unreachable.
+var errFetchTimeout = errors.New("signature sources did not answer in time")
+
+// fetchContext keeps part of the caller's deadline for answering: the
+// sources get 80% of what remains, so that when they time out, an offline
+// verdict can still be looked up and the answer goes back in time.
+func (e *Engine) fetchContext(ctx context.Context) context.Context {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return ctx
+	}
+	budget := time.Until(dl) * 4 / 5
+	fctx, cancel := context.WithTimeoutCause(ctx, budget, errFetchTimeout)
+	// The fetch is bounded by the budget; release the timer with ctx.
+	context.AfterFunc(ctx, cancel)
+	return fctx
+}
+
+// offlineVerdict returns the newest allow verdict for key that is young
+// enough to serve while the sources are unreachable.
+func (e *Engine) offlineVerdict(key cache.Key) (cache.Verdict, bool) {
+	max := e.policy.Offline.MaxVerdictAge
+	if max <= 0 {
+		return cache.Verdict{}, false
+	}
+	var best cache.Verdict
+	found := false
+	for _, s := range []cache.Store{e.cache, e.offline} {
+		if s == nil {
+			continue
+		}
+		if v, ok := s.Get(key); ok && v.Allowed && e.age(v) <= max && (!found || v.VerifiedAt.After(best.VerifiedAt)) {
+			best, found = v, true
+		}
+	}
+	return best, found
+}
+
+// age is how old a verdict is: the larger of the wall clock's and the
+// monotonic (TPM) clock's measure, so that setting the system time back
+// does not make a verdict younger.
+func (e *Engine) age(v cache.Verdict) time.Duration {
+	age := e.now().Sub(v.VerifiedAt)
+	if e.mono != nil && v.Clock > 0 {
+		if m := e.mono() - v.Clock; m > age {
+			age = m
+		}
+	}
+	return age
 }
 
 type outcome struct {
@@ -368,7 +485,11 @@ func (e *Engine) allowed(by []verify.Satisfier) outcome {
 			names = append(names, s.Authority)
 		}
 	}
-	return outcome{verdict: cache.Verdict{Allowed: true, Reasons: []string{"verified by " + strings.Join(names, ", ")}, SatisfiedBy: by, VerifiedAt: e.now()}}
+	v := cache.Verdict{Allowed: true, Reasons: []string{"verified by " + strings.Join(names, ", ")}, SatisfiedBy: by, VerifiedAt: e.now()}
+	if e.mono != nil {
+		v.Clock = e.mono()
+	}
+	return outcome{verdict: v}
 }
 
 func denied(reasons []string) outcome {
@@ -385,10 +506,12 @@ func failed(err error) outcome {
 // fetchErr turns a source failure into a reason that says what to do.
 func fetchErr(ctx context.Context, err error) error {
 	switch {
+	case errors.Is(context.Cause(ctx), errFetchTimeout):
+		return fmt.Errorf("%w within the decision's deadline: %v", errFetchTimeout, err)
 	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return fmt.Errorf("deadline expired while fetching signatures (the registry is slow or unreachable; raise --deadline or pre-pull the image): %w", err)
 	case errors.Is(err, source.ErrUnreachable):
-		return fmt.Errorf("the registry was unreachable and no cached verdict exists: %w", err)
+		return err
 	}
 	return fmt.Errorf("fetch signatures: %w", err)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
+	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/source"
 )
@@ -279,5 +280,97 @@ func TestNewValidates(t *testing.T) {
 		if _, err := f(); err == nil {
 			t.Errorf("%s: New succeeded", name)
 		}
+	}
+}
+
+// clock is a settable wall clock and monotonic (TPM) clock.
+type clock struct {
+	wall time.Time
+	mono time.Duration
+}
+
+func (c *clock) now() time.Time           { return c.wall }
+func (c *clock) monotonic() time.Duration { return c.mono }
+
+func TestDecideOffline(t *testing.T) {
+	e := newEnv(t)
+	signed := digestOf("signed")
+	req := Request{Image: repo + ":v1", Digest: signed}
+	unreachable := fmt.Errorf("dial tcp 127.0.0.1:5000: connect: connection refused: %w", source.ErrUnreachable)
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+	tests := []struct {
+		name     string
+		maxAge   string
+		advance  time.Duration // wall clock
+		mono     time.Duration // monotonic clock
+		registry string        // "down", "unsigned" (up, no signature)
+		allowed  bool
+		source   string
+		reason   string
+	}{
+		{"young verdict serves offline", "1h", 10 * time.Minute, 10 * time.Minute, "down", true, SourceOfflineCache, "serves offline"},
+		{"old verdict does not", "1h", 2 * time.Hour, 2 * time.Hour, "down", false, SourcePolicy, "unreachable and no valid cached verdict"},
+		{"wall clock set back: the monotonic clock still ages it", "1h", 10 * time.Minute, 3 * time.Hour, "down", false, SourcePolicy, "no valid cached verdict"},
+		{"no offline age: never serves offline", "0s", time.Minute, time.Minute, "down", false, SourcePolicy, "no valid cached verdict"},
+		{"a fetched, failing signature is never overridden", "1h", 10 * time.Minute, 10 * time.Minute, "unsigned", false, SourceVerified, "no signatures found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &fakeSource{sigs: map[string][]artifact.Signature{signed: {e.sign(t, signed)}}}
+			pol := e.policy(t, "enforce", "")
+			pol.Offline.MaxVerdictAge, _ = time.ParseDuration(tt.maxAge)
+			c := &clock{wall: start, mono: time.Hour}
+			offline := cache.NewMemory(0)
+			eng, err := New(pol, src, WithClock(c.now), WithMonotonicClock(c.monotonic), WithOfflineStore(offline), WithRevalidateAfter(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := eng.Decide(context.Background(), req); !d.Allowed || d.Source != SourceVerified {
+				t.Fatalf("first decision %+v", d)
+			}
+			if offline.Len() != 1 {
+				t.Fatalf("verified verdict not written to the offline store")
+			}
+			c.wall, c.mono = start.Add(tt.advance), time.Hour+tt.mono
+			switch tt.registry {
+			case "down":
+				src.err = unreachable
+			case "unsigned":
+				delete(src.sigs, signed)
+			}
+			d := eng.Decide(context.Background(), req)
+			if d.Allowed != tt.allowed || d.Source != tt.source || !strings.Contains(strings.Join(d.Reasons, "; "), tt.reason) {
+				t.Fatalf("got allowed=%v source=%s reasons=%q; want allowed=%v source=%s reason %q", d.Allowed, d.Source, d.Reasons, tt.allowed, tt.source, tt.reason)
+			}
+		})
+	}
+}
+
+// After a restart only the offline store holds the verdict: it decides
+// while the registry is down, and only then.
+func TestDecideOfflineAfterRestart(t *testing.T) {
+	e := newEnv(t)
+	signed, other := digestOf("signed"), digestOf("other")
+	src := &fakeSource{sigs: map[string][]artifact.Signature{signed: {e.sign(t, signed)}}}
+	pol := e.policy(t, "enforce", "")
+	pol.Offline.MaxVerdictAge = time.Hour
+	offline := cache.NewMemory(0)
+	first, err := New(pol, src, WithOfflineStore(offline))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Decide(context.Background(), Request{Image: repo + ":v1", Digest: signed})
+
+	src.err = fmt.Errorf("no route to host: %w", source.ErrUnreachable)
+	restarted, err := New(pol, src, WithOfflineStore(offline))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := restarted.Decide(context.Background(), Request{Image: repo + ":v1", Digest: signed}); !d.Allowed || d.Source != SourceOfflineCache {
+		t.Errorf("verified image after restart: %+v", d)
+	}
+	if d := restarted.Decide(context.Background(), Request{Image: repo + ":v1", Digest: other}); d.Allowed {
+		t.Errorf("never-verified image allowed offline: %+v", d)
 	}
 }
