@@ -163,7 +163,7 @@ func startSealgate(t *testing.T, f *fixture, c *testenv.Containerd) *sealgate {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	s.cmd = exec.Command(bin, "run",
+	s.cmd = exec.Command(bin, "run", "--insecure-no-tpm",
 		"--policy", f.policy,
 		"--nri-socket", c.NRISocket,
 		"--plugin-idx", "10",

@@ -21,7 +21,7 @@ type engineFlags struct {
 }
 
 func (f *engineFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.policy, "policy", "/etc/sealgate/policy.yaml", "policy file (the trust store's policy)")
+	fs.StringVar(&f.policy, "policy", "", "policy file (default: the trust store's, /etc/sealgate/policy.yaml)")
 	fs.StringVar(&f.hostsDir, "registry-hosts-dir", "/etc/containerd/certs.d", "containerd's registry host configuration (certs.d/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs")
 	fs.DurationVar(&f.registryTimeout, "registry-timeout", 5*time.Second, "timeout of one registry request")
 	fs.IntVar(&f.cacheSize, "cache-size", cache.DefaultMaxEntries, "verdicts kept in memory")
@@ -29,7 +29,7 @@ func (f *engineFlags) register(fs *flag.FlagSet) {
 
 // build loads the policy and builds the engine. A policy error is returned
 // as is: it names the file and line.
-func (f *engineFlags) build() (*decision.Engine, error) {
+func (f *engineFlags) build(opts ...decision.Option) (*decision.Engine, error) {
 	p, err := policy.Load(f.policy)
 	if err != nil {
 		return nil, err
@@ -38,5 +38,5 @@ func (f *engineFlags) build() (*decision.Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry source: %w", err)
 	}
-	return decision.New(p, src, decision.WithCache(cache.NewMemory(f.cacheSize)))
+	return decision.New(p, src, append([]decision.Option{decision.WithCache(cache.NewMemory(f.cacheSize))}, opts...)...)
 }

@@ -37,6 +37,8 @@ func commands() []command {
 		{"run", "run the NRI plugin daemon beside containerd", runCmd},
 		{"verify", "decide on one image, exactly as the daemon would", verifyCmd},
 		{"verify-bundle", "verify a Sigstore bundle over a file or digest (conformance client protocol)", verifyBundleCmd},
+		{"trust", "init, seal and check the trust store against the TPM (init | seal | status)", trustCmd},
+		{"bundle", "carry signatures to air-gapped nodes (export | import)", bundleCmd},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
 			fmt.Fprintln(stdout, "sealgate", version)
 			return exitOK

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sealgate/sealgate/plugin"
+	"github.com/sealgate/sealgate/plugin/decision"
 )
 
 func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
@@ -16,6 +20,12 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var ef engineFlags
 	ef.register(fs)
+	var tf anchorFlags
+	fs.StringVar(&tf.dir, "trust-dir", "/etc/sealgate", "the trust store: policy.yaml, keys/, roots/ and the seal record (sealgate trust seal)")
+	fs.StringVar(&tf.tpm, "tpm", "/dev/tpmrm0", "the TPM: a device (/dev/tpmrm0), swtpm:HOST:PORT, or simulator (tests only: forgets everything at exit)")
+	fs.StringVar(&tf.stateDir, "state-dir", "/var/lib/sealgate", "where verified verdicts are persisted, authenticated with a key sealed in the TPM")
+	fs.BoolVar(&tf.noTPM, "insecure-no-tpm", false, "run without a TPM: the trust store is not checked and verdicts are not persisted (says so at every start)")
+	revalidate := fs.Duration("revalidate-after", decision.DefaultRevalidateAfter, "how long a verified verdict decides before the sources are asked again")
 	socket := fs.String("nri-socket", "/var/run/nri/nri.sock", "the runtime's NRI socket")
 	name := fs.String("plugin-name", plugin.DefaultName, "name to register under (containerd's required_plugins names it)")
 	idx := fs.String("plugin-idx", plugin.DefaultIndex, "plugin index, two digits (ignored when the runtime launched the plugin)")
@@ -42,17 +52,40 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	engine, err := ef.build()
+	policyFlag := ef.policy
+	ef.policy = tf.policyPath(ef.policy)
+	if !tf.noTPM && policyFlag != "" && !sameFile(ef.policy, filepath.Join(tf.dir, "policy.yaml")) {
+		log.Error("cannot start: with a TPM the policy is the sealed trust store's (" + filepath.Join(tf.dir, "policy.yaml") + "); --policy is only for --insecure-no-tpm")
+		return exitUsage
+	}
+	anch, err := tf.anchor(log)
+	if err != nil {
+		log.Error("cannot start: " + err.Error())
+		return exitFailed
+	}
+	defer anch.closeFn()
+	engine, err := ef.build(append(anch.opts, decision.WithRevalidateAfter(*revalidate))...)
 	if err != nil {
 		log.Error("cannot start: " + err.Error())
 		return exitUsage
 	}
 	pol := engine.Policy()
+	if !tf.noTPM {
+		// Everything that decides must be sealed: a key or root the policy
+		// names outside the trust store would escape the TPM's check.
+		for _, f := range pol.Files() {
+			if !within(tf.dir, f) {
+				log.Error("cannot start: the policy names " + f + ", which is outside the sealed trust store " + tf.dir + "; move it into the trust store and re-seal")
+				return exitUsage
+			}
+		}
+	}
 	log.Info("policy loaded", "file", pol.Path, "digest", pol.Digest, "mode", pol.Mode, "default", pol.Default, "rules", len(pol.Rules))
 
+	warmer := plugin.NewWarmer(engine, log)
 	opts := []plugin.Option{
 		plugin.WithLogger(log), plugin.WithSocketPath(*socket), plugin.WithPluginName(*name),
-		plugin.WithPluginIndex(*idx), plugin.WithDeadline(*deadline),
+		plugin.WithPluginIndex(*idx), plugin.WithDeadline(*deadline), plugin.WithWarmer(warmer),
 	}
 	if *ctrdAddr != "" {
 		r, err := plugin.NewContainerdResolver(*ctrdAddr, *ctrdNS)
@@ -62,6 +95,21 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 		}
 		defer r.Close()
 		opts = append(opts, plugin.WithResolver(r))
+		// Verify pulled images before any container of them is created.
+		go func() {
+			for ctx.Err() == nil {
+				err := r.WatchPulls(ctx, func(name, digest string) {
+					warmer.Warm(decision.Request{Image: name, Digest: digest}, "image pulled")
+				})
+				if ctx.Err() == nil {
+					log.Warn("watching containerd's image events stopped; retrying", "error", err)
+					select {
+					case <-ctx.Done():
+					case <-time.After(2 * time.Second):
+					}
+				}
+			}
+		}()
 	}
 
 	// The runtime closes the connection when it restarts; reconnect with
@@ -112,4 +160,25 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, o)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// sameFile reports whether a and b name the same file.
+func sameFile(a, b string) bool {
+	ai, errA := os.Stat(a)
+	bi, errB := os.Stat(b)
+	if errA != nil || errB != nil {
+		return filepath.Clean(a) == filepath.Clean(b)
+	}
+	return os.SameFile(ai, bi)
+}
+
+// within reports whether file lies inside dir.
+func within(dir, file string) bool {
+	d, err1 := filepath.Abs(dir)
+	f, err2 := filepath.Abs(file)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	rel, err := filepath.Rel(d, f)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

@@ -42,6 +42,9 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "sealgate verify: %s has no digest; give IMAGE@sha256:... or --digest (a tag is never trusted)\n", image)
 		return exitUsage
 	}
+	if ef.policy == "" {
+		ef.policy = "/etc/sealgate/policy.yaml"
+	}
 	engine, err := ef.build()
 	if err != nil {
 		fmt.Fprintf(stderr, "sealgate verify: %v\n", err)

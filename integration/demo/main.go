@@ -272,7 +272,7 @@ rules:
 		return err
 	}
 	defer logf.Close()
-	sg := exec.Command(bin, "run", "--policy", policyPath, "--nri-socket", node.NRISocket,
+	sg := exec.Command(bin, "run", "--insecure-no-tpm", "--policy", policyPath, "--nri-socket", node.NRISocket,
 		"--containerd-address", node.Address, "--containerd-namespace", "k8s.io",
 		"--registry-hosts-dir", hostsDir)
 	sg.Stdout, sg.Stderr = logf, logf

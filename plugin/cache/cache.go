@@ -1,9 +1,11 @@
 // Package cache keeps verdicts so that a second container of an image that
 // was already verified is decided without the registry, in microseconds.
 //
-// The Store interface is what the decision engine sees; the in-memory LRU here
-// is the first implementation. A persisted, TPM-authenticated store is a
-// later implementation of the same interface.
+// The Store interface is what the decision engine sees. Memory is a bounded
+// LRU in memory; Persistent is the same LRU, persisted in the background to
+// one snapshot file whose records are each authenticated with a key derived
+// from the TPM-sealed key, so verdicts survive a restart without anyone who
+// can write the disk being able to forge or replay one across generations.
 package cache
 
 import (
@@ -36,6 +38,16 @@ type Verdict struct {
 	SatisfiedBy []verify.Satisfier
 	// VerifiedAt is when the signatures were checked.
 	VerifiedAt time.Time
+	// Clock is the TPM clock reading (extrapolated with the monotonic
+	// clock) at verification time, 0 when unknown. The host can set its
+	// wall clock back to make an old verdict look young; it cannot set the
+	// TPM's clock back, so the offline age limit is measured against both.
+	Clock time.Duration
+	// Generation is the trust generation (the TPM's NV counter) the
+	// verdict was decided under. Persistent stamps its own generation on a
+	// verdict that has none and refuses one from another generation, so a
+	// verdict never outlives the trust store that decided it.
+	Generation uint64
 }
 
 // Store holds verdicts. Implementations are safe for concurrent use.

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/sealgate/sealgate/plugin/source"
+)
+
+// bundleCmd is `sealgate bundle export|import`: signature material carried
+// to nodes that cannot reach the registry.
+func bundleCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "usage: sealgate bundle export IMAGE@DIGEST... -o FILE [--registry-hosts-dir DIR]")
+		fmt.Fprintln(w, "       sealgate bundle import FILE|DIR [--store DIR]")
+		fmt.Fprintln(w, "\nexport, on a machine that reaches the registry, writes the images' signatures,")
+		fmt.Fprintln(w, "attestations, Sigstore bundles and manifests to one file; import loads such a file,")
+		fmt.Fprintln(w, "or the directory `cosign save --dir` writes, into the node's local bundle store.")
+		fmt.Fprintln(w, "Imported material grants nothing by itself: it is verified like any other.")
+	}
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "export":
+		return bundleExport(ctx, args[1:], stdout, stderr)
+	case "import":
+		return bundleImport(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		usage(stdout)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "sealgate bundle: unknown subcommand %q\n\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func bundleExport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sealgate bundle export", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var out string
+	fs.StringVar(&out, "o", "", "file to write (\"-\" for standard output)")
+	fs.StringVar(&out, "output", "", "same as -o")
+	hostsDir := fs.String("registry-hosts-dir", source.DefaultHostsDir, "containerd's registry host configuration (certs.d/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs")
+	timeout := fs.Duration("registry-timeout", source.DefaultTimeout, "timeout of one registry request")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sealgate bundle export IMAGE@DIGEST... -o FILE [--registry-hosts-dir DIR]")
+		fs.PrintDefaults()
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagErr(err)
+	}
+	if len(pos) == 0 {
+		fmt.Fprintln(stderr, "sealgate bundle export: give at least one IMAGE@DIGEST")
+		return exitUsage
+	}
+	if out == "" {
+		fmt.Fprintln(stderr, "sealgate bundle export: give the file to write with -o FILE")
+		return exitUsage
+	}
+	images := make([]name.Digest, 0, len(pos))
+	for _, p := range pos {
+		if !strings.Contains(p, "@") {
+			fmt.Fprintf(stderr, "sealgate bundle export: %s has no digest; give IMAGE@sha256:... (a tag is never trusted)\n", p)
+			return exitUsage
+		}
+		d, err := name.NewDigest(p)
+		if err != nil {
+			fmt.Fprintf(stderr, "sealgate bundle export: %s: %v\n", p, err)
+			return exitUsage
+		}
+		images = append(images, d)
+	}
+	reg, err := source.NewRegistry(source.WithHostsDir(*hostsDir), source.WithTimeout(*timeout))
+	if err != nil {
+		fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
+		return exitUsage
+	}
+
+	report := stdout
+	if out == "-" {
+		report = stderr
+		sums, err := source.Export(ctx, reg, images, stdout)
+		if err != nil {
+			fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
+			return exitFailed
+		}
+		printSummaries(report, "exported", sums)
+		return exitOK
+	}
+	sums, err := exportToFile(ctx, reg, images, out)
+	if err != nil {
+		fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
+		return exitFailed
+	}
+	printSummaries(report, "exported", sums)
+	fmt.Fprintf(report, "wrote %s; load it on the node with: sealgate bundle import %s\n", out, filepath.Base(out))
+	return exitOK
+}
+
+// exportToFile writes the export beside out and renames it into place, so
+// that a failed export leaves no half-written file to be carried to a node.
+func exportToFile(ctx context.Context, src source.Source, images []name.Digest, out string) ([]source.ImageSummary, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
+	sums, err := source.Export(ctx, src, images, tmp)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), out)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return sums, nil
+}
+
+func bundleImport(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sealgate bundle import", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	store := fs.String("store", source.DefaultLocalDir, "the node's local bundle store")
+	maxSize := fs.Int64("max-size", source.DefaultArchiveBytes, "largest export file (or cosign layout content) to read, in bytes")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sealgate bundle import FILE|DIR [--store DIR]")
+		fmt.Fprintln(stderr, "\nFILE is what `sealgate bundle export` wrote; DIR is what `cosign save --dir DIR IMAGE` wrote.")
+		fs.PrintDefaults()
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagErr(err)
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "sealgate bundle import: give exactly one FILE or DIR")
+		return exitUsage
+	}
+	local, err := source.NewLocal(*store, source.WithArchiveBytes(*maxSize))
+	if err != nil {
+		fmt.Fprintf(stderr, "sealgate bundle import: %v\n", err)
+		return exitUsage
+	}
+	start := time.Now()
+	sums, err := local.Import(pos[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "sealgate bundle import: %v\n", err)
+		if errors.Is(err, source.ErrLimit) {
+			fmt.Fprintln(stderr, "sealgate bundle import: raise --max-size only for a file you expect to be that large")
+		}
+		return exitFailed
+	}
+	printSummaries(stdout, "imported", sums)
+	fmt.Fprintf(stdout, "local bundle store %s updated in %s; the material is verified against the trust store when an image is decided\n",
+		local.Dir(), time.Since(start).Round(time.Millisecond))
+	return exitOK
+}
+
+func printSummaries(w io.Writer, verb string, sums []source.ImageSummary) {
+	for _, s := range sums {
+		manifest := "no manifest"
+		if s.Manifest {
+			manifest = "manifest"
+		}
+		fmt.Fprintf(w, "%s %s: %s, %s, %s, %s\n", verb, s.Ref,
+			plural(s.Signatures, "signature"), plural(s.Attestations, "attestation"), plural(s.Bundles, "bundle"), manifest)
+	}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}

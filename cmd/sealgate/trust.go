@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/sealgate/sealgate/plugin/policy"
+	"github.com/sealgate/sealgate/plugin/trust"
+	"github.com/sealgate/sealgate/tpm"
+)
+
+// trustCmd is `sealgate trust init|seal|status`. Exit status: 0 done (for
+// status: the trust store would open), 1 the trust store does not match
+// its seal, is not sealed, or sealing failed in the TPM, 2 usage or
+// configuration error (flags, an invalid policy or trust store, no TPM).
+func trustCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	sub := map[string]func(context.Context, []string, io.Writer, io.Writer) int{
+		"init":   trustInitCmd,
+		"seal":   trustSealCmd,
+		"status": trustStatusCmd,
+	}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		trustUsage(stderr)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	run, ok := sub[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "sealgate trust: unknown subcommand %q\n\n", args[0])
+		trustUsage(stderr)
+		return exitUsage
+	}
+	return run(ctx, args[1:], stdout, stderr)
+}
+
+func trustUsage(w io.Writer) {
+	fmt.Fprint(w, `usage: sealgate trust SUBCOMMAND [flags]
+
+The trust store (policy.yaml, keys/, roots/) decides every verdict; sealing
+binds it to this node's TPM, and the daemon refuses to start with a trust
+store that differs from what was sealed.
+
+subcommands:
+  init DIR   write a starter trust store into a new or empty DIR
+  seal       check the policy, then seal the trust store to the TPM (after every change)
+  status     what is sealed, and whether the files on disk still match
+
+Exit status: 0 ok, 1 the trust store does not match its seal (or is not
+sealed, or the TPM refused), 2 usage or configuration error.
+Run 'sealgate trust SUBCOMMAND -h' for its flags.
+`)
+}
+
+func trustInitCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sealgate trust init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sealgate trust init DIR\n\nWrites a starter trust store into DIR (new or empty): policy.yaml in warn mode, keys/, roots/.")
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagErr(err)
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "sealgate trust init: give exactly one DIR (the trust store's folder, usually "+trust.DefaultDir+")")
+		return exitUsage
+	}
+	dir := pos[0]
+	if err := trust.Init(dir); err != nil {
+		fmt.Fprintf(stderr, "sealgate trust %v\n", err)
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "wrote a starter trust store to %s (policy.yaml in warn mode, keys/, roots/).\n", dir)
+	fmt.Fprintf(stdout, "Next: put your public keys in %s/keys/, add rules to %s/policy.yaml, then seal it:\n", dir, dir)
+	fmt.Fprintf(stdout, "    sealgate trust seal --dir %s\n", dir)
+	return exitOK
+}
+
+// trustStoreFlags are --dir and --tpm, shared by seal and status.
+type trustStoreFlags struct {
+	dir, tpm string
+}
+
+func (f *trustStoreFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.dir, "dir", trust.DefaultDir, "the trust store's folder")
+	fs.StringVar(&f.tpm, "tpm", tpm.DefaultDevice, "the TPM: a device (/dev/tpmrm0), swtpm:HOST:PORT, or simulator (in-process, forgets everything when the command exits)")
+}
+
+// open opens the TPM; a failure is a configuration error and says what
+// to do (tpm's messages do).
+func (f *trustStoreFlags) open(cmd string, stderr io.Writer) (tpm.TPM, bool) {
+	t, err := tpm.Open(f.tpm)
+	if err != nil {
+		fmt.Fprintf(stderr, "sealgate trust %s: %v\n", cmd, err)
+		return nil, false
+	}
+	return t, true
+}
+
+func trustSealCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sealgate trust seal", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var tf trustStoreFlags
+	tf.register(fs)
+	measure := fs.Int("measure-pcr", trust.DefaultMeasurePCR, "SHA-256 PCR (8-23) the trust store's digest is extended into, for remote attestation; -1 for none")
+	bindList := fs.String("bind-pcrs", "", "comma-separated PCRs (e.g. 7,14) whose current values the key is sealed to; a change of them (firmware, boot loader, Secure Boot) then needs a re-seal")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sealgate trust seal [--dir DIR] [--tpm SPEC] [--measure-pcr N] [--bind-pcrs 7,14]")
+		fmt.Fprintln(stderr, "\nChecks the policy strictly, seals a fresh key to the TPM at the next trust generation, writes\nDIR/sealed.json and measures the trust store into a PCR. Every earlier seal stops opening.")
+		fmt.Fprintln(stderr, "\nExit status: 0 sealed, 1 the TPM refused or failed, 2 usage or configuration error.")
+		fs.PrintDefaults()
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagErr(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "sealgate trust seal: unexpected argument %q (the trust store is --dir)\n", pos[0])
+		return exitUsage
+	}
+	switch {
+	case *measure == 0:
+		fmt.Fprintln(stderr, "sealgate trust seal: --measure-pcr 0: PCR 0 holds the firmware's measurements; use 8 to 23, or -1 for none")
+		return exitUsage
+	case *measure < trust.NoMeasurement:
+		fmt.Fprintf(stderr, "sealgate trust seal: --measure-pcr %d: use 8 to 23, or -1 for none\n", *measure)
+		return exitUsage
+	}
+	bind, err := trustParsePCRs(*bindList)
+	if err != nil {
+		fmt.Fprintf(stderr, "sealgate trust seal: --bind-pcrs: %v\n", err)
+		return exitUsage
+	}
+	t, ok := tf.open("seal", stderr)
+	if !ok {
+		return exitUsage
+	}
+	defer t.Close()
+	if tf.tpm == "simulator" {
+		fmt.Fprintln(stderr, "sealgate trust seal: warning: the in-process simulator forgets its counter and keys when this command exits; this seal can never be opened (use it only to check the policy)")
+	}
+
+	rec, err := trust.Seal(tf.dir, t, trust.SealOptions{MeasurePCR: *measure, BindPCRs: bind})
+	if err != nil {
+		fmt.Fprintf(stderr, "sealgate trust %v\n", err)
+		switch {
+		case rec != nil:
+			return exitFailed
+		case errors.Is(err, trust.ErrStore), errors.Is(err, trust.ErrOptions), errors.Is(err, policy.ErrInvalid), errors.Is(err, tpm.ErrNoTPM):
+			return exitUsage
+		}
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "sealed %s at generation %d: %d files, digest %s\n", tf.dir, rec.Generation, len(rec.Files), rec.Digest)
+	if len(rec.BindPCRs) > 0 {
+		fmt.Fprintf(stdout, "the key is bound to PCRs %s: after a change of them, seal again\n", trustFormatPCRs(rec.BindPCRs))
+	}
+	if rec.MeasurePCR != trust.NoMeasurement {
+		fmt.Fprintf(stdout, "measured into PCR %d\n", rec.MeasurePCR)
+	}
+	fmt.Fprintln(stdout, "earlier seals no longer open; restart sealgate to enforce this trust store (systemctl restart sealgate)")
+	return exitOK
+}
+
+// trustParsePCRs parses "7,14" into ascending PCR indexes.
+func trustParsePCRs(s string) ([]int, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 || n > 23 {
+			return nil, fmt.Errorf("%q is not a PCR (0 to 23); write them as 7,14", strings.TrimSpace(f))
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func trustFormatPCRs(p []int) string {
+	s := make([]string, len(p))
+	for i, n := range p {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+func trustStatusCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sealgate trust status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var tf trustStoreFlags
+	tf.register(fs)
+	output := fs.String("output", "text", "output format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sealgate trust status [--dir DIR] [--tpm SPEC] [--output text|json]")
+		fmt.Fprintln(stderr, "\nSays what is sealed, the TPM's trust generation, whether the files on disk still match, and\nwhich PCR holds the measurement. It changes nothing.")
+		fmt.Fprintln(stderr, "\nExit status: 0 the trust store would open, 1 it would not (not sealed, files differ, an older\nor forged seal record), 2 usage or configuration error.")
+		fs.PrintDefaults()
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagErr(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "sealgate trust status: unexpected argument %q (the trust store is --dir)\n", pos[0])
+		return exitUsage
+	}
+	if *output != "text" && *output != "json" {
+		fmt.Fprintf(stderr, "sealgate trust status: --output %q: want text or json\n", *output)
+		return exitUsage
+	}
+	t, ok := tf.open("status", stderr)
+	if !ok {
+		return exitUsage
+	}
+	defer t.Close()
+	st, err := trust.Status(tf.dir, t)
+	if err != nil {
+		fmt.Fprintf(stderr, "sealgate trust %v\n", err)
+		return exitUsage
+	}
+	if *output == "json" {
+		out := struct {
+			OK bool `json:"ok"`
+			*trust.StatusReport
+		}{st.OK(), st}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			fmt.Fprintf(stderr, "sealgate trust status: %v\n", err)
+			return exitUsage
+		}
+	} else {
+		trustPrintStatus(stdout, st)
+	}
+	if !st.OK() {
+		return exitFailed
+	}
+	return exitOK
+}
+
+func trustPrintStatus(w io.Writer, st *trust.StatusReport) {
+	if !st.Sealed {
+		fmt.Fprintf(w, "trust store %s: not sealed (TPM trust generation %d)\n", st.Dir, st.Counter)
+	} else {
+		fmt.Fprintf(w, "trust store %s: sealed at generation %d on %s\n", st.Dir, st.Generation, st.SealedAt.Format("2006-01-02 15:04:05 MST"))
+		fmt.Fprintf(w, "  content:     %d files, digest %s\n", st.Files, st.Digest)
+		gen := "matches"
+		if st.Counter != st.Generation {
+			gen = "does NOT match"
+		}
+		fmt.Fprintf(w, "  TPM counter: %d (%s)\n", st.Counter, gen)
+		key := "unsealed"
+		if !st.Unsealed {
+			key = "does NOT unseal"
+		}
+		if len(st.BindPCRs) > 0 {
+			key += ", bound to PCRs " + trustFormatPCRs(st.BindPCRs)
+		}
+		fmt.Fprintf(w, "  key:         %s\n", key)
+		switch {
+		case st.Authentic:
+			fmt.Fprintln(w, "  seal record: authentic")
+		case st.Unsealed:
+			fmt.Fprintln(w, "  seal record: NOT authentic (its MAC fails)")
+		default:
+			fmt.Fprintln(w, "  seal record: not checked (the key did not unseal)")
+		}
+		if st.Match {
+			fmt.Fprintln(w, "  files:       match the seal")
+		} else if len(st.Differences) > 0 {
+			fmt.Fprintln(w, "  files:       differ from the seal:")
+			for _, d := range st.Differences {
+				fmt.Fprintf(w, "                 %-8s %s\n", d.Change, d.Path)
+			}
+		}
+		if m := st.Measurement; m != nil {
+			state := "holds this trust store's measurement"
+			if !m.Measured {
+				state = m.Note
+			}
+			fmt.Fprintf(w, "  measurement: PCR %d = %s: %s\n", m.PCR, m.Value, state)
+		} else {
+			fmt.Fprintln(w, "  measurement: none")
+		}
+	}
+	if len(st.Problems) == 0 {
+		fmt.Fprintln(w, "ok: the daemon will start with this trust store")
+		return
+	}
+	fmt.Fprintln(w, "the daemon will NOT start with this trust store:")
+	for _, p := range st.Problems {
+		fmt.Fprintf(w, "  - %s\n", p)
+	}
+}
