@@ -156,6 +156,13 @@ type sealgate struct {
 // it registered and synchronized.
 func startSealgate(t *testing.T, f *fixture, c *testenv.Containerd) *sealgate {
 	t.Helper()
+	return startSealgateWith(t, c, "--insecure-no-tpm", "--policy", f.policy, "--registry-hosts-dir", f.hostsDir)
+}
+
+// startSealgateWith runs `sealgate run` against c with the given trust,
+// policy and source flags.
+func startSealgateWith(t *testing.T, c *testenv.Containerd, args ...string) *sealgate {
+	t.Helper()
 	bin := testenv.BuildSealgate(t)
 	s := &sealgate{logPath: filepath.Join(t.TempDir(), "sealgate.log"), exited: make(chan struct{})}
 	logf, err := os.Create(s.logPath)
@@ -163,14 +170,12 @@ func startSealgate(t *testing.T, f *fixture, c *testenv.Containerd) *sealgate {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	s.cmd = exec.Command(bin, "run", "--insecure-no-tpm",
-		"--policy", f.policy,
+	s.cmd = exec.Command(bin, append([]string{"run",
 		"--nri-socket", c.NRISocket,
 		"--plugin-idx", "10",
 		"--containerd-address", c.Address,
 		"--containerd-namespace", "k8s.io",
-		"--registry-hosts-dir", f.hostsDir,
-		"--log-level", "debug")
+		"--log-level", "debug"}, args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

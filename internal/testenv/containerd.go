@@ -458,7 +458,8 @@ func (c *Containerd) Pull(image string) error {
 	return nil
 }
 
-// Run does what kubelet does for a one-container pod: pull the image, run a
+// Run does what kubelet does for a one-container pod: pull the image if it
+// is not there yet, run a
 // pod sandbox in the host network, create the container (the step NRI
 // plugins gate) and start it. out is crictl's combined output of every step;
 // on a refused create it carries the runtime's error, e.g. sealgate's deny
@@ -473,8 +474,12 @@ func (c *Containerd) Run(image, name, namespace string, cmd ...string) (containe
 		all.WriteString(o)
 		return strings.TrimSpace(o), err
 	}
-	if _, err := step("pull", image); err != nil {
-		return "", all.String(), fmt.Errorf("run %s: %w", image, err)
+	// Like kubelet's IfNotPresent: an image already in the store is not
+	// pulled again (so that a node whose registry is down still runs it).
+	if _, err := c.Crictl("inspecti", image); err != nil {
+		if _, err := step("pull", image); err != nil {
+			return "", all.String(), fmt.Errorf("run %s: %w", image, err)
+		}
 	}
 
 	podDir := filepath.Join(c.Dir, "pods", name+"-"+randHex(4))

@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -273,7 +272,7 @@ func TestSnapshotNotRegular(t *testing.T) {
 			}
 		}},
 		{"fifo", func(t *testing.T, path string) {
-			if err := syscall.Mkfifo(path, 0o600); err != nil {
+			if err := mkfifo(path); err != nil {
 				t.Skipf("mkfifo: %v", err)
 			}
 		}},

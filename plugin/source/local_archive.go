@@ -179,6 +179,12 @@ func exportEntry(ctx context.Context, src Source, image name.Digest, lim Limits)
 		l := e.addBlob(b.MediaType, b.JSON, nil)
 		e.index.bundles = append(e.index.bundles, bundleDescriptor{signatureLayer: l, artifactType: b.ArtifactType})
 	}
+	// A referrers listing has no meaningful order (registries list by
+	// digest, or in no order at all): store bundles by digest, so that the
+	// same material always makes the same file.
+	slices.SortStableFunc(e.index.bundles, func(a, b bundleDescriptor) int {
+		return compareStrings(a.Digest.String(), b.Digest.String())
+	})
 	e.index = mergeIndex(localIndex{image: h}, e.index) // drops duplicates
 	if err := e.index.check(lim); err != nil {
 		return imageEntry{}, err

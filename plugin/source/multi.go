@@ -13,8 +13,8 @@ import (
 	"github.com/sealgate/sealgate/plugin/artifact"
 )
 
-// Holder is implemented by sources that can say whether they hold any
-// signature material for an image at all (Local). Multi asks it to tell
+// Holder is implemented by sources that can say whether they know an image
+// at all (Local: the store has an entry for it). Multi asks it to tell
 // "this source knows the image and has none of this kind" (an answer) from
 // "this source knows nothing of the image" (no answer), which an empty
 // slice alone cannot say.
