@@ -1,0 +1,123 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/plugin/cache"
+	"github.com/sealgate/sealgate/plugin/trust"
+	"github.com/sealgate/sealgate/tpm"
+	"github.com/sealgate/sealgate/tpm/tpmtest"
+)
+
+// sealedStore makes a trust store sealed to a fresh swtpm and a verdict
+// cache holding n verdicts under its key.
+func sealedStore(t testing.TB, n int) *anchorFlags {
+	t.Helper()
+	sw := tpmtest.StartSwtpm(t)
+	dir := filepath.Join(t.TempDir(), "trust")
+	if err := trust.Init(dir); err != nil {
+		t.Fatal(err)
+	}
+	tp, err := tpm.Open(sw.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	if _, err := trust.Seal(dir, tp, trust.SealOptions{MeasurePCR: trust.NoMeasurement}); err != nil {
+		t.Fatal(err)
+	}
+	opened, err := trust.Open(dir, tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	store, _, err := cache.OpenPersistent(state, opened.DeriveKey(cacheKeyPurpose), opened.Generation, cache.WithMaxEntries(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		store.Put(cache.Key{Digest: fmt.Sprintf("sha256:%064x", i), Repository: "registry.example.com/app", Rule: "app", PolicyDigest: "sha256:p"},
+			cache.Verdict{Allowed: true, Reasons: []string{"verified by key keys/release.pub"}, VerifiedAt: time.Now(), Clock: time.Hour})
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return &anchorFlags{dir: dir, tpm: sw.Spec, stateDir: state}
+}
+
+func TestAnchorLoadsSealedState(t *testing.T) {
+	f := sealedStore(t, 100)
+	a, err := f.anchor(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.closeFn()
+	if len(a.store.Entries()) != 100 || len(a.opts) != 2 {
+		t.Errorf("loaded %d verdicts, %d options", len(a.store.Entries()), len(a.opts))
+	}
+	// A key file added after sealing: start-up refuses, naming it.
+	if err := os.WriteFile(filepath.Join(f.dir, "keys", "added.pub"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.anchor(slog.New(slog.DiscardHandler)); err == nil || !contains(err.Error(), "keys/added.pub") {
+		t.Errorf("anchor on a changed store: %v", err)
+	}
+}
+
+func TestAnchorWithoutTPM(t *testing.T) {
+	f := &anchorFlags{tpm: "swtpm:127.0.0.1:1", dir: t.TempDir(), stateDir: t.TempDir()}
+	if _, err := f.anchor(slog.New(slog.DiscardHandler)); err == nil || !contains(err.Error(), "--insecure-no-tpm") {
+		t.Errorf("no TPM: err = %v, want the way out named", err)
+	}
+	f.noTPM = true
+	var logs syncBuffer
+	a, err := f.anchor(slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil || a.store != nil {
+		t.Fatalf("--insecure-no-tpm: %v", err)
+	}
+	if !contains(logs.String(), "RUNNING WITHOUT A TPM") {
+		t.Errorf("running without a TPM is not said loudly: %q", logs.String())
+	}
+}
+
+// BenchmarkStartup is the daemon's start-up against swtpm: open the TPM,
+// unseal, check every trust-store file, read the clock and load 10,000
+// persisted verdicts.
+func BenchmarkStartup(b *testing.B) {
+	f := sealedStore(b, 10000)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var lat []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		a, err := f.anchor(log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+		if n := len(a.store.Entries()); n != 10000 {
+			b.Fatalf("loaded %d verdicts", n)
+		}
+		a.closeFn()
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+}
+
+func contains(s, sub string) bool { return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0) }
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
