@@ -39,6 +39,7 @@ func commands() []command {
 		{"verify-bundle", "verify a Sigstore bundle over a file or digest (conformance client protocol)", verifyBundleCmd},
 		{"trust", "init, seal and check the trust store against the TPM (init | seal | status)", trustCmd},
 		{"bundle", "carry signatures to air-gapped nodes (export | import)", bundleCmd},
+		{"cache", "list or purge the persisted verdicts (list | purge)", cacheCmd},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
 			fmt.Fprintln(stdout, "sealgate", version)
 			return exitOK

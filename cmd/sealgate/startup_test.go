@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,14 +67,14 @@ func TestAnchorLoadsSealedState(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(f.dir, "keys", "added.pub"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.anchor(slog.New(slog.DiscardHandler)); err == nil || !contains(err.Error(), "keys/added.pub") {
+	if _, err := f.anchor(slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "keys/added.pub") {
 		t.Errorf("anchor on a changed store: %v", err)
 	}
 }
 
 func TestAnchorWithoutTPM(t *testing.T) {
 	f := &anchorFlags{tpm: "swtpm:127.0.0.1:1", dir: t.TempDir(), stateDir: t.TempDir()}
-	if _, err := f.anchor(slog.New(slog.DiscardHandler)); err == nil || !contains(err.Error(), "--insecure-no-tpm") {
+	if _, err := f.anchor(slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "--insecure-no-tpm") {
 		t.Errorf("no TPM: err = %v, want the way out named", err)
 	}
 	f.noTPM = true
@@ -82,7 +83,7 @@ func TestAnchorWithoutTPM(t *testing.T) {
 	if err != nil || a.store != nil {
 		t.Fatalf("--insecure-no-tpm: %v", err)
 	}
-	if !contains(logs.String(), "RUNNING WITHOUT A TPM") {
+	if !strings.Contains(logs.String(), "RUNNING WITHOUT A TPM") {
 		t.Errorf("running without a TPM is not said loudly: %q", logs.String())
 	}
 }
@@ -111,13 +112,19 @@ func BenchmarkStartup(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 }
 
-func contains(s, sub string) bool { return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0) }
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
+func TestCacheCommand(t *testing.T) {
+	f := sealedStore(t, 3)
+	code, stdout, stderr := runMain("cache", "list", "--trust-dir", f.dir, "--tpm", f.tpm, "--state-dir", f.stateDir)
+	if code != exitOK || !strings.Contains(stdout, "3 verdicts") || !strings.Contains(stdout, "allow registry.example.com/app@sha256:") {
+		t.Fatalf("list: exit %d\n%s%s", code, stdout, stderr)
 	}
-	return -1
+	if code, stdout, stderr = runMain("cache", "purge", "--trust-dir", f.dir, "--tpm", f.tpm, "--state-dir", f.stateDir); code != exitOK {
+		t.Fatalf("purge: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if _, stdout, _ = runMain("cache", "list", "--trust-dir", f.dir, "--tpm", f.tpm, "--state-dir", f.stateDir); !strings.Contains(stdout, "0 verdicts") {
+		t.Errorf("after purge: %s", stdout)
+	}
+	if code, _, _ := runMain("cache"); code != exitUsage {
+		t.Errorf("no subcommand: exit %d", code)
+	}
 }

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/sealgate/sealgate/plugin/cache"
+	"github.com/sealgate/sealgate/plugin/trust"
+	"github.com/sealgate/sealgate/tpm"
+)
+
+// cacheCmd is `sealgate cache list|purge`: the persisted verdicts, read
+// with the key sealed in the TPM (a verdict whose MAC fails is not shown).
+func cacheCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "purge") {
+		fmt.Fprintln(stderr, "usage: sealgate cache list|purge [--trust-dir DIR] [--tpm SPEC] [--state-dir DIR] [--output text|json]")
+		return exitUsage
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("sealgate cache "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("trust-dir", trust.DefaultDir, "the sealed trust store")
+	spec := fs.String("tpm", tpm.DefaultDevice, "the TPM: a device, or swtpm:HOST:PORT")
+	state := fs.String("state-dir", "/var/lib/sealgate", "where the daemon persists verdicts")
+	output := fs.String("output", "text", "text or json (list)")
+	if _, err := parse(fs, args[1:]); err != nil {
+		return flagErr(err)
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "sealgate cache %s: %v\n", sub, err)
+		return exitFailed
+	}
+	t, err := tpm.Open(*spec)
+	if err != nil {
+		return fail(err)
+	}
+	opened, err := trust.Open(*dir, t)
+	t.Close()
+	if err != nil {
+		return fail(err)
+	}
+	var opts []cache.PersistOption
+	if sub == "list" {
+		opts = append(opts, cache.WithReadOnly())
+	}
+	store, stats, err := cache.OpenPersistent(*state, opened.DeriveKey(cacheKeyPurpose), opened.Generation, opts...)
+	if errors.Is(err, cache.ErrLocked) {
+		return fail(fmt.Errorf("%w: sealgate run holds the verdict cache; stop it first", err))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	defer store.Close()
+	if sub == "purge" {
+		n := store.Len()
+		if err := store.Purge(); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "purged %d verdicts from %s\n", n, *state)
+		return exitOK
+	}
+	entries := store.Entries()
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			Generation uint64          `json:"generation"`
+			Ignored    int             `json:"ignored"`
+			Entries    []cache.Entry   `json:"entries"`
+			Load       cache.LoadStats `json:"-"`
+		}{opened.Generation, stats.Ignored(), entries, stats}); err != nil {
+			return fail(err)
+		}
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "%d verdicts (generation %d; %d records ignored: bad MAC %d, older generation %d, malformed %d)\n",
+		len(entries), opened.Generation, stats.Ignored(), stats.BadMAC, stats.OldGeneration, stats.Malformed)
+	for _, e := range entries {
+		verdict := "deny"
+		if e.Verdict.Allowed {
+			verdict = "allow"
+		}
+		fmt.Fprintf(stdout, "%s %s@%s rule=%s verified=%s %s\n", verdict, e.Key.Repository, e.Key.Digest, e.Key.Rule,
+			e.Verdict.VerifiedAt.UTC().Format("2006-01-02T15:04:05Z"), strings.Join(e.Verdict.Reasons, "; "))
+	}
+	return exitOK
+}
