@@ -23,6 +23,7 @@ type sealedNode struct {
 	tpm      *tpmtest.Swtpm
 	trustDir string
 	stateDir string
+	bundles  string // the local bundle store
 }
 
 // newSealedNode writes the fixture's policy (with maxAge as offline limit)
@@ -30,7 +31,7 @@ type sealedNode struct {
 func newSealedNode(t *testing.T, maxAge time.Duration) *sealedNode {
 	t.Helper()
 	f := newFixture(t)
-	n := &sealedNode{f: f, tpm: tpmtest.StartSwtpm(t), trustDir: f.trustDir, stateDir: t.TempDir()}
+	n := &sealedNode{f: f, tpm: tpmtest.StartSwtpm(t), trustDir: f.trustDir, stateDir: t.TempDir(), bundles: t.TempDir()}
 	writeFile(t, f.policy, strings.Replace(f.policyYAML(), "default: deny\n", fmt.Sprintf("default: deny\noffline:\n  maxVerdictAge: %s\n", maxAge), 1))
 	n.sealgate(t, "trust", "seal", "--dir", n.trustDir, "--tpm", n.tpm.Spec)
 	n.c = f.node(t)
@@ -50,7 +51,7 @@ func (n *sealedNode) sealgate(t *testing.T, args ...string) string {
 func (n *sealedNode) start(t *testing.T, extra ...string) *sealgate {
 	t.Helper()
 	return startSealgateWith(t, n.c, append([]string{"--trust-dir", n.trustDir, "--tpm", n.tpm.Spec,
-		"--state-dir", n.stateDir, "--registry-hosts-dir", n.f.hostsDir}, extra...)...)
+		"--state-dir", n.stateDir, "--registry-hosts-dir", n.f.hostsDir, "--bundle-store", n.bundles}, extra...)...)
 }
 
 // run runs image in a new pod and reports crictl's output and error.
@@ -156,5 +157,32 @@ func waitFor(t *testing.T, timeout time.Duration, ok func() bool, msg func() str
 			t.Fatal(msg())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestBundleImportAirGapped: on a node whose registry holds the image but
+// not its signatures, the signed image is refused until the signatures
+// exported on a connected machine are imported into the local bundle
+// store; then it starts (verified like any other signature).
+func TestBundleImportAirGapped(t *testing.T) {
+	n := newSealedNode(t, time.Hour)
+	export := filepath.Join(t.TempDir(), "signatures.tar")
+	n.sealgate(t, "bundle", "export", n.f.signed.String(), "-o", export, "--registry-hosts-dir", n.f.hostsDir)
+	sigTag := n.f.signed.Context().String() + ":" + strings.Replace(n.f.signed.DigestStr(), ":", "-", 1) + ".sig"
+	if err := n.f.reg.Delete(sigTag); err != nil {
+		t.Fatal(err)
+	}
+
+	s := n.start(t)
+	out, err := n.run(t, n.f.signedTag, "before-import")
+	if err == nil || !strings.Contains(out, "no signatures found") {
+		t.Fatalf("signed image without its signatures: err = %v\n%s", err, out)
+	}
+	s.stop()
+
+	n.sealgate(t, "bundle", "import", export, "--store", n.bundles)
+	s = n.start(t)
+	if out, err := n.run(t, n.f.signedTag, "after-import"); err != nil {
+		t.Fatalf("signed image refused after bundle import: %v\n%s\nsealgate log:\n%s", err, out, s.log())
 	}
 }

@@ -156,7 +156,7 @@ type sealgate struct {
 // it registered and synchronized.
 func startSealgate(t *testing.T, f *fixture, c *testenv.Containerd) *sealgate {
 	t.Helper()
-	return startSealgateWith(t, c, "--insecure-no-tpm", "--policy", f.policy, "--registry-hosts-dir", f.hostsDir)
+	return startSealgateWith(t, c, "--insecure-no-tpm", "--policy", f.policy, "--registry-hosts-dir", f.hostsDir, "--bundle-store", "")
 }
 
 // startSealgateWith runs `sealgate run` against c with the given trust,

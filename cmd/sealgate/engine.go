@@ -18,6 +18,7 @@ type engineFlags struct {
 	hostsDir        string
 	registryTimeout time.Duration
 	cacheSize       int
+	bundleStore     string
 }
 
 func (f *engineFlags) register(fs *flag.FlagSet) {
@@ -25,6 +26,7 @@ func (f *engineFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.hostsDir, "registry-hosts-dir", "/etc/containerd/certs.d", "containerd's registry host configuration (certs.d/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs")
 	fs.DurationVar(&f.registryTimeout, "registry-timeout", 5*time.Second, "timeout of one registry request")
 	fs.IntVar(&f.cacheSize, "cache-size", cache.DefaultMaxEntries, "verdicts kept in memory")
+	fs.StringVar(&f.bundleStore, "bundle-store", source.DefaultLocalDir, "local bundle store (sealgate bundle import), asked before the registry; empty disables")
 }
 
 // build loads the policy and builds the engine. A policy error is returned
@@ -34,9 +36,22 @@ func (f *engineFlags) build(opts ...decision.Option) (*decision.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := source.NewRegistry(source.WithHostsDir(f.hostsDir), source.WithTimeout(f.registryTimeout))
+	reg, err := source.NewRegistry(source.WithHostsDir(f.hostsDir), source.WithTimeout(f.registryTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("registry source: %w", err)
+	}
+	var src source.Source = reg
+	if f.bundleStore != "" {
+		// The local bundle store (sealgate bundle import) first: an
+		// air-gapped node finds its signatures there; everything from it
+		// is verified like registry material.
+		local, err := source.NewLocal(f.bundleStore)
+		if err != nil {
+			return nil, err
+		}
+		if src, err = source.NewMulti(local, reg); err != nil {
+			return nil, err
+		}
 	}
 	return decision.New(p, src, append([]decision.Option{decision.WithCache(cache.NewMemory(f.cacheSize))}, opts...)...)
 }
