@@ -1,7 +1,6 @@
 package plugin_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -269,7 +268,7 @@ type node struct {
 	rt     *nri.Adaptation
 	plugin *plugin.Plugin
 	engine *decision.Engine
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 }
 
 func startNode(t testing.TB, policyFile string, opts ...plugin.Option) *node {
@@ -315,7 +314,7 @@ func startNodeWith(t testing.TB, policyFile string, pods []*api.PodSandbox, ctrs
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	p, err := plugin.New(engine, append([]plugin.Option{plugin.WithSocketPath(sock), plugin.WithLogger(log)}, opts...)...)
 	if err != nil {
@@ -548,23 +547,6 @@ func TestNewValidatesOptions(t *testing.T) {
 }
 
 func platform() string { return "linux/" + runtime.GOARCH }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // imageStore stands in for containerd's image and container stores (the
 // real one is exercised in integration/): it maps names to digests and pods

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	nri "github.com/containerd/nri/pkg/adaptation"
@@ -24,31 +22,7 @@ import (
 // default 10) and enforce the policy.
 func TestLaunchedByRuntime(t *testing.T) {
 	bin := testenv.BuildSealgate(t)
-	reg := testenv.NewRegistry(t, testenv.RegistryOptions{})
-	cs := testenv.NewCosign(t)
-	key, pub, err := cs.GenerateKeyPair("release")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signedImg, err := testenv.RandomImage(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, err := reg.Push(signedImg, "app/signed:v1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cs.Sign(key, signed.String()); err != nil {
-		t.Fatal(err)
-	}
-	unsignedImg, err := testenv.RandomImage(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	unsigned, err := reg.Push(unsignedImg, "app/unsigned:v1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, pub, signed, unsigned := signedFixture(t)
 
 	dir, err := os.MkdirTemp("", "sg-launch-") // short: unix socket paths are limited
 	if err != nil {
@@ -68,7 +42,7 @@ func TestLaunchedByRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var rtLog syncBuffer
+	var rtLog testenv.SyncBuffer
 	logrus.SetOutput(&rtLog)
 	t.Cleanup(func() { logrus.SetOutput(os.Stderr) })
 	rt, err := nri.New("test-runtime", "2.4.2",
@@ -103,21 +77,4 @@ func TestLaunchedByRuntime(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "sealgate: denied "+reg.Ref("app/unsigned:v1")+"@"+unsigned.DigestStr()) {
 		t.Errorf("unsigned image: err = %v, want sealgate's denial", err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

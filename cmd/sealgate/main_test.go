@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/sealgate/sealgate/internal/testenv"
 )
 
@@ -68,31 +70,7 @@ func TestUsageErrors(t *testing.T) {
 // TestVerifyExitCodesAndJSON runs `sealgate verify` against a registry on
 // 127.0.0.1 holding an image signed by the real cosign and one unsigned.
 func TestVerifyExitCodesAndJSON(t *testing.T) {
-	reg := testenv.NewRegistry(t, testenv.RegistryOptions{})
-	cs := testenv.NewCosign(t)
-	key, pub, err := cs.GenerateKeyPair("release")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signedImg, err := testenv.RandomImage(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, err := reg.Push(signedImg, "app/signed:v1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cs.Sign(key, signed.String()); err != nil {
-		t.Fatal(err)
-	}
-	unsignedImg, err := testenv.RandomImage(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	unsigned, err := reg.Push(unsignedImg, "app/unsigned:v1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, pub, signed, unsigned := signedFixture(t)
 	dir := t.TempDir()
 	pol := writeFile(t, dir, "policy.yaml", "mode: enforce\ndefault: deny\nrules:\n  - name: app\n    images: [\""+reg.Addr+"/app/**\"]\n    signatures:\n      authorities: [{key: "+pub+"}]\n")
 	hosts := filepath.Join(dir, "certs.d")
@@ -144,4 +122,37 @@ func TestVerifyExitCodesAndJSON(t *testing.T) {
 	if code != exitDenied || !strings.Contains(stdout, "sealgate: denied "+unsigned.String()) {
 		t.Errorf("text output: exit %d %q", code, stdout)
 	}
+}
+
+// signedFixture is a registry on 127.0.0.1 with app/signed:v1, signed by
+// the real cosign with a fresh key (pub is its public key file), and
+// app/unsigned:v1.
+func signedFixture(t *testing.T) (*testenv.Registry, string, name.Digest, name.Digest) {
+	t.Helper()
+	reg := testenv.NewRegistry(t, testenv.RegistryOptions{})
+	cs := testenv.NewCosign(t)
+	key, pub, err := cs.GenerateKeyPair("release")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signedImg, err := testenv.RandomImage(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := reg.Push(signedImg, "app/signed:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Sign(key, signed.String()); err != nil {
+		t.Fatal(err)
+	}
+	unsignedImg, err := testenv.RandomImage(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsigned, err := reg.Push(unsignedImg, "app/unsigned:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg, pub, signed, unsigned
 }

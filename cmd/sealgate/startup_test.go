@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testenv"
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/trust"
 	"github.com/sealgate/sealgate/tpm"
@@ -78,7 +79,7 @@ func TestAnchorWithoutTPM(t *testing.T) {
 		t.Errorf("no TPM: err = %v, want the way out named", err)
 	}
 	f.noTPM = true
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	a, err := f.anchor(slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil || a.store != nil {
 		t.Fatalf("--insecure-no-tpm: %v", err)
