@@ -1,12 +1,14 @@
 #!/bin/sh
-# Installs sealgate on a containerd 2.x node: the binary, the systemd unit,
-# containerd's NRI drop-in (required_plugins = ["sealgate"]) and the trust
-# store directory.
+# Installs sealgate on a containerd 2.x node: the binaries (sealgate and the
+# runtime gate sealgate-runc), the systemd unit, containerd's drop-in (NRI
+# with required_plugins = ["sealgate"], and runc run through sealgate-runc)
+# and the trust store directory.
 #
-#   sudo install/install.sh [--bin FILE] [--policy FILE] [--prefix DIR]
+#   sudo install/install.sh [--bin FILE] [--gate-bin FILE] [--policy FILE] [--prefix DIR]
 #                           [--destdir DIR] [--no-start] [--restart-containerd]
 #
 #   --bin FILE             the sealgate binary (default: <repo>/bin/sealgate, `make build`)
+#   --gate-bin FILE        the runtime gate (default: <repo>/bin/sealgate-runc, `make build`)
 #   --policy FILE          install FILE as /etc/sealgate/policy.yaml (an existing
 #                          policy is kept otherwise)
 #   --prefix DIR           binary goes to DIR/bin (default /usr/local)
@@ -17,13 +19,15 @@
 #                          drop-in takes effect (running containers keep running)
 #
 # Order matters: the drop-in makes containerd refuse every container while
-# sealgate is not connected, so containerd is restarted (by this script or by
-# you) only after sealgate is running with a valid policy.
+# sealgate is not running, so it is written only once sealgate runs and
+# answers the runtime gate, and containerd is restarted (by this script or
+# by you) only after that. Containers that already run keep running.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 bin="$repo/bin/sealgate"
+gate_bin="$repo/bin/sealgate-runc"
 policy=""
 prefix=/usr/local
 destdir=""
@@ -36,6 +40,7 @@ say() { echo "install: $*"; }
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--bin) bin=${2:?--bin needs a file}; shift 2 ;;
+	--gate-bin) gate_bin=${2:?--gate-bin needs a file}; shift 2 ;;
 	--policy) policy=${2:?--policy needs a file}; shift 2 ;;
 	--prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
 	--destdir) destdir=${2:?--destdir needs a directory}; shift 2 ;;
@@ -47,6 +52,7 @@ while [ $# -gt 0 ]; do
 done
 
 [ -x "$bin" ] || die "$bin is not an executable; run 'make build' or pass --bin"
+[ -x "$gate_bin" ] || die "$gate_bin is not an executable; run 'make build' or pass --gate-bin"
 [ -z "$policy" ] || [ -f "$policy" ] || die "policy $policy does not exist"
 if [ -z "$destdir" ] && [ "$(id -u)" -ne 0 ]; then
 	die "run as root (or stage with --destdir)"
@@ -58,10 +64,15 @@ unit="$D/etc/systemd/system/sealgate.service"
 dropin="$D/etc/containerd/conf.d/sealgate.toml"
 ctrd_config="$D/etc/containerd/config.toml"
 
-say "binary -> $D$prefix/bin/sealgate"
-install -d -m 0755 "$D$prefix/bin"
-install -m 0755 "$bin" "$D$prefix/bin/sealgate.new"
-mv -f "$D$prefix/bin/sealgate.new" "$D$prefix/bin/sealgate"
+# Replaced atomically: a shim may run sealgate-runc at any moment.
+for pair in "$bin:sealgate" "$gate_bin:sealgate-runc"; do
+	src=${pair%:*}
+	dst="$D$prefix/bin/${pair##*:}"
+	say "binary -> $dst"
+	install -d -m 0755 "$D$prefix/bin"
+	install -m 0755 "$src" "$dst.new"
+	mv -f "$dst.new" "$dst"
+done
 
 say "trust store -> $etc (policy, keys/), verdict cache -> $D/var/lib/sealgate"
 install -d -m 0755 "$etc" "$etc/keys"
@@ -78,9 +89,15 @@ sed "s#/usr/local/bin/sealgate#$prefix/bin/sealgate#" "$here/../systemd/sealgate
 chmod 0644 "$unit.new"
 mv -f "$unit.new" "$unit"
 
-say "containerd drop-in -> $dropin"
-install -d -m 0755 "$(dirname "$dropin")"
-install -m 0644 "$here/containerd/sealgate.toml" "$dropin"
+# write_dropin installs containerd's drop-in, naming the runtime gate where
+# it was installed.
+write_dropin() {
+	say "containerd drop-in -> $dropin (NRI requires sealgate; runc runs through $prefix/bin/sealgate-runc)"
+	install -d -m 0755 "$(dirname "$dropin")"
+	sed "s#/usr/local/bin/sealgate-runc#$prefix/bin/sealgate-runc#" "$here/containerd/sealgate.toml" >"$dropin.new"
+	chmod 0644 "$dropin.new"
+	mv -f "$dropin.new" "$dropin"
+}
 
 # containerd reads conf.d only when its main config imports it.
 imports_ok=0
@@ -99,6 +116,7 @@ else
 fi
 
 if [ -n "$destdir" ]; then
+	write_dropin
 	say "staged into $destdir; enable sealgate.service in the image"
 	exit 0
 fi
@@ -118,23 +136,32 @@ fi
 
 systemctl enable sealgate.service
 systemctl restart sealgate.service
-sleep 2
-if ! systemctl is-active --quiet sealgate.service; then
+# Up means: the service is active and the runtime gate's socket answers
+# (sealgate opened its trust store and listens).
+up=0
+for _ in $(seq 1 30); do
+	if systemctl is-active --quiet sealgate.service && [ -S /run/sealgate/gate.sock ]; then
+		up=1
+		break
+	fi
+	sleep 1
+done
+if [ "$up" -ne 1 ]; then
 	journalctl -u sealgate.service -n 20 --no-pager >&2 || true
-	die "sealgate did not stay up (see the log above); containerd was NOT restarted"
+	die "sealgate did not come up (see the log above); the containerd drop-in was NOT installed"
 fi
-say "sealgate is running"
+say "sealgate is running and answers the runtime gate"
+write_dropin
 
 if [ "$restart_containerd" -eq 1 ]; then
 	[ "$imports_ok" -eq 1 ] || die "not restarting containerd: its config does not import the drop-in (see above)"
 	say "restarting containerd to load the drop-in (running containers keep running)"
 	systemctl restart containerd.service
-	if containerd config dump 2>/dev/null | grep -q "required_plugins = \['sealgate'\]"; then
-		say "containerd now requires sealgate: no container is created while it is down"
+	if "$prefix/bin/sealgate" doctor --wait 30s; then
+		say "both gates are in place: no unverified container is created, with sealgate up or down"
 	else
-		echo "install: WARNING: containerd's config does not show required_plugins = ['sealgate'];" >&2
-		echo "install: NRI's default validator needs containerd >= 2.2 (check: containerd config dump)" >&2
+		echo "install: WARNING: sealgate doctor found a problem (see above)" >&2
 	fi
 else
-	say "restart containerd to load the drop-in: systemctl restart containerd"
+	say "restart containerd to load the drop-in: systemctl restart containerd; then check: sealgate doctor"
 fi

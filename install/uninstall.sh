@@ -11,7 +11,8 @@
 #   --no-restart-containerd   do not restart containerd after removing the drop-in
 #
 # Order matters: the drop-in makes containerd refuse every container while
-# sealgate is not connected. So the drop-in goes first and containerd is
+# sealgate is not running (NRI's required_plugins, and the runtime gate
+# sealgate-runc). So the drop-in goes first and containerd is
 # restarted without it (running containers keep running); only then is
 # sealgate stopped. With --no-restart-containerd, restart containerd
 # yourself before stopping sealgate, or no new container will start.
@@ -67,6 +68,19 @@ if [ "$live" -eq 1 ]; then
 fi
 rm -f "$D/etc/systemd/system/sealgate.service" "$D$prefix/bin/sealgate"
 say "removed the unit and $D$prefix/bin/sealgate"
+# The shims of containers created through the runtime gate keep running
+# sealgate-runc to stop and delete them: leave the real runc in its place.
+gate="$D$prefix/bin/sealgate-runc"
+if [ -e "$gate" ] || [ -L "$gate" ]; then
+	runc_path=$(command -v runc || true)
+	if [ -n "$runc_path" ] && [ -z "$destdir" ]; then
+		ln -sfn "$runc_path" "$gate.new" && mv -f "$gate.new" "$gate"
+		say "$gate now points at $runc_path, for containers created through the runtime gate; remove it once they are gone (after a reboot)"
+	else
+		rm -f "$gate"
+		say "removed $gate"
+	fi
+fi
 if [ "$live" -eq 1 ]; then
 	systemctl daemon-reload
 fi

@@ -164,6 +164,7 @@ func startSealgate(t *testing.T, f *fixture, c *testenv.Containerd) *sealgate {
 func startSealgateWith(t *testing.T, c *testenv.Containerd, args ...string) *sealgate {
 	t.Helper()
 	bin := testenv.BuildSealgate(t)
+	before := c.PluginConnections("sealgate")
 	s := &sealgate{logPath: filepath.Join(t.TempDir(), "sealgate.log"), exited: make(chan struct{})}
 	logf, err := os.Create(s.logPath)
 	if err != nil {
@@ -200,9 +201,10 @@ func startSealgateWith(t *testing.T, c *testenv.Containerd, args ...string) *sea
 		}
 		// NRI sends creates to a plugin only once it has registered and
 		// answered Synchronize.
-		if c.WaitPlugin("sealgate", 200*time.Millisecond) == nil {
+		if c.PluginConnections("sealgate") > before {
 			return s
 		}
+		time.Sleep(100 * time.Millisecond)
 		if time.Now().After(deadline) {
 			t.Fatalf("sealgate did not register with containerd within 20s\nsealgate log:\n%s\ncontainerd log:\n%s", s.log(), c.LogTail(40))
 		}

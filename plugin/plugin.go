@@ -67,6 +67,7 @@ type Plugin struct {
 	synced   chan struct{} // closed at the first Synchronize
 	syncOnce sync.Once
 	warmer   *Warmer
+	gate     *Gate // nil without the runtime gate
 
 	stats Stats
 }
@@ -77,6 +78,9 @@ type Stats struct {
 	Denied    atomic.Int64
 	WouldDeny atomic.Int64
 	Deadline  atomic.Int64
+	// Unverified counts running containers found at (re)connection whose
+	// images the policy would deny.
+	Unverified atomic.Int64
 }
 
 type options struct {
@@ -86,6 +90,7 @@ type options struct {
 	resolver            Resolver
 	onClose             func()
 	warmer              *Warmer
+	gate                *Gate
 }
 
 // Option configures a Plugin.
@@ -174,6 +179,19 @@ func WithWarmer(w *Warmer) Option {
 	}
 }
 
+// WithGate makes the plugin keep its decisions for the runtime gate, which
+// refuses any container the plugin did not allow. Share one Gate between
+// reconnects.
+func WithGate(g *Gate) Option {
+	return func(o *options) error {
+		if g == nil {
+			return errors.New("nil gate")
+		}
+		o.gate = g
+		return nil
+	}
+}
+
 // WithOnClose sets a function called when the runtime closes the connection.
 func WithOnClose(f func()) Option {
 	return func(o *options) error {
@@ -193,7 +211,7 @@ func New(d Decider, opts ...Option) (*Plugin, error) {
 			return nil, fmt.Errorf("new plugin: %w", err)
 		}
 	}
-	p := &Plugin{decider: d, resolver: o.resolver, log: o.log, deadline: o.deadline, synced: make(chan struct{}), warmer: o.warmer}
+	p := &Plugin{decider: d, resolver: o.resolver, log: o.log, deadline: o.deadline, synced: make(chan struct{}), warmer: o.warmer, gate: o.gate}
 	if p.warmer == nil {
 		p.warmer = NewWarmer(d, o.log)
 	}
@@ -217,8 +235,13 @@ func New(d Decider, opts ...Option) (*Plugin, error) {
 	if o.socket != "" {
 		stubOpts = append(stubOpts, stub.WithSocketPath(o.socket))
 	}
-	if o.onClose != nil {
-		stubOpts = append(stubOpts, stub.WithOnClose(o.onClose))
+	if o.onClose != nil || o.gate != nil {
+		stubOpts = append(stubOpts, stub.WithOnClose(func() {
+			o.gate.setConnected(false, "", "", 0)
+			if o.onClose != nil {
+				o.onClose()
+			}
+		}))
 	}
 	s, err := stub.New(p, stubOpts...)
 	if err != nil {
@@ -259,7 +282,8 @@ func (p *Plugin) Configure(_ context.Context, _, runtime, version string) (api.E
 		p.log.Warn("deadline lowered under the runtime's request timeout", "configured", p.deadline, "runtimeTimeout", rt, "deadline", d)
 	}
 	p.effDeadline.Store(int64(d))
-	p.log.Info("connected to runtime", "runtime", runtime, "version", version, "deadline", d)
+	p.gate.setConnected(true, runtime, version, d)
+	p.log.Info("connected to runtime", "runtime", runtime, "version", version, "deadline", d.String())
 	return 0, nil
 }
 
@@ -272,11 +296,7 @@ func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*
 	for _, pod := range pods {
 		ns[pod.GetId()] = pod.GetNamespace()
 	}
-	for _, c := range ctrs {
-		if img := c.GetImage(); img != nil && img.GetName() != "" && img.GetDigest() != "" {
-			p.warmer.Warm(decision.Request{Image: img.GetName(), Digest: img.GetDigest(), Namespace: ns[c.GetPodSandboxId()]}, "existing container")
-		}
-	}
+	go p.auditRunning(pods, ctrs)
 	p.syncOnce.Do(func() { close(p.synced) })
 	return nil, nil
 }
@@ -298,10 +318,19 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	return p.decide(ctx, decision.Request{Image: name, Digest: digest, Namespace: pod.GetNamespace()}, pod, "sandbox")
 }
 
-// CreateContainer decides whether the container's image may run.
+// CreateContainer decides whether the container's image may run, and keeps
+// the decision for the runtime gate.
 func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.Deadline())
 	defer cancel()
+	d := p.decideContainer(ctx, pod, ctr)
+	p.record(d, pod, ctr.GetName())
+	p.gate.record(ctr.GetId(), ctr.GetAnnotations()[imageNameAnnotation], ctr.GetPodSandboxId(), d)
+	return nil, nil, d.Err()
+}
+
+// decideContainer finds the container's image and digest and decides.
+func (p *Plugin) decideContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) decision.Decision {
 	req := decision.Request{Namespace: pod.GetNamespace()}
 	if img := ctr.GetImage(); img != nil {
 		req.Image, req.Digest = img.GetName(), img.GetDigest()
@@ -313,42 +342,45 @@ func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 		// An older runtime: ask its image store which digest it pulled.
 		digest, err := p.resolver.ImageDigest(ctx, req.Image)
 		if err != nil {
-			d := decision.Decision{Image: req.Image, Rule: decision.DefaultRuleName,
+			return decision.Decision{Image: req.Image, Rule: decision.DefaultRuleName,
 				Reasons: []string{fmt.Sprintf("the runtime sent no image digest and its image store has none for %s: %v", req.Image, err)}}
-			p.record(d, pod, ctr.GetName())
-			return nil, nil, d.Err()
 		}
 		req.Digest = digest
 	}
 	if req.Image == "" {
-		d := decision.Decision{Image: "container " + ctr.GetName(), Rule: decision.DefaultRuleName,
+		return decision.Decision{Image: "container " + ctr.GetName(), Rule: decision.DefaultRuleName,
 			Reasons: []string{"the runtime sent no image for this container; upgrade to containerd >= 2.4 or run sealgate with --containerd-address"}}
-		p.record(d, pod, ctr.GetName())
-		return nil, nil, d.Err()
 	}
-	return nil, nil, p.decide(ctx, req, pod, ctr.GetName())
+	return p.decideWithin(ctx, req)
 }
 
 // decide runs one decision under the deadline and logs it.
 func (p *Plugin) decide(ctx context.Context, req decision.Request, pod *api.PodSandbox, what string) error {
+	d := p.decideWithin(ctx, req)
+	p.record(d, pod, what)
+	return d.Err()
+}
+
+// decideWithin runs one decision, or makes the deadline's when ctx ends
+// first.
+func (p *Plugin) decideWithin(ctx context.Context, req decision.Request) decision.Decision {
 	done := make(chan decision.Decision, 1)
 	go func() { done <- p.decider.Decide(ctx, req) }()
-	var d decision.Decision
 	select {
-	case d = <-done:
+	case d := <-done:
+		return d
 	case <-ctx.Done():
 		p.stats.Deadline.Add(1)
 		// The engine does not answer in time: deny in enforce mode. The
 		// mode is not known without the engine's answer, so the policy's
 		// mode is what the engine would have applied.
-		d = decision.Decision{Image: req.Image, Digest: req.Digest, Rule: decision.DefaultRuleName,
+		d := decision.Decision{Image: req.Image, Digest: req.Digest, Rule: decision.DefaultRuleName,
 			Reasons: []string{fmt.Sprintf("no decision within the %s deadline (registry slow or unreachable)", p.Deadline())}}
 		if e, ok := p.decider.(interface{ Policy() *policy.Policy }); ok && e.Policy().Mode != policy.ModeEnforce {
 			d.Allowed, d.WouldDeny, d.Mode = true, true, string(e.Policy().Mode)
 		}
+		return d
 	}
-	p.record(d, pod, what)
-	return d.Err()
 }
 
 func (p *Plugin) record(d decision.Decision, pod *api.PodSandbox, what string) {

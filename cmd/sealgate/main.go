@@ -40,6 +40,7 @@ func commands() []command {
 		{"trust", "init, seal and check the trust store against the TPM (init | seal | status)", trustCmd},
 		{"bundle", "carry signatures to air-gapped nodes (export | import)", bundleCmd},
 		{"cache", "list or purge the persisted verdicts (list | purge)", cacheCmd},
+		{"doctor", "check what decides whether an unverified container can run on this node", doctorCmd},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
 			fmt.Fprintln(stdout, "sealgate", version)
 			return exitOK

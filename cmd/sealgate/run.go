@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealgate/sealgate/plugin"
 	"github.com/sealgate/sealgate/plugin/decision"
+	"github.com/sealgate/sealgate/runtimegate"
 )
 
 func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
@@ -34,6 +35,7 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 	ctrdNS := fs.String("containerd-namespace", "k8s.io", "containerd namespace of the CRI")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
+	gateSocket := fs.String("gate-socket", runtimegate.DefaultSocket, "where the runtime gate (sealgate-runc) asks about each container; its folder is made root-only")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sealgate run [flags]\n\nRuns the NRI plugin: every container the runtime creates is decided by the policy.")
 		fs.PrintDefaults()
@@ -87,6 +89,7 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 		plugin.WithLogger(log), plugin.WithSocketPath(*socket), plugin.WithPluginName(*name),
 		plugin.WithPluginIndex(*idx), plugin.WithDeadline(*deadline), plugin.WithWarmer(warmer),
 	}
+	var resolver plugin.Resolver
 	if *ctrdAddr != "" {
 		r, err := plugin.NewContainerdResolver(*ctrdAddr, *ctrdNS)
 		if err != nil {
@@ -94,6 +97,7 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 			return exitUsage
 		}
 		defer r.Close()
+		resolver = r
 		opts = append(opts, plugin.WithResolver(r))
 		// Verify pulled images before any container of them is created.
 		go func() {
@@ -112,9 +116,43 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 		}()
 	}
 
-	// The runtime closes the connection when it restarts; reconnect with
-	// backoff, keeping the engine and its cached verdicts.
-	backoff := 500 * time.Millisecond
+	// The runtime gate answers before the plugin connects: containers the
+	// runtime creates meanwhile are refused with a reason, not left to a
+	// timeout.
+	if *gateSocket != "" {
+		gate := plugin.NewGate(engine, resolver, *deadline, log)
+		if anch.opened != nil {
+			gate.SetTrust(false, anch.opened.Dir, anch.opened.Generation, anch.opened.Record.Digest)
+		} else {
+			gate.SetTrust(true, "", 0, "")
+		}
+		srv, err := runtimegate.Listen(*gateSocket, gate, func(err error) { log.Warn(err.Error()) })
+		if err != nil {
+			log.Error("cannot start: " + err.Error())
+			return exitFailed
+		}
+		gate.LogEscapes(*gateSocket)
+		go func() {
+			if err := srv.Serve(ctx); err != nil {
+				log.Error("runtime gate stopped", "error", err)
+			}
+		}()
+		log.Info("runtime gate listening", "socket", *gateSocket)
+		opts = append(opts, plugin.WithGate(gate), plugin.WithOnClose(func() { gate.LogEscapes(*gateSocket) }))
+	}
+	return connectLoop(ctx, log, engine, opts)
+}
+
+// reconnectEvery is how often a disconnected plugin dials the runtime
+// again. Dialling a unix socket that is not there costs nothing, and every
+// moment without the plugin is a moment the node refuses containers.
+const reconnectEvery = 200 * time.Millisecond
+
+// connectLoop keeps the plugin connected: the runtime closes the connection
+// when it restarts, and the plugin dials again until it is back, keeping the
+// engine and its cached verdicts.
+func connectLoop(ctx context.Context, log *slog.Logger, engine *decision.Engine, opts []plugin.Option) int {
+	warned := false
 	for {
 		p, err := plugin.New(engine, opts...)
 		if err != nil {
@@ -134,16 +172,18 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 			log.Error("the runtime closed the connection it launched the plugin with; exiting", "error", err)
 			return exitFailed
 		}
-		if time.Since(started) > time.Minute {
-			backoff = 500 * time.Millisecond
+		// One warning per lost connection, not one per attempt.
+		if time.Since(started) > 2*reconnectEvery || !warned {
+			log.Warn("disconnected from the runtime; reconnecting", "error", err, "every", reconnectEvery.String())
+			warned = true
+		} else {
+			log.Debug("runtime not back yet", "error", err)
 		}
-		log.Warn("disconnected from the runtime; reconnecting", "error", err, "in", backoff)
 		select {
 		case <-ctx.Done():
 			return exitOK
-		case <-time.After(backoff):
+		case <-time.After(reconnectEvery):
 		}
-		backoff = min(2*backoff, 10*time.Second)
 	}
 }
 

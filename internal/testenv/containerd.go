@@ -42,6 +42,13 @@ type ContainerdOptions struct {
 	RequiredPlugins []string
 	// RequestTimeout is NRI's plugin_request_timeout (default 2s).
 	RequestTimeout time.Duration
+	// Imports are drop-in files containerd merges over this config, as
+	// /etc/containerd/conf.d/*.toml on a node (sealgate's installed
+	// drop-in, for one).
+	Imports []string
+	// Env is added to containerd's environment; the shims and the
+	// runtime they run inherit it.
+	Env []string
 }
 
 // Containerd is a real containerd 2.x + runc node running in a temporary
@@ -62,6 +69,11 @@ type Containerd struct {
 	logPath  string
 	cmd      *exec.Cmd
 	exited   chan struct{}
+	opts     ContainerdOptions
+	bins     map[string]string
+	// logStart is the size of the log when containerd last started: what
+	// it says about plugins since then is read from there.
+	logStart int64
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -99,7 +111,7 @@ func StartContainerd(opts ContainerdOptions) (*Containerd, error) {
 		bins[name] = p
 	}
 
-	c := &Containerd{Dir: opts.Dir, crictl: bins["crictl"], runc: bins["runc"], exited: make(chan struct{})}
+	c := &Containerd{Dir: opts.Dir, crictl: bins["crictl"], runc: bins["runc"], exited: make(chan struct{}), opts: opts, bins: bins}
 	if c.Dir == "" {
 		d, err := os.MkdirTemp("", "sg-")
 		if err != nil {
@@ -192,9 +204,12 @@ func (c *Containerd) start(opts ContainerdOptions, bins map[string]string) error
 		return err
 	}
 	defer logf.Close() // the child has its own copy
+	if st, err := logf.Stat(); err == nil {
+		c.logStart = st.Size()
+	}
 
 	cmd := exec.Command(bins["containerd"], "--config", cfgPath)
-	cmd.Env = envWithPath(filepath.Dir(bins["containerd-shim-runc-v2"]), filepath.Dir(bins["runc"]))
+	cmd.Env = append(envWithPath(filepath.Dir(bins["containerd-shim-runc-v2"]), filepath.Dir(bins["runc"])), opts.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = c.Dir
 	// Its own process group: a Ctrl-C meant for the test or the demo must not
@@ -270,12 +285,17 @@ func (c *Containerd) config(opts ContainerdOptions, runc, snapshotter string) (s
 	if len(shimDir) > maxShimSocketDir {
 		return "", fmt.Errorf("shim socket dir %s is longer than containerd's %d-byte limit; use a shorter Dir", shimDir, maxShimSocketDir)
 	}
+	quotedImports := make([]string, len(opts.Imports))
+	for i, f := range opts.Imports {
+		quotedImports[i] = q(f)
+	}
+	imports := strings.Join(quotedImports, ", ")
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by sealgate's testenv: a private containerd that shares nothing with the host's.
 version = 3
 root = %s
 state = %s
-imports = []
+imports = [%s]
 oom_score = 0
 disabled_plugins = [
   'io.containerd.snapshotter.v1.btrfs',
@@ -357,7 +377,7 @@ disabled_plugins = [
     plugin_request_timeout = %s
     disable_connections = false
 `,
-		q(filepath.Join(c.Dir, "root")), q(filepath.Join(c.Dir, "state")),
+		q(filepath.Join(c.Dir, "root")), q(filepath.Join(c.Dir, "state")), imports,
 		q(c.Address), q(c.Address+".ttrpc"),
 		q(filepath.Join(c.Dir, "opt")), q(filepath.Join(c.Dir, "verifiers")), q(shimDir),
 		q(opts.HostsDir),
@@ -465,6 +485,24 @@ func (c *Containerd) Pull(image string) error {
 // on a refused create it carries the runtime's error, e.g. sealgate's deny
 // message. A pod whose container could not be created is removed again.
 func (c *Containerd) Run(image, name, namespace string, cmd ...string) (containerID string, out string, err error) {
+	return c.RunPod(PodSpec{Image: image, Name: name, Namespace: namespace, Cmd: cmd})
+}
+
+// PodSpec is a one-container pod for RunPod.
+type PodSpec struct {
+	Image, Name, Namespace string
+	Cmd                    []string
+	// Annotations are the pod's annotations (sealgate's static-pod
+	// escape, for one).
+	Annotations map[string]string
+	// BeforeCreate, when set, runs once the pod sandbox is up, just
+	// before the container is created.
+	BeforeCreate func()
+}
+
+// RunPod is Run with the pod's annotations.
+func (c *Containerd) RunPod(spec PodSpec) (containerID string, out string, err error) {
+	image, name, namespace, cmd := spec.Image, spec.Name, spec.Namespace, spec.Cmd
 	if namespace == "" {
 		namespace = "default"
 	}
@@ -506,6 +544,9 @@ func (c *Containerd) Run(image, name, namespace string, cmd ...string) (containe
 			},
 		},
 	}
+	if len(spec.Annotations) > 0 {
+		pod["annotations"] = spec.Annotations
+	}
 	ctr := map[string]any{
 		"metadata": map[string]any{"name": name, "attempt": 0},
 		"labels":   mergeLabels(labels, map[string]string{"io.kubernetes.container.name": name}),
@@ -529,6 +570,9 @@ func (c *Containerd) Run(image, name, namespace string, cmd ...string) (containe
 		return "", all.String(), fmt.Errorf("run %s: %w", image, err)
 	}
 	podID = lastLine(podID)
+	if spec.BeforeCreate != nil {
+		spec.BeforeCreate()
+	}
 	ctrID, err := step("create", "--no-pull", podID, ctrFile, podFile)
 	if err != nil {
 		// Leave nothing behind: the caller asked for a container, not a pod.
@@ -597,7 +641,7 @@ func (c *Containerd) WaitLog(substr string, timeout time.Duration) error {
 func (c *Containerd) WaitPlugin(name string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		if pluginConnected(c.logPath, name) {
+		if pluginConnected(c.logPath, c.logStart, name) {
 			return nil
 		}
 		select {
@@ -614,11 +658,21 @@ func (c *Containerd) WaitPlugin(name string, timeout time.Duration) error {
 
 // pluginConnected looks for NRI's `plugin "IDX-NAME" connected and
 // synchronized` line; containerd's text log escapes the quotes.
-func pluginConnected(logPath, name string) bool {
+func pluginConnected(logPath string, from int64, name string) bool {
+	return pluginConnections(logPath, from, name) > 0
+}
+
+// pluginConnections counts NRI's `plugin "IDX-NAME" connected and
+// synchronized` lines from offset from of the log.
+func pluginConnections(logPath string, from int64, name string) int {
 	data, err := os.ReadFile(logPath)
 	if err != nil {
-		return false
+		return 0
 	}
+	if from > 0 && from <= int64(len(data)) {
+		data = data[from:]
+	}
+	n := 0
 	for _, line := range strings.Split(string(data), "\n") {
 		i := strings.Index(line, " connected and synchronized")
 		if i < 0 {
@@ -626,10 +680,16 @@ func pluginConnected(logPath, name string) bool {
 		}
 		quoted := strings.TrimRight(strings.ReplaceAll(line[:i], `\"`, `"`), `"`)
 		if strings.HasSuffix(quoted, "-"+name) {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
+}
+
+// PluginConnections counts how often the NRI plugin name connected since
+// containerd last started: a plugin that reconnects adds one.
+func (c *Containerd) PluginConnections(name string) int {
+	return pluginConnections(c.logPath, c.logStart, name)
 }
 
 // LogTail returns the last n lines of containerd's log, for failure messages.
@@ -661,6 +721,32 @@ func tailFile(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// ConfigPath is containerd's config file (what `containerd --config`
+// reads, imports included).
+func (c *Containerd) ConfigPath() string { return filepath.Join(c.Dir, "config.toml") }
+
+// Restart stops containerd as `systemctl restart` does (SIGTERM: its
+// containers and shims keep running) and starts it again with the same
+// configuration, waiting until the CRI answers.
+func (c *Containerd) Restart() error {
+	select {
+	case <-c.exited:
+	default:
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.exited:
+		case <-time.After(10 * time.Second):
+			_ = c.cmd.Process.Kill()
+			<-c.exited
+		}
+	}
+	c.exited = make(chan struct{})
+	if err := c.start(c.opts, c.bins); err != nil {
+		return fmt.Errorf("restart containerd: %w", err)
+	}
+	return nil
 }
 
 // Stop removes every pod, stops containerd, kills whatever containers and

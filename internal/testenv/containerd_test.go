@@ -359,7 +359,7 @@ func TestPluginConnected(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.log), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if got := pluginConnected(path, "sealgate"); got != tt.want {
+			if got := pluginConnected(path, 0, "sealgate"); got != tt.want {
 				t.Errorf("pluginConnected = %v, want %v", got, tt.want)
 			}
 		})

@@ -140,13 +140,16 @@ func modulePathOf(gomod string) string {
 	return ""
 }
 
-var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
-)
+// builds holds one build per command, made once per test binary.
+var builds sync.Map // command name -> *build
 
-// buildTimeout bounds the one `go build` of the sealgate binary.
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildTimeout bounds one `go build` of a sealgate binary.
 const buildTimeout = 10 * time.Minute
 
 // BuildSealgate builds ./cmd/sealgate once per test binary and returns the
@@ -156,30 +159,44 @@ const buildTimeout = 10 * time.Minute
 // do not disturb each other and repeated runs leave nothing behind.
 func BuildSealgate(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() { buildPath, buildErr = buildSealgate() })
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildPath
+	return buildCommand(t, "sealgate", "")
 }
 
-func buildSealgate() (string, error) {
+// BuildRuntimeGate builds ./cmd/sealgate-runc, the runtime gate, as it is
+// released: static, without cgo.
+func BuildRuntimeGate(t testing.TB) string {
+	t.Helper()
+	return buildCommand(t, "sealgate-runc", "CGO_ENABLED=0")
+}
+
+func buildCommand(t testing.TB, name, env string) string {
+	t.Helper()
+	v, _ := builds.LoadOrStore(name, &build{})
+	b := v.(*build)
+	b.once.Do(func() { b.path, b.err = goBuild(name, env) })
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+func goBuild(name, env string) (string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
-		return "", fmt.Errorf("build sealgate: %w", err)
+		return "", fmt.Errorf("build %s: %w", name, err)
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		return "", fmt.Errorf("build sealgate: %w", err)
+		return "", fmt.Errorf("build %s: %w", name, err)
 	}
 	dir := filepath.Join(root, ".tools", "build")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("build sealgate: %w", err)
+		return "", fmt.Errorf("build %s: %w", name, err)
 	}
-	removeStale(dir, "sealgate-*.tmp", 3*buildTimeout)
-	f, err := os.CreateTemp(dir, "sealgate-*.tmp")
+	removeStale(dir, name+"-*.tmp", 3*buildTimeout)
+	f, err := os.CreateTemp(dir, name+"-*.tmp")
 	if err != nil {
-		return "", fmt.Errorf("build sealgate: %w", err)
+		return "", fmt.Errorf("build %s: %w", name, err)
 	}
 	tmp := f.Name()
 	f.Close()
@@ -187,14 +204,17 @@ func buildSealgate() (string, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", tmp, "./cmd/sealgate")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", tmp, "./cmd/"+name)
 	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build sealgate: go build ./cmd/sealgate: %w\n%s", err, b)
+	if env != "" {
+		cmd.Env = append(os.Environ(), env)
 	}
-	out := filepath.Join(dir, "sealgate")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: go build ./cmd/%s: %w\n%s", name, name, err, b)
+	}
+	out := filepath.Join(dir, name)
 	if err := os.Rename(tmp, out); err != nil {
-		return "", fmt.Errorf("build sealgate: %w", err)
+		return "", fmt.Errorf("build %s: %w", name, err)
 	}
 	return out, nil
 }

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/sealgate/sealgate/nodecheck"
+	"github.com/sealgate/sealgate/plugin"
+	"github.com/sealgate/sealgate/plugin/trust"
+	"github.com/sealgate/sealgate/runtimegate"
+	"github.com/sealgate/sealgate/tpm"
+)
+
+func doctorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sealgate doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := nodecheck.Config{GateBinary: "sealgate-runc", EscapeAnnotation: runtimegate.EscapeAnnotation}
+	fs.StringVar(&cfg.Containerd, "containerd-bin", "containerd", "containerd's binary (its NRI version is read from it)")
+	fs.StringVar(&cfg.ContainerdConfig, "containerd-config", "", "containerd's config file (default: containerd's own default)")
+	fs.StringVar(&cfg.PluginName, "plugin-name", plugin.DefaultName, "the name sealgate registers under")
+	fs.StringVar(&cfg.GateSocket, "gate-socket", runtimegate.DefaultSocket, "the runtime gate's socket")
+	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound on each check")
+	trustDir := fs.String("trust-dir", "/etc/sealgate", "the trust store")
+	tpmSpec := fs.String("tpm", "/dev/tpmrm0", "the TPM: a device, swtpm:HOST:PORT; none skips the trust store check")
+	wait := fs.Duration("wait", 0, "first wait up to this long for sealgate to answer and be connected (after an install or a restart)")
+	output := fs.String("output", "text", "output format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sealgate doctor [flags]\n\nChecks, line by line, what decides whether an unverified container can run on this node: the runtime\nand its NRI version, NRI's configuration, the runtime gate, sealgate itself, the trust store and the TPM.\n\nExit status: 0 nothing lets an unverified container run, 1 something does (each such line says the fix),\n2 usage error.")
+		fs.PrintDefaults()
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagErr(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "sealgate doctor: unexpected argument %q\n", pos[0])
+		return exitUsage
+	}
+	if *output != "text" && *output != "json" {
+		fmt.Fprintf(stderr, "sealgate doctor: --output %q: want text or json\n", *output)
+		return exitUsage
+	}
+	if *tpmSpec != "none" {
+		cfg.Trust = func() nodecheck.Finding { return trustFinding(*trustDir, *tpmSpec) }
+	}
+	waitConnected(ctx, cfg.GateSocket, *wait)
+	rep := nodecheck.Run(ctx, cfg)
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		out := struct {
+			OK bool `json:"ok"`
+			*nodecheck.Report
+		}{rep.OK(), rep}
+		if err := enc.Encode(out); err != nil {
+			fmt.Fprintf(stderr, "sealgate doctor: %v\n", err)
+			return exitUsage
+		}
+	} else {
+		for _, f := range rep.Findings {
+			fmt.Fprintf(stdout, "%-4s %s: %s\n", f.Level, f.Check, strings.ReplaceAll(f.Detail, "\n", "\n     "))
+			if f.Fix != "" {
+				fmt.Fprintf(stdout, "     fix: %s\n", f.Fix)
+			}
+		}
+		if rep.OK() {
+			fmt.Fprintln(stdout, "no unverified container can run on this node")
+		} else {
+			fmt.Fprintln(stdout, "an unverified container can run on this node, or sealgate cannot protect it: see the FAIL lines")
+		}
+	}
+	if !rep.OK() {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// waitConnected waits up to d for the daemon to answer and be connected.
+func waitConnected(ctx context.Context, socket string, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		a, err := runtimegate.Ask(socket, runtimegate.Request{Op: runtimegate.OpStatus}, time.Second)
+		if err == nil && a.Status != nil && a.Status.Connected {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// trustFinding checks the trust store on disk against the TPM.
+func trustFinding(dir, spec string) nodecheck.Finding {
+	const check = "trust store sealed"
+	t, err := tpm.Open(spec)
+	if err != nil {
+		return nodecheck.Finding{Check: check, Level: nodecheck.Fail, Detail: fmt.Sprintf("TPM %s: %v", spec, err),
+			Fix: "give sealgate a TPM (/dev/tpmrm0, or swtpm:HOST:PORT); --tpm none skips this check"}
+	}
+	defer t.Close()
+	st, err := trust.Status(dir, t)
+	if err != nil {
+		return nodecheck.Finding{Check: check, Level: nodecheck.Fail, Detail: err.Error(), Fix: "sealgate trust status --dir " + dir + " says more"}
+	}
+	if !st.OK() {
+		return nodecheck.Finding{Check: check, Level: nodecheck.Fail, Detail: fmt.Sprintf("trust store %s would not open: %s", dir, strings.Join(st.Problems, "; ")),
+			Fix: "sealgate trust status --dir " + dir + "; after a deliberate change: sealgate trust seal"}
+	}
+	return nodecheck.Finding{Check: check, Level: nodecheck.OK, Detail: fmt.Sprintf("trust store %s matches its seal in TPM %s (generation %d, digest %s)", dir, spec, st.Generation, st.Digest)}
+}
