@@ -28,7 +28,7 @@ type gatedNode struct {
 
 // installedDropIn writes install/containerd/sealgate.toml into dir with the
 // wrapper's path rewritten as install.sh rewrites it for its --prefix.
-func installedDropIn(t *testing.T, dir string) string {
+func installedDropIn(t testing.TB, dir string) string {
 	t.Helper()
 	root, err := testenv.ModuleRoot()
 	if err != nil {
@@ -47,7 +47,7 @@ func installedDropIn(t *testing.T, dir string) string {
 	return p
 }
 
-func newGatedNode(t *testing.T, f *fixture) *gatedNode {
+func newGatedNode(t testing.TB, f *fixture) *gatedNode {
 	t.Helper()
 	if f == nil {
 		f = newFixture(t)
@@ -70,7 +70,7 @@ func newGatedNode(t *testing.T, f *fixture) *gatedNode {
 }
 
 // start runs sealgate against the node with its runtime gate socket.
-func (n *gatedNode) start(t *testing.T, extra ...string) *sealgate {
+func (n *gatedNode) start(t testing.TB, extra ...string) *sealgate {
 	t.Helper()
 	args := append([]string{"--gate-socket", n.socket}, extra...)
 	if len(extra) == 0 {
@@ -86,7 +86,7 @@ func (n *gatedNode) run(image, name string, ann map[string]string) (id, out stri
 
 // ranUnsigned lists the containers of the unsigned image that the runtime
 // started (a process ran), by ID.
-func (n *gatedNode) ranUnsigned(t *testing.T) []string {
+func (n *gatedNode) ranUnsigned(t testing.TB) []string {
 	t.Helper()
 	out, err := n.c.Crictl("ps", "-a", "-q")
 	if err != nil {
@@ -111,7 +111,7 @@ func (n *gatedNode) ranUnsigned(t *testing.T) []string {
 }
 
 // signal sends sig to sealgate's process.
-func (s *sealgate) signal(t *testing.T, sig syscall.Signal) {
+func (s *sealgate) signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal %v: %v", sig, err)
@@ -119,7 +119,7 @@ func (s *sealgate) signal(t *testing.T, sig syscall.Signal) {
 }
 
 // sealgateCmd runs a sealgate command and returns its output and exit code.
-func sealgateCmd(t *testing.T, args ...string) (string, int) {
+func sealgateCmd(t testing.TB, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(testenv.BuildSealgate(t), args...)
 	out, err := cmd.CombinedOutput()
@@ -137,7 +137,7 @@ func podSpec(image, name string, beforeCreate func()) testenv.PodSpec {
 }
 
 // waitLog waits until one line of sealgate's log holds every string of want.
-func waitLog(t *testing.T, s *sealgate, timeout time.Duration, want ...string) {
+func waitLog(t testing.TB, s *sealgate, timeout time.Duration, want ...string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -153,7 +153,7 @@ func waitLog(t *testing.T, s *sealgate, timeout time.Duration, want ...string) {
 	}
 }
 
-func containerdBin(t *testing.T) string {
+func containerdBin(t testing.TB) string {
 	t.Helper()
 	p, err := testenv.Tool("containerd")
 	if err != nil {

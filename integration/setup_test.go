@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,7 +49,7 @@ type fixture struct {
 	signedTag, unsignedTag string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	cosign := testenv.NewCosign(t)
 	f := &fixture{reg: testenv.NewRegistry(t, testenv.RegistryOptions{}), hostsDir: t.TempDir(), trustDir: t.TempDir()}
@@ -97,7 +98,7 @@ rules:
 
 // pushBusybox pushes a runnable busybox image. variant, when set, becomes a
 // label so that images with the same command still differ in digest.
-func pushBusybox(t *testing.T, reg *testenv.Registry, repoTag, variant string, cmd ...string) name.Digest {
+func pushBusybox(t testing.TB, reg *testenv.Registry, repoTag, variant string, cmd ...string) name.Digest {
 	t.Helper()
 	img, err := testenv.BusyboxImage(cmd...)
 	if errors.Is(err, testenv.ErrToolNotFound) {
@@ -116,7 +117,7 @@ func pushBusybox(t *testing.T, reg *testenv.Registry, repoTag, variant string, c
 	return d
 }
 
-func withLabel(t *testing.T, img v1.Image, key, value string) v1.Image {
+func withLabel(t testing.TB, img v1.Image, key, value string) v1.Image {
 	t.Helper()
 	cf, err := img.ConfigFile()
 	if err != nil {
@@ -135,7 +136,7 @@ func withLabel(t *testing.T, img v1.Image, key, value string) v1.Image {
 }
 
 // node starts containerd for the fixture's registry and sandbox image.
-func (f *fixture) node(t *testing.T, required ...string) *testenv.Containerd {
+func (f *fixture) node(t testing.TB, required ...string) *testenv.Containerd {
 	t.Helper()
 	return testenv.NewContainerd(t, testenv.ContainerdOptions{
 		HostsDir:        f.hostsDir,
@@ -154,14 +155,14 @@ type sealgate struct {
 
 // startSealgate runs the sealgate binary against c and waits until NRI has
 // it registered and synchronized.
-func startSealgate(t *testing.T, f *fixture, c *testenv.Containerd) *sealgate {
+func startSealgate(t testing.TB, f *fixture, c *testenv.Containerd) *sealgate {
 	t.Helper()
 	return startSealgateWith(t, c, "--insecure-no-tpm", "--policy", f.policy, "--registry-hosts-dir", f.hostsDir, "--bundle-store", "")
 }
 
 // startSealgateWith runs `sealgate run` against c with the given trust,
 // policy and source flags.
-func startSealgateWith(t *testing.T, c *testenv.Containerd, args ...string) *sealgate {
+func startSealgateWith(t testing.TB, c *testenv.Containerd, args ...string) *sealgate {
 	t.Helper()
 	bin := testenv.BuildSealgate(t)
 	before := c.PluginConnections("sealgate")
@@ -171,6 +172,15 @@ func startSealgateWith(t *testing.T, c *testenv.Containerd, args ...string) *sea
 		t.Fatal(err)
 	}
 	defer logf.Close()
+	if !slices.Contains(args, "--gate-socket") {
+		// Not the node's /run/sealgate: a test node of its own.
+		run, err := os.MkdirTemp("", "sgg-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(run) })
+		args = append(args, "--gate-socket", filepath.Join(run, "gate.sock"))
+	}
 	s.cmd = exec.Command(bin, append([]string{"run",
 		"--nri-socket", c.NRISocket,
 		"--plugin-idx", "10",
@@ -243,7 +253,7 @@ func (s *sealgate) log() string {
 }
 
 // imageRef is the digest the runtime resolved a container's image to.
-func imageRef(t *testing.T, c *testenv.Containerd, id string) string {
+func imageRef(t testing.TB, c *testenv.Containerd, id string) string {
 	t.Helper()
 	out, err := c.Crictl("inspect", "-o", "go-template", "--template", "{{.status.imageRef}}", id)
 	if err != nil {
@@ -252,7 +262,7 @@ func imageRef(t *testing.T, c *testenv.Containerd, id string) string {
 	return strings.TrimSpace(out)
 }
 
-func copyFile(t *testing.T, src, dst string) {
+func copyFile(t testing.TB, src, dst string) {
 	t.Helper()
 	b, err := os.ReadFile(src)
 	if err != nil {
@@ -261,7 +271,7 @@ func copyFile(t *testing.T, src, dst string) {
 	writeFile(t, dst, string(b))
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)

@@ -66,6 +66,13 @@ func (g *Gate) check(ctx context.Context, req runtimegate.Request) runtimegate.A
 	switch req.Kind {
 	case runtimegate.KindContainer:
 		rec, ok := g.records.Take(req.ID)
+		if !ok && req.Escape && !g.isConnected() {
+			// NRI's validator let the container by because sealgate is
+			// not connected; the escape is honoured the same way.
+			g.log.Warn("a container was started without sealgate's decision on the escape annotation: sealgate is not connected to the runtime",
+				"annotation", runtimegate.EscapeAnnotation, "id", req.ID, "pod", req.Namespace+"/"+req.Pod, "container", req.Container, "image", req.Image)
+			return runtimegate.Answer{Allowed: true, Reason: "escape annotation while sealgate is not connected to the runtime"}
+		}
 		if !ok {
 			return runtimegate.Answer{Reason: "sealgate has no decision for this container: it was not asked when the container was created " +
 				"(sealgate was stopped, restarted or too slow); the kubelet's next attempt is decided normally"}
@@ -134,6 +141,12 @@ func (g *Gate) setConnected(on bool, runtime, version string, deadline time.Dura
 	if on {
 		g.runtime, g.version, g.inForce = runtime, version, deadline
 	}
+}
+
+func (g *Gate) isConnected() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.connected
 }
 
 // setUnverified records the running containers the policy would deny.

@@ -95,3 +95,23 @@ func TestRuntimeGateAnswersFromNRIDecisions(t *testing.T) {
 		t.Errorf("container without a kind allowed: %+v", a)
 	}
 }
+
+// TestRuntimeGateEscape: the escape annotation lets a container NRI did not
+// ask about start only while sealgate is not connected to the runtime (NRI's
+// validator lets it by then); while connected, it is no escape.
+func TestRuntimeGateEscape(t *testing.T) {
+	f := loadFixture(t)
+	gate := plugin.NewGate(nil, nil, time.Second, nil)
+	req := runtimegate.Request{Op: runtimegate.OpCheck, ID: "static", Kind: runtimegate.KindContainer, Image: "x:1", Escape: true}
+	if a := gate.Check(context.Background(), req); !a.Allowed {
+		t.Errorf("escape while not connected: %+v, want allowed", a)
+	}
+	startNode(t, f.writePolicy(t, "enforce"), plugin.WithGate(gate))
+	if a := gate.Check(context.Background(), req); a.Allowed {
+		t.Errorf("escape while connected, no decision: %+v, want refused", a)
+	}
+	req.Escape = false
+	if a := gate.Check(context.Background(), req); a.Allowed {
+		t.Errorf("no escape, no decision: %+v, want refused", a)
+	}
+}

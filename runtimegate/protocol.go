@@ -95,6 +95,10 @@ type Request struct {
 	Namespace string `json:"namespace,omitempty"`
 	Pod       string `json:"pod,omitempty"`
 	Container string `json:"container,omitempty"`
+	// Escape says the spec carries the static-pod escape (Escaped). The
+	// daemon honours it only while it is not connected to the runtime,
+	// which is when NRI's validator lets such a container by unasked.
+	Escape bool `json:"escape,omitempty"`
 }
 
 // Answer is the daemon's reply, one JSON line.
@@ -158,6 +162,7 @@ func CheckRequest(id string, ann map[string]string) Request {
 	if r.Kind == KindSandbox {
 		r.Image = ann[AnnotationSandboxImageName]
 	}
+	r.Escape = Escaped(ann)
 	return r
 }
 

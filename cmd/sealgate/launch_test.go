@@ -36,8 +36,8 @@ func TestLaunchedByRuntime(t *testing.T) {
 	if err := os.MkdirAll(plugins, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	wrapper := fmt.Sprintf("#!/bin/sh\nexec %q run --insecure-no-tpm --policy %q --registry-hosts-dir %q --containerd-address '' --log-level debug 2>>%q\n",
-		bin, pol, filepath.Join(dir, "certs.d"), logFile)
+	wrapper := fmt.Sprintf("#!/bin/sh\nexec %q run --insecure-no-tpm --policy %q --registry-hosts-dir %q --containerd-address '' --gate-socket %q --log-level debug 2>>%q\n",
+		bin, pol, filepath.Join(dir, "certs.d"), filepath.Join(dir, "gate", "gate.sock"), logFile)
 	if err := os.WriteFile(filepath.Join(plugins, "05-sealgate"), []byte(wrapper), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -274,7 +274,7 @@ rules:
 	defer logf.Close()
 	sg := exec.Command(bin, "run", "--insecure-no-tpm", "--policy", policyPath, "--nri-socket", node.NRISocket,
 		"--containerd-address", node.Address, "--containerd-namespace", "k8s.io",
-		"--registry-hosts-dir", hostsDir)
+		"--registry-hosts-dir", hostsDir, "--gate-socket", filepath.Join(node.Dir, "gate.sock"))
 	sg.Stdout, sg.Stderr = logf, logf
 	// Its own process group: Ctrl-C reaches the demo, which stops sealgate
 	// in order during the teardown.
