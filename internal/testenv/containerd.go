@@ -734,19 +734,24 @@ func (c *Containerd) Restart() error {
 	select {
 	case <-c.exited:
 	default:
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.exited:
-		case <-time.After(10 * time.Second):
-			_ = c.cmd.Process.Kill()
-			<-c.exited
-		}
+		c.terminate()
 	}
 	c.exited = make(chan struct{})
 	if err := c.start(c.opts, c.bins); err != nil {
 		return fmt.Errorf("restart containerd: %w", err)
 	}
 	return nil
+}
+
+// terminate stops the containerd process: SIGTERM, then SIGKILL after 10 s.
+func (c *Containerd) terminate() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
 }
 
 // Stop removes every pod, stops containerd, kills whatever containers and
@@ -770,13 +775,7 @@ func (c *Containerd) stop() error {
 	if running {
 		// Graceful first: the shims stop their containers and unmount.
 		_, _ = c.crictlCtx(30*time.Second, "rmp", "-fa")
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.exited:
-		case <-time.After(10 * time.Second):
-			_ = c.cmd.Process.Kill()
-			<-c.exited
-		}
+		c.terminate()
 	}
 	// Whatever runc still knows of is killed and deleted.
 	c.deleteRuncContainers()
