@@ -97,12 +97,13 @@ func (g *Gate) checkSandbox(ctx context.Context, req runtimegate.Request) runtim
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.deadline)
 	defer cancel()
+	asked := decision.Request{Image: req.Image, Namespace: req.Namespace}
 	name, digest, err := g.resolver.SandboxImage(ctx, req.ID)
 	if err != nil {
-		return runtimegate.Answer{Reason: fmt.Sprintf("cannot find the sandbox image in the runtime's image store: %v", err)}
+		return answer(g.decider.Refuse(asked, fmt.Sprintf("cannot find the sandbox image in the runtime's image store: %v", err)))
 	}
 	if name != req.Image {
-		return runtimegate.Answer{Reason: fmt.Sprintf("the runtime's store says the sandbox runs %q but its spec names %q", name, req.Image)}
+		return answer(g.decider.Refuse(asked, fmt.Sprintf("the runtime's store says the sandbox runs %q but its spec names %q", name, req.Image)))
 	}
 	d := g.decider.Decide(ctx, decision.Request{Image: name, Digest: digest, Namespace: req.Namespace})
 	return answer(d)

@@ -40,6 +40,9 @@ const (
 // Decider makes one decision; *decision.Engine is the implementation.
 type Decider interface {
 	Decide(ctx context.Context, req decision.Request) decision.Decision
+	// Refuse is the denial of req for reason when it cannot be decided
+	// (deadline, no digest), under the mode of the rule req matches.
+	Refuse(req decision.Request, reason string) decision.Decision
 }
 
 var _ Decider = (*decision.Engine)(nil)
@@ -310,8 +313,8 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	}
 	name, digest, err := p.resolver.SandboxImage(ctx, pod.GetId())
 	if err != nil {
-		d := decision.Decision{Image: "sandbox of pod " + pod.GetNamespace() + "/" + pod.GetName(), Rule: decision.DefaultRuleName,
-			Reasons: []string{fmt.Sprintf("cannot find the sandbox image in the runtime's image store: %v", err)}}
+		d := p.decider.Refuse(decision.Request{Namespace: pod.GetNamespace()}, fmt.Sprintf("cannot find the sandbox image in the runtime's image store: %v", err))
+		d.Image = "sandbox of pod " + pod.GetNamespace() + "/" + pod.GetName()
 		p.record(d, pod, "sandbox")
 		return d.Err()
 	}
@@ -342,14 +345,14 @@ func (p *Plugin) decideContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 		// An older runtime: ask its image store which digest it pulled.
 		digest, err := p.resolver.ImageDigest(ctx, req.Image)
 		if err != nil {
-			return decision.Decision{Image: req.Image, Rule: decision.DefaultRuleName,
-				Reasons: []string{fmt.Sprintf("the runtime sent no image digest and its image store has none for %s: %v", req.Image, err)}}
+			return p.decider.Refuse(req, fmt.Sprintf("the runtime sent no image digest and its image store has none for %s: %v", req.Image, err))
 		}
 		req.Digest = digest
 	}
 	if req.Image == "" {
-		return decision.Decision{Image: "container " + ctr.GetName(), Rule: decision.DefaultRuleName,
-			Reasons: []string{"the runtime sent no image for this container; upgrade to containerd >= 2.4 or run sealgate with --containerd-address"}}
+		d := p.decider.Refuse(req, "the runtime sent no image for this container; upgrade to containerd >= 2.4 or run sealgate with --containerd-address")
+		d.Image = "container " + ctr.GetName()
+		return d
 	}
 	return p.decideWithin(ctx, req)
 }
@@ -371,15 +374,9 @@ func (p *Plugin) decideWithin(ctx context.Context, req decision.Request) decisio
 		return d
 	case <-ctx.Done():
 		p.stats.Deadline.Add(1)
-		// The engine does not answer in time: deny in enforce mode. The
-		// mode is not known without the engine's answer, so the policy's
-		// mode is what the engine would have applied.
-		d := decision.Decision{Image: req.Image, Digest: req.Digest, Rule: decision.DefaultRuleName,
-			Reasons: []string{fmt.Sprintf("no decision within the %s deadline (registry slow or unreachable)", p.Deadline())}}
-		if e, ok := p.decider.(interface{ Policy() *policy.Policy }); ok && e.Policy().Mode != policy.ModeEnforce {
-			d.Allowed, d.WouldDeny, d.Mode = true, true, string(e.Policy().Mode)
-		}
-		return d
+		// The engine did not answer in time: it refuses, under the mode
+		// of the rule the image matches (matching needs no I/O).
+		return p.decider.Refuse(req, fmt.Sprintf("no decision within the %s deadline (registry slow or unreachable)", p.Deadline()))
 	}
 }
 

@@ -250,30 +250,16 @@ func (e *Engine) Policy() *policy.Policy { return e.policy }
 // every failure (bad reference, unreachable registry, expired context) is a
 // denial with a reason, which warn and audit modes turn into an allow.
 func (e *Engine) Decide(ctx context.Context, req Request) Decision {
-	d := Decision{Image: req.Image, Digest: req.Digest, Mode: string(e.policy.Mode), Rule: DefaultRuleName, Source: SourcePolicy}
-	img, err := policy.ParseImage(req.Image)
-	if err != nil {
-		return e.finish(d, nil, false, fmt.Sprintf("image reference %q: %v", req.Image, err))
+	d, img, rule, problem := e.match(req)
+	if problem != "" {
+		return e.finish(d, rule, false, problem)
 	}
-	switch {
-	case req.Digest == "" && img.Digest == "":
-		return e.finish(d, nil, false, "the runtime gave no image digest and the reference has none; a name alone is never trusted")
-	case req.Digest == "":
-		d.Digest = img.Digest
-	case img.Digest != "" && img.Digest != req.Digest:
-		return e.finish(d, nil, false, fmt.Sprintf("reference digest %s differs from the runtime's digest %s", img.Digest, req.Digest))
-	}
-	img.Digest = d.Digest
-	d.ref = refString(img)
-
-	rule := e.policy.Match(img, req.Namespace)
 	if rule == nil {
 		if e.policy.Default == policy.ActionAllow {
 			return e.finish(d, nil, true, "no rule matches; the policy default allows")
 		}
 		return e.finish(d, nil, false, "no rule matches this image and the policy default is deny; add a rule for it")
 	}
-	d.Rule, d.Mode = rule.Name, string(rule.Mode)
 	switch rule.Action {
 	case policy.ActionAllow:
 		return e.finish(d, rule, true, "allowed by rule without signature verification")
@@ -314,6 +300,45 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 		d.Source = SourcePolicy
 	}
 	return e.fromVerdict(d, rule, v.verdict)
+}
+
+// Refuse is the decision on req when it cannot be made (the caller's
+// deadline passed, the runtime's image store has no digest for it): a
+// denial for reason under the mode of the rule req matches. Matching needs
+// no I/O, so the rule's mode is known on every path, and it is applied here
+// as for every other decision, never by the caller.
+func (e *Engine) Refuse(req Request, reason string) Decision {
+	d, _, rule, _ := e.match(req)
+	return e.finish(d, rule, false, reason)
+}
+
+// match parses req and finds its rule. problem says why req cannot be
+// decided on signatures (no digest, a digest that disagrees); the rule is
+// still the one the image's name matches, so that its mode applies. The
+// rule is nil when none matches or the reference does not parse.
+func (e *Engine) match(req Request) (d Decision, img policy.Image, rule *policy.Rule, problem string) {
+	d = Decision{Image: req.Image, Digest: req.Digest, Mode: string(e.policy.Mode), Rule: DefaultRuleName, Source: SourcePolicy}
+	img, err := policy.ParseImage(req.Image)
+	if err != nil {
+		return d, img, nil, fmt.Sprintf("image reference %q: %v", req.Image, err)
+	}
+	switch {
+	case req.Digest == "" && img.Digest == "":
+		problem = "the runtime gave no image digest and the reference has none; a name alone is never trusted"
+	case req.Digest == "":
+		d.Digest = img.Digest
+	case img.Digest != "" && img.Digest != req.Digest:
+		problem = fmt.Sprintf("reference digest %s differs from the runtime's digest %s", img.Digest, req.Digest)
+	}
+	img.Digest = d.Digest
+	if d.Digest != "" {
+		d.ref = refString(img)
+	}
+	rule = e.policy.Match(img, req.Namespace)
+	if rule != nil {
+		d.Rule, d.Mode = rule.Name, string(rule.Mode)
+	}
+	return d, img, rule, problem
 }
 
 // errFetchTimeout marks a fetch cut short by the engine's own fetch budget

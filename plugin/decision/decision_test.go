@@ -156,8 +156,8 @@ func TestDecide(t *testing.T) {
 		{"signed", "enforce", Request{Image: repo + ":v1", Digest: signed}, true, false, "app", SourceVerified, "verified by key release.pub"},
 		{"digest in reference only", "enforce", Request{Image: repo + "@" + signed}, true, false, "app", SourceVerified, ""},
 		{"unsigned", "enforce", Request{Image: repo + ":v1", Digest: unsigned}, false, false, "app", SourceVerified, "no signatures found"},
-		{"no digest anywhere", "enforce", Request{Image: repo + ":v1"}, false, false, DefaultRuleName, SourcePolicy, "a name alone is never trusted"},
-		{"reference digest differs", "enforce", Request{Image: repo + "@" + signed, Digest: unsigned}, false, false, DefaultRuleName, SourcePolicy, "differs from the runtime's digest"},
+		{"no digest anywhere", "enforce", Request{Image: repo + ":v1"}, false, false, "app", SourcePolicy, "a name alone is never trusted"},
+		{"reference digest differs", "enforce", Request{Image: repo + "@" + signed, Digest: unsigned}, false, false, "app", SourcePolicy, "differs from the runtime's digest"},
 		{"bad reference", "enforce", Request{Image: "UPPER/Case::", Digest: signed}, false, false, DefaultRuleName, SourcePolicy, "image reference"},
 		{"no rule, default deny", "enforce", Request{Image: "docker.io/library/nginx:1", Digest: signed}, false, false, DefaultRuleName, SourcePolicy, "no rule matches"},
 		{"allow rule", "enforce", Request{Image: "registry.example.com/open/x:1", Digest: unsigned}, true, false, "open", SourcePolicy, "without signature verification"},
@@ -372,5 +372,56 @@ func TestDecideOfflineAfterRestart(t *testing.T) {
 	}
 	if d := restarted.Decide(context.Background(), Request{Image: repo + ":v1", Digest: other}); d.Allowed {
 		t.Errorf("never-verified image allowed offline: %+v", d)
+	}
+}
+
+// TestRegressionRuleModeOnEveryPath: the matched rule's mode, not the
+// policy's, decides on every path that cannot verify: the caller's deadline
+// (Refuse), a resolver error (Refuse), a missing digest. An enforce rule
+// under a warn policy denies; a warn rule under an enforce policy allows
+// and says what enforce would have done.
+func TestRegressionRuleModeOnEveryPath(t *testing.T) {
+	e := newEnv(t)
+	ruleMode := func(policyMode, rm string) *Engine {
+		t.Helper()
+		text := fmt.Sprintf("mode: %s\ndefault: deny\nrules:\n  - name: app\n    mode: %s\n    images: [\"registry.example.com/team/**\"]\n    signatures:\n      authorities: [{key: release.pub}]\n", policyMode, rm)
+		p := filepath.Join(e.dir, "mode.yaml")
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pol, err := policy.Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng, err := New(pol, &fakeSource{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return eng
+	}
+	paths := map[string]func(*Engine) Decision{
+		"deadline": func(eng *Engine) Decision {
+			return eng.Refuse(Request{Image: repo + ":v1", Digest: digestOf("x")}, "no decision within the deadline")
+		},
+		"resolver error": func(eng *Engine) Decision {
+			return eng.Refuse(Request{Image: repo + ":v1"}, "the runtime's image store has none")
+		},
+		"missing digest": func(eng *Engine) Decision {
+			return eng.Decide(context.Background(), Request{Image: repo + ":v1"})
+		},
+	}
+	for name, path := range paths {
+		t.Run(name+"/enforce rule under warn policy", func(t *testing.T) {
+			d := path(ruleMode("warn", "enforce"))
+			if d.Allowed || d.Rule != "app" || d.Mode != "enforce" {
+				t.Errorf("got allowed=%v rule=%q mode=%q; want denied by rule app in enforce mode", d.Allowed, d.Rule, d.Mode)
+			}
+		})
+		t.Run(name+"/warn rule under enforce policy", func(t *testing.T) {
+			d := path(ruleMode("enforce", "warn"))
+			if !d.Allowed || !d.WouldDeny || d.Rule != "app" || d.Mode != "warn" {
+				t.Errorf("got allowed=%v wouldDeny=%v rule=%q mode=%q; want allowed by rule app's warn mode", d.Allowed, d.WouldDeny, d.Rule, d.Mode)
+			}
+		})
 	}
 }
