@@ -14,10 +14,10 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
 	"github.com/sealgate/sealgate/plugin/cache"
@@ -442,26 +442,58 @@ type material struct {
 	bundles []artifact.Bundle
 }
 
+func (m material) empty() bool { return len(m.sigs) == 0 && len(m.atts) == 0 && len(m.bundles) == 0 }
+
 // fetch gets, concurrently, only what rule needs: classic signatures for a
 // signatures requirement, classic attestations for attestation
-// requirements, and bundles (which carry either) for both.
-func (e *Engine) fetch(ctx context.Context, img name.Digest, rule *policy.Rule) (material, error) {
-	var m material
-	g, gctx := errgroup.WithContext(ctx)
+// requirements, and bundles (which carry either) for both. One part failing
+// does not stop the others: what was fetched is still checked (see check).
+func (e *Engine) fetch(ctx context.Context, img name.Digest, rule *policy.Rule) (m material, parts int, errs []error) {
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	run := func(get func() error) {
+		parts++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := get(); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
 	if rule.Signatures != nil {
-		g.Go(func() (err error) { m.sigs, err = e.source.Signatures(gctx, img); return err })
+		run(func() (err error) { m.sigs, err = e.source.Signatures(ctx, img); return err })
 	}
 	if len(rule.Attestations) > 0 {
-		g.Go(func() (err error) { m.atts, err = e.source.Attestations(gctx, img); return err })
+		run(func() (err error) { m.atts, err = e.source.Attestations(ctx, img); return err })
 	}
-	g.Go(func() (err error) { m.bundles, err = e.source.Bundles(gctx, img); return err })
-	return m, g.Wait()
+	run(func() (err error) { m.bundles, err = e.source.Bundles(ctx, img); return err })
+	wg.Wait()
+	return m, parts, errs
 }
 
 // check verifies every requirement of rule for one digest.
+//
+// An earlier verdict may serve offline only when every part of the fetch
+// failed because the sources did not answer: a source that answered (even
+// "nothing here") means the node is not offline. Material that was fetched
+// is always checked: if it
+// satisfies the rule the image is allowed; if not, the image is denied,
+// whatever failed beside it, so an unreachable referrers endpoint can never
+// turn a fetched, failing signature into an offline allow.
 func (e *Engine) check(ctx context.Context, repo name.Repository, repository, digest string, rule *policy.Rule) outcome {
-	m, err := e.fetch(ctx, repo.Digest(digest), rule)
-	if err != nil {
+	m, parts, errs := e.fetch(ctx, repo.Digest(digest), rule)
+	if len(errs) > 0 && m.empty() {
+		err := errors.Join(errs...)
+		if len(errs) < parts || !allUnreachable(ctx, errs) {
+			// Something answered: not offline. %v drops the
+			// unreachable marks, so no cached verdict serves.
+			return failed(fmt.Errorf("fetch signatures (the sources answered in part): %v", fetchErr(ctx, err)))
+		}
 		return failed(fetchErr(ctx, err))
 	}
 	subj := verify.Subject{Repository: repository, Digest: digest}
@@ -484,9 +516,23 @@ func (e *Engine) check(ctx context.Context, repo name.Repository, repository, di
 		by = appendRequirement(by, RequirementAttestation+" "+req.PredicateType, res.By)
 	}
 	if len(reasons) > 0 {
+		for _, err := range errs {
+			reasons = append(reasons, "also: "+fetchErr(ctx, err).Error())
+		}
 		return denied(reasons)
 	}
 	return e.allowed(by)
+}
+
+// allUnreachable reports whether every fetch failure was the sources not
+// answering (unreachable, or out of time).
+func allUnreachable(ctx context.Context, errs []error) bool {
+	for _, err := range errs {
+		if !errors.Is(err, source.ErrUnreachable) && !errors.Is(context.Cause(ctx), errFetchTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			return false
+		}
+	}
+	return true
 }
 
 // Requirement names, as reported in Satisfier.Requirement.

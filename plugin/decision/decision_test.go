@@ -32,7 +32,9 @@ type fakeSource struct {
 	sigs      map[string][]artifact.Signature
 	manifests map[string]artifact.Manifest
 	err       error
-	calls     int
+	// bundlesErr fails only the bundle (referrers) fetch.
+	bundlesErr error
+	calls      int
 }
 
 var _ source.Source = (*fakeSource)(nil)
@@ -50,6 +52,9 @@ func (f *fakeSource) Attestations(context.Context, name.Digest) ([]artifact.Atte
 }
 
 func (f *fakeSource) Bundles(context.Context, name.Digest) ([]artifact.Bundle, error) {
+	if f.bundlesErr != nil {
+		return nil, f.bundlesErr
+	}
 	return nil, f.err
 }
 
@@ -314,6 +319,8 @@ func TestDecideOffline(t *testing.T) {
 		{"wall clock set back: the monotonic clock still ages it", "1h", 10 * time.Minute, 3 * time.Hour, "down", false, SourcePolicy, "no valid cached verdict"},
 		{"no offline age: never serves offline", "0s", time.Minute, time.Minute, "down", false, SourcePolicy, "no valid cached verdict"},
 		{"a fetched, failing signature is never overridden", "1h", 10 * time.Minute, 10 * time.Minute, "unsigned", false, SourceVerified, "no signatures found"},
+		{"a fetched, failing signature beside unreachable referrers is never overridden", "1h", 10 * time.Minute, 10 * time.Minute, "tampered, referrers down", false, SourceVerified, "also: "},
+		{"signature gone, referrers down: the registry answered, not offline", "1h", 10 * time.Minute, 10 * time.Minute, "no sig, referrers down", false, SourcePolicy, "answered in part"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -338,6 +345,13 @@ func TestDecideOffline(t *testing.T) {
 				src.err = unreachable
 			case "unsigned":
 				delete(src.sigs, signed)
+			case "tampered, referrers down":
+				// A signature whose payload names another image.
+				src.sigs[signed] = []artifact.Signature{e.sign(t, digestOf("another image"))}
+				src.bundlesErr = unreachable
+			case "no sig, referrers down":
+				delete(src.sigs, signed)
+				src.bundlesErr = unreachable
 			}
 			d := eng.Decide(context.Background(), req)
 			if d.Allowed != tt.allowed || d.Source != tt.source || !strings.Contains(strings.Join(d.Reasons, "; "), tt.reason) {
