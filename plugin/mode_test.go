@@ -67,3 +67,23 @@ func TestRegressionDeadlineUsesRuleMode(t *testing.T) {
 		})
 	}
 }
+
+// TestRegressionNameCreatedFrom: NRI names an image by its first name in
+// sorted order; when the same content was also pulled under another name
+// (a copy), that name is not what the container was created from. The
+// decision uses the CRI's image-name annotation: the signed image's
+// container is allowed although NRI calls it by the copy's name.
+func TestRegressionNameCreatedFrom(t *testing.T) {
+	f := loadFixture(t)
+	n := startNode(t, f.writePolicy(t, "enforce"))
+	signed := f.digests["signed"]
+	created := signed.Context().String() + ":v1"
+	copyName := f.reg.Addr + "/app/aaa-copy:v1" // sorts before the signed name
+	_, err := n.rt.CreateContainer(context.Background(), &api.CreateContainerRequest{Pod: testPod,
+		Container: &api.Container{Id: "c", PodSandboxId: testPod.Id, Name: "c",
+			Annotations: map[string]string{"io.kubernetes.cri.image-name": created},
+			Image:       &api.Image{Name: copyName, Digest: signed.DigestStr()}}})
+	if err != nil {
+		t.Errorf("signed image created from %s, named %s by NRI: %v", created, copyName, err)
+	}
+}

@@ -338,8 +338,11 @@ func (p *Plugin) decideContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 	if img := ctr.GetImage(); img != nil {
 		req.Image, req.Digest = img.GetName(), img.GetDigest()
 	}
-	if req.Image == "" {
-		req.Image = ctr.GetAnnotations()[imageNameAnnotation]
+	// Rules match the name the container was created from, which the CRI
+	// puts in this annotation; NRI's Image.Name is one of the image's names
+	// (the first, sorted), not necessarily that one.
+	if n := ctr.GetAnnotations()[imageNameAnnotation]; n != "" {
+		req.Image = n
 	}
 	if req.Digest == "" && req.Image != "" && p.resolver != nil {
 		// An older runtime: ask its image store which digest it pulled.

@@ -404,9 +404,13 @@ type outcome struct {
 // too: it satisfies only when the rule accepts platform signatures, and
 // otherwise it makes the denial say why.
 func (e *Engine) verify(ctx context.Context, img policy.Image, rule *policy.Rule) outcome {
-	repo, err := name.NewRepository(img.Repository, name.WeakValidation)
+	loc := img.Location
+	if loc == "" {
+		loc = img.Repository
+	}
+	repo, err := name.NewRepository(loc, name.WeakValidation)
 	if err != nil {
-		return failed(fmt.Errorf("repository %q: %w", img.Repository, err))
+		return failed(fmt.Errorf("repository %q: %w", loc, err))
 	}
 	res := e.check(ctx, repo, img.Repository, img.Digest, rule)
 	if res.err != nil || res.verdict.Allowed {

@@ -19,6 +19,11 @@ type Image struct {
 	Tag string
 	// Digest is "algorithm:hex", empty when the reference has none.
 	Digest string
+	// Location is the repository as the reference spells its registry
+	// ("localhost:5000/app"), for reaching it the way the runtime does
+	// (its hosts.toml is looked up by that name). Rules and verdicts use
+	// Repository, the canonical spelling.
+	Location string
 }
 
 // maxRefLen bounds references; real ones are far shorter (a repository is
@@ -71,11 +76,18 @@ func ParseImage(ref string) (Image, error) {
 		// such a repository could not be named again.
 		return Image{}, errors.New("repository longer than 255 characters")
 	}
-	registry := strings.ToLower(repo.RegistryStr())
-	if registry == name.DefaultRegistry {
-		registry = dockerHub
+	registry, err := CanonicalRegistry(repo.RegistryStr())
+	if err != nil {
+		return Image{}, err
 	}
-	img.Repository = registry + "/" + repo.RepositoryStr()
+	path := repo.RepositoryStr()
+	if registry == dockerHub && !strings.Contains(path, "/") {
+		// docker.io/nginx, registry-1.docker.io/nginx: Docker Hub's
+		// official images live under library/.
+		path = "library/" + path
+	}
+	img.Repository = registry + "/" + path
+	img.Location = repo.Name()
 	return img, nil
 }
 
@@ -228,9 +240,23 @@ func normalisePattern(p string) (string, error) {
 	if hasDigest && digestPart == "" {
 		return "", errors.New("empty digest after '@' in an image pattern; write @* for any digest")
 	}
+	// The registry is put in its canonical spelling first, as references
+	// are (CanonicalRegistry), so that any spelling in a rule matches every
+	// spelling in a reference.
+	regEnd := -1
+	if first, rest, ok := strings.Cut(repoPart, "/"); ok && !strings.ContainsAny(first, "*?") &&
+		(strings.ContainsAny(first, ".:[") || strings.EqualFold(first, "localhost")) {
+		canon, err := CanonicalRegistry(first)
+		if err != nil {
+			return "", fmt.Errorf("image pattern: %w", err)
+		}
+		repoPart, regEnd = canon+"/"+rest, len(canon)
+	}
 	for i := 0; i < len(repoPart); i++ {
 		c := repoPart[i]
 		switch {
+		case i < regEnd && (c == '[' || c == ']'):
+			// an IPv6 registry address
 		case 'A' <= c && c <= 'Z':
 			return "", fmt.Errorf("upper-case %q in the repository of an image pattern; registries and repositories are lower case", c)
 		case !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || strings.IndexByte("._-/:*?", c) >= 0):
@@ -251,10 +277,7 @@ func normalisePattern(p string) (string, error) {
 		switch {
 		case !hasSlash:
 			repoPart = dockerHub + "/library/" + repoPart
-		case first == "localhost" || strings.ContainsAny(first, ".:"):
-			if first == name.DefaultRegistry {
-				first = dockerHub
-			}
+		case regEnd >= 0:
 			if first == dockerHub && !strings.Contains(rest, "/") && !strings.Contains(rest, "**") {
 				rest = "library/" + rest
 			}

@@ -18,21 +18,21 @@ func TestParseImage(t *testing.T) {
 		want Image
 		err  string
 	}{
-		{ref: "nginx", want: Image{"docker.io/library/nginx", "latest", ""}},
-		{ref: "nginx:1.25", want: Image{"docker.io/library/nginx", "1.25", ""}},
-		{ref: "nginx@" + dig, want: Image{"docker.io/library/nginx", "", dig}},
-		{ref: "nginx:1.25@" + dig, want: Image{"docker.io/library/nginx", "1.25", dig}},
-		{ref: "docker.io/library/nginx:latest", want: Image{"docker.io/library/nginx", "latest", ""}},
-		{ref: "docker.io/nginx", want: Image{"docker.io/library/nginx", "latest", ""}},
-		{ref: "index.docker.io/library/nginx", want: Image{"docker.io/library/nginx", "latest", ""}},
-		{ref: "myorg/app:v1", want: Image{"docker.io/myorg/app", "v1", ""}},
-		{ref: "quay.io/x/y", want: Image{"quay.io/x/y", "latest", ""}},
-		{ref: "reg:5000/a/b:t@" + dig, want: Image{"reg:5000/a/b", "t", dig}},
-		{ref: "reg:5000/a/b@" + dig, want: Image{"reg:5000/a/b", "", dig}},
-		{ref: "127.0.0.1:5000/app", want: Image{"127.0.0.1:5000/app", "latest", ""}},
-		{ref: "localhost/app:v2", want: Image{"localhost/app", "v2", ""}},
-		{ref: "Registry.Example.COM/app:V1", want: Image{"registry.example.com/app", "V1", ""}},
-		{ref: "registry.k8s.io/pause:3.10", want: Image{"registry.k8s.io/pause", "3.10", ""}},
+		{ref: "nginx", want: Image{Repository: "docker.io/library/nginx", Tag: "latest"}},
+		{ref: "nginx:1.25", want: Image{Repository: "docker.io/library/nginx", Tag: "1.25", Digest: ""}},
+		{ref: "nginx@" + dig, want: Image{Repository: "docker.io/library/nginx", Tag: "", Digest: dig}},
+		{ref: "nginx:1.25@" + dig, want: Image{Repository: "docker.io/library/nginx", Tag: "1.25", Digest: dig}},
+		{ref: "docker.io/library/nginx:latest", want: Image{Repository: "docker.io/library/nginx", Tag: "latest", Digest: ""}},
+		{ref: "docker.io/nginx", want: Image{Repository: "docker.io/library/nginx", Tag: "latest", Digest: ""}},
+		{ref: "index.docker.io/library/nginx", want: Image{Repository: "docker.io/library/nginx", Tag: "latest", Digest: ""}},
+		{ref: "myorg/app:v1", want: Image{Repository: "docker.io/myorg/app", Tag: "v1", Digest: ""}},
+		{ref: "quay.io/x/y", want: Image{Repository: "quay.io/x/y", Tag: "latest", Digest: ""}},
+		{ref: "reg:5000/a/b:t@" + dig, want: Image{Repository: "reg:5000/a/b", Tag: "t", Digest: dig}},
+		{ref: "reg:5000/a/b@" + dig, want: Image{Repository: "reg:5000/a/b", Tag: "", Digest: dig}},
+		{ref: "127.0.0.1:5000/app", want: Image{Repository: "127.0.0.1:5000/app", Tag: "latest", Digest: ""}},
+		{ref: "localhost/app:v2", want: Image{Repository: "127.0.0.1/app", Tag: "v2", Digest: ""}},
+		{ref: "Registry.Example.COM/app:V1", want: Image{Repository: "registry.example.com/app", Tag: "V1", Digest: ""}},
+		{ref: "registry.k8s.io/pause:3.10", want: Image{Repository: "registry.k8s.io/pause", Tag: "3.10", Digest: ""}},
 		{ref: "", err: "empty"},
 		{ref: dig, err: "bare image ID"},
 		{ref: "nginx@sha256:abc", err: "digest"},
@@ -52,6 +52,7 @@ func TestParseImage(t *testing.T) {
 				}
 				return
 			}
+			got.Location = "" // the spelling for reaching the registry; see TestRegressionRegistrySpellings
 			if err != nil || got != tc.want {
 				t.Errorf("ParseImage(%q) = %+v, %v; want %+v", tc.ref, got, err, tc.want)
 			}
@@ -64,10 +65,10 @@ func TestImageString(t *testing.T) {
 		img  Image
 		want string
 	}{
-		{Image{"docker.io/library/nginx", "latest", ""}, "docker.io/library/nginx:latest"},
-		{Image{"docker.io/library/nginx", "", dig}, "docker.io/library/nginx@" + dig},
-		{Image{"reg:5000/a", "t", dig}, "reg:5000/a:t@" + dig},
-		{Image{"reg:5000/a", "", ""}, "reg:5000/a"},
+		{Image{Repository: "docker.io/library/nginx", Tag: "latest", Digest: ""}, "docker.io/library/nginx:latest"},
+		{Image{Repository: "docker.io/library/nginx", Tag: "", Digest: dig}, "docker.io/library/nginx@" + dig},
+		{Image{Repository: "reg:5000/a", Tag: "t", Digest: dig}, "reg:5000/a:t@" + dig},
+		{Image{Repository: "reg:5000/a", Tag: "", Digest: ""}, "reg:5000/a"},
 	} {
 		if got := tc.img.String(); got != tc.want {
 			t.Errorf("%+v.String() = %q, want %q", tc.img, got, tc.want)
@@ -75,6 +76,7 @@ func TestImageString(t *testing.T) {
 		// String round-trips through ParseImage when a tag or digest is set.
 		if tc.img.Tag != "" || tc.img.Digest != "" {
 			back, err := ParseImage(tc.img.String())
+			back.Location = ""
 			if err != nil || back != tc.img {
 				t.Errorf("ParseImage(%q) = %+v, %v", tc.img.String(), back, err)
 			}
@@ -96,8 +98,8 @@ func TestNormalisePattern(t *testing.T) {
 		{in: "docker.io/**", want: "docker.io/**"},
 		{in: "index.docker.io/x/y", want: "docker.io/x/y"},
 		{in: "quay.io/x/*", want: "quay.io/x/*"},
-		{in: "localhost/app", want: "localhost/app"},
-		{in: "localhost:5000/app:*", want: "localhost:5000/app:*"},
+		{in: "localhost/app", want: "127.0.0.1/app"},
+		{in: "localhost:5000/app:*", want: "127.0.0.1:5000/app:*"},
 		{in: "127.0.0.1:5000/**", want: "127.0.0.1:5000/**"},
 		{in: "**", want: "**"},
 		{in: "*/foo", want: "*/foo"},
@@ -108,7 +110,8 @@ func TestNormalisePattern(t *testing.T) {
 		{in: "", err: "empty image pattern"},
 		{in: "x.io/***", err: "***"},
 		{in: "x.io/a b", err: "' '"},
-		{in: "X.io/a", err: "upper-case"},
+		{in: "X.io/a", want: "x.io/a"},
+		{in: "x.io/A", err: "upper-case"},
 		{in: "x.io/App", err: "upper-case"},
 		{in: "ngin*", err: "can never match"},
 		{in: "*", err: "can never match"},
@@ -390,5 +393,71 @@ func BenchmarkMatch(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestRegressionRegistrySpellings: every spelling of a registry that the
+// runtime would pull from the same place matches the same rule, whether the
+// spelling is in the reference or in the rule; spellings of other places
+// do not, and numeric hosts that resolvers read differently are refused.
+func TestRegressionRegistrySpellings(t *testing.T) {
+	groups := []struct {
+		patterns []string // each, alone in a rule, must match every ref
+		refs     []string
+		others   []string // must match none of the patterns
+	}{
+		{
+			patterns: []string{"127.0.0.1:5000/**", "localhost:5000/**", "[::ffff:7f00:1]:5000/**", "127.0.0.1:05000/**"},
+			refs: []string{"127.0.0.1:5000/app:v1", "127.0.0.1:05000/app:v1", "[::ffff:7f00:1]:5000/app:v1", "[::FFFF:127.0.0.1]:5000/app:v1",
+				"localhost:5000/app:v1", "LOCALHOST:5000/app:v1", "localhost.:5000/app:v1", "127.0.0.1:005000/app@" + dig},
+			others: []string{"127.0.0.1:5001/app:v1", "127.0.0.2:5000/app:v1", "[::1]:5000/app:v1", "127.0.0.1/app:v1"},
+		},
+		{
+			patterns: []string{"docker.io/**", "registry-1.docker.io/**", "index.docker.io/**", "docker.io:443/**"},
+			refs: []string{"nginx", "docker.io/library/nginx:1", "registry-1.docker.io/library/nginx:1", "registry-1.docker.io/nginx:1",
+				"index.docker.io/library/nginx", "registry.hub.docker.com/library/nginx", "Docker.IO/library/nginx", "docker.io:443/library/nginx", "docker.io./library/nginx"},
+			others: []string{"docker.io:5000/library/nginx", "quay.io/library/nginx", "mirror.docker.io/library/nginx"},
+		},
+		{
+			patterns: []string{"registry.example.com/team/**", "Registry.Example.Com./team/**", "registry.example.com:443/team/**"},
+			refs:     []string{"registry.example.com/team/app:v1", "REGISTRY.example.com/team/app:v1", "registry.example.com.:443/team/app:v1", "registry.example.com:0443/team/app:v1"},
+			others:   []string{"registry.example.com:8443/team/app:v1", "registry.example.com/other/app:v1"},
+		},
+	}
+	for _, g := range groups {
+		for _, pat := range g.patterns {
+			norm, err := normalisePattern(pat)
+			if err != nil {
+				t.Fatalf("pattern %q: %v", pat, err)
+			}
+			r := &Rule{Name: "r", Images: []string{norm}}
+			for _, ref := range g.refs {
+				img, err := ParseImage(ref)
+				if err != nil {
+					t.Errorf("ParseImage(%q): %v", ref, err)
+					continue
+				}
+				if img.Digest == "" && img.Tag == "" {
+					img.Tag = "latest"
+				}
+				if !r.Matches(img, "default") {
+					t.Errorf("pattern %q (%q) does not match %q (%s)", pat, norm, ref, img.Repository)
+				}
+			}
+			for _, ref := range g.others {
+				img, err := ParseImage(ref)
+				if err != nil {
+					continue
+				}
+				if r.Matches(img, "default") {
+					t.Errorf("pattern %q (%q) matches %q (%s), another place", pat, norm, ref, img.Repository)
+				}
+			}
+		}
+	}
+	for _, ref := range []string{"127.1:5000/app:v1", "0177.0.0.1:5000/app:v1", "127.000.000.001:5000/app:v1", "0x7f.0.0.1:5000/app:v1", "[fe80::1%25eth0]:5000/a:v1", "127.0.0.1:0/app:v1", "127.0.0.1:70000/app:v1"} {
+		if img, err := ParseImage(ref); err == nil {
+			t.Errorf("ParseImage(%q) = %+v; want an error: resolvers disagree on what it names", ref, img)
+		}
 	}
 }

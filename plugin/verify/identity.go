@@ -3,8 +3,6 @@ package verify
 import (
 	"fmt"
 
-	"github.com/google/go-containerregistry/pkg/name"
-
 	"github.com/sealgate/sealgate/plugin/policy"
 )
 
@@ -32,22 +30,24 @@ func checkPayload(payload []byte, subject Subject, identity policy.SignedIdentit
 }
 
 // matchRepository checks that a payload's docker-reference names repo,
-// ignoring its tag or digest. Both sides are normalised the same way
-// (docker.io/library/...), so "nginx" and "docker.io/library/nginx" match.
+// ignoring its tag or digest. Both sides are put in the canonical form
+// rules use (policy.ParseImage: docker.io/library/..., one spelling per
+// registry), so "nginx" and "registry-1.docker.io/library/nginx" match, and
+// no spelling of another registry does.
 func matchRepository(ref, repo string) error {
-	want, err := name.NewRepository(repo)
+	want, err := policy.ParseImage(repo)
 	if err != nil {
 		return reasonf(ErrReferenceMismatch, fmt.Sprintf("image repository %q is not a valid repository: %v", truncate(repo, 200), err))
 	}
 	if ref == "" {
 		return reasonf(ErrReferenceMismatch, fmt.Sprintf("payload names no repository (empty docker-reference), rule expects %s (signatures.signedIdentity)", repo))
 	}
-	got, err := name.ParseReference(ref)
+	got, err := policy.ParseImage(ref)
 	if err != nil {
 		return reasonf(ErrReferenceMismatch, fmt.Sprintf("payload names %q, which is not an image reference; rule expects %s (signatures.signedIdentity)", truncate(ref, 200), repo))
 	}
-	if got.Context().Name() != want.Name() {
-		return reasonf(ErrReferenceMismatch, fmt.Sprintf("payload names repository %s, rule expects %s (signatures.signedIdentity)", got.Context().Name(), repo))
+	if got.Repository != want.Repository {
+		return reasonf(ErrReferenceMismatch, fmt.Sprintf("payload names repository %s, rule expects %s (signatures.signedIdentity)", got.Repository, want.Repository))
 	}
 	return nil
 }
