@@ -28,13 +28,25 @@ var dockerHubAliases = map[string]bool{
 // resolver reads the same ("127.1", "0177.0.0.1") is an error: resolvers
 // disagree on what it names.
 func CanonicalRegistry(reg string) (string, error) {
+	for i := 0; i < len(reg); i++ {
+		if c := reg[i]; c >= 0x80 || !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(".-:[]", c) >= 0) {
+			return "", fmt.Errorf("registry %q: character %q cannot appear in a registry host", reg, c)
+		}
+	}
 	host, port, err := splitHostPort(strings.ToLower(reg))
 	if err != nil {
 		return "", err
 	}
-	host = strings.TrimSuffix(host, ".")
-	if host == "" {
-		return "", fmt.Errorf("registry %q has no host", reg)
+	if trimmed := strings.TrimSuffix(host, "."); trimmed != host {
+		if !strings.Contains(trimmed, ".") && port == "" && trimmed != "localhost" {
+			// "registry./app" without its dot would read as a
+			// repository path, not a registry.
+			return "", fmt.Errorf("registry %q: a single-label host with a trailing dot; write it without the dot and with a port, or its full name", reg)
+		}
+		host = trimmed
+	}
+	if host == "" || strings.HasPrefix(host, ".") || strings.HasSuffix(host, ".") || strings.Contains(host, "..") {
+		return "", fmt.Errorf("registry %q: an empty label in the host name", reg)
 	}
 	if port != "" {
 		n, err := strconv.ParseUint(port, 10, 16)
@@ -86,7 +98,7 @@ func splitHostPort(s string) (host, port string, err error) {
 		if rest == "" {
 			return host, "", nil
 		}
-		if !strings.HasPrefix(rest, ":") {
+		if !strings.HasPrefix(rest, ":") || rest == ":" {
 			return "", "", fmt.Errorf("registry %q: unexpected %q after the address", s, rest)
 		}
 		return host, rest[1:], nil
@@ -94,7 +106,10 @@ func splitHostPort(s string) (host, port string, err error) {
 	if strings.Count(s, ":") > 1 {
 		return "", "", errors.New("registry " + strconv.Quote(s) + ": an IPv6 address must be in brackets")
 	}
-	host, port, _ = strings.Cut(s, ":")
+	host, port, hasPort := strings.Cut(s, ":")
+	if hasPort && port == "" {
+		return "", "", fmt.Errorf("registry %q: empty port after ':'", s)
+	}
 	return host, port, nil
 }
 
