@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/sealgate/sealgate/plugin/cache"
@@ -59,6 +61,11 @@ func cacheCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	if sub == "purge" {
 		n := store.Len()
 		if err := store.Purge(); err != nil {
+			return fail(err)
+		}
+		// With no verdict left, the clock mark has nothing to protect; a
+		// damaged one would otherwise keep offline verdicts off.
+		if err := os.Remove(filepath.Join(*state, cache.ClockMarkFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "purged %d verdicts from %s\n", n, *state)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/sealgate/sealgate/plugin/cache"
@@ -74,16 +75,92 @@ func (f *anchorFlags) anchor(log *slog.Logger) (*anchored, error) {
 	log.Info("trust store verified against the TPM", "dir", f.dir, "generation", opened.Generation, "digest", opened.Record.Digest, "files", len(opened.Record.Files))
 	log.Info("verdict cache loaded", "dir", f.stateDir, "loaded", stats.Loaded, "badMAC", stats.BadMAC, "oldGeneration", stats.OldGeneration,
 		"newerGeneration", stats.NewerGeneration, "malformed", stats.Malformed)
+	opts := []decision.Option{decision.WithOfflineStore(store), decision.WithMonotonicClock(mono)}
+	markKey := opened.DeriveKey(clockMarkPurpose)
+	if why := checkClock(f.stateDir, markKey, opened.Generation, clk, store); why != "" {
+		log.Warn("OFFLINE VERDICTS ARE OFF: "+why+"; images are decided only while their signatures can be fetched", "tpmClock", clk.Clock.String())
+		opts = append(opts, decision.WithOfflineUnavailable(why))
+	}
+	// The mark follows the clock while the daemon runs, so that a clock
+	// that goes back by less than the daemon's uptime is caught too.
+	stopMark := make(chan struct{})
+	markDone := make(chan struct{})
+	go func() {
+		defer close(markDone)
+		tick := time.NewTicker(clockMarkEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopMark:
+				return
+			case <-tick.C:
+				raiseClockMark(f.stateDir, markKey, opened.Generation, mono(), log)
+			}
+		}
+	}()
 	return &anchored{
-		opts:   []decision.Option{decision.WithOfflineStore(store), decision.WithMonotonicClock(mono)},
+		opts:   opts,
 		store:  store,
 		opened: opened,
-		closeFn: func() {
+		closeFn: sync.OnceFunc(func() {
+			close(stopMark)
+			<-markDone
+			raiseClockMark(f.stateDir, markKey, opened.Generation, mono(), log)
 			if err := store.Close(); err != nil {
 				log.Error("closing the verdict cache", "error", err)
 			}
-		},
+		}),
 	}, nil
+}
+
+// clockMarkPurpose derives the clock mark's MAC key from the sealed key.
+const clockMarkPurpose = "sealgate clock mark v1"
+
+// clockMarkEvery is how often the highest clock seen is written down.
+const clockMarkEvery = time.Minute
+
+// checkClock says why the TPM's clock cannot measure verdict ages (empty
+// when it can), and moves the mark up to it when it can. The highest clock
+// seen is the mark's value and every loaded verdict's (both authenticated);
+// a TPM clock behind it went back. Verdicts whose age cannot be established
+// because the mark is gone are purged, not trusted.
+func checkClock(dir string, key []byte, generation uint64, clk tpm.Clock, store *cache.Persistent) string {
+	mark, hasMark, err := cache.ReadClockMark(dir, key, generation)
+	if err != nil {
+		return fmt.Sprintf("%v: the highest TPM clock value seen is unknown (sealgate cache purge clears the verdicts and the mark)", err)
+	}
+	seen := mark
+	for _, e := range store.Entries() {
+		seen = max(seen, e.Verdict.Clock)
+	}
+	switch {
+	case !clk.Safe:
+		return "the TPM reports its clock may have lost time (Safe is false: it lost power without saving the clock)"
+	case clk.Clock < seen:
+		return fmt.Sprintf("the TPM clock (%s) is behind the highest value seen (%s): it went back (a TPM cleared or a TPM simulator restarted)", clk.Clock.Round(time.Second), seen.Round(time.Second))
+	}
+	if !hasMark && store.Len() > 0 {
+		// Verdicts without a mark (written by an older sealgate, or the
+		// mark was removed): their clock cannot be checked.
+		if err := store.Purge(); err != nil {
+			return "verdicts without a clock mark could not be purged: " + err.Error()
+		}
+	}
+	if err := cache.WriteClockMark(dir, key, generation, clk.Clock); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// raiseClockMark writes clock as the mark if it is above the mark.
+func raiseClockMark(dir string, key []byte, generation uint64, clock time.Duration, log *slog.Logger) {
+	mark, _, err := cache.ReadClockMark(dir, key, generation)
+	if err != nil || clock <= mark {
+		return
+	}
+	if err := cache.WriteClockMark(dir, key, generation, clock); err != nil {
+		log.Error("writing the TPM clock mark failed", "error", err)
+	}
 }
 
 // policyPath is the policy to load: --policy, else the trust store's.

@@ -22,6 +22,13 @@ import (
 // cache holding n verdicts under its key.
 func sealedStore(t testing.TB, n int) *anchorFlags {
 	t.Helper()
+	f, _ := sealedStoreOn(t, n)
+	return f
+}
+
+// sealedStoreOn is sealedStore, with the swtpm it runs on.
+func sealedStoreOn(t testing.TB, n int) (*anchorFlags, *tpmtest.Swtpm) {
+	t.Helper()
 	sw := tpmtest.StartSwtpm(t)
 	dir := filepath.Join(t.TempDir(), "trust")
 	if err := trust.Init(dir); err != nil {
@@ -46,12 +53,16 @@ func sealedStore(t testing.TB, n int) *anchorFlags {
 	}
 	for i := range n {
 		store.Put(cache.Key{Digest: fmt.Sprintf("sha256:%064x", i), Repository: "registry.example.com/app", Rule: "app", PolicyDigest: "sha256:p"},
-			cache.Verdict{Allowed: true, Reasons: []string{"verified by key keys/release.pub"}, VerifiedAt: time.Now(), Clock: time.Hour})
+			cache.Verdict{Allowed: true, Reasons: []string{"verified by key keys/release.pub"}, VerifiedAt: time.Now(), Clock: time.Millisecond})
 	}
 	if err := store.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return &anchorFlags{dir: dir, tpm: sw.Spec, stateDir: state}
+	// As the daemon leaves it: the highest TPM clock seen, written down.
+	if err := cache.WriteClockMark(state, opened.DeriveKey(clockMarkPurpose), opened.Generation, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	return &anchorFlags{dir: dir, tpm: sw.Spec, stateDir: state}, sw
 }
 
 func TestAnchorLoadsSealedState(t *testing.T) {
@@ -127,5 +138,87 @@ func TestCacheCommand(t *testing.T) {
 	}
 	if code, _, _ := runMain("cache"); code != exitUsage {
 		t.Errorf("no subcommand: exit %d", code)
+	}
+}
+
+// TestRegressionTPMClockReset: the TPM's clock goes back (swtpm restarted
+// without its clock state, as seen in the review: 7m13s to 1m09s). Start-up
+// finds the clock behind the highest value seen, and offline verdicts are
+// turned off, saying why; a mark that was lowered or removed by hand does not
+// hide it (a removed mark purges the verdicts whose age it vouched for).
+func TestRegressionTPMClockReset(t *testing.T) {
+	f, sw := sealedStoreOn(t, 10)
+	var logs testenv.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	a, err := f.anchor(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.opts) != 2 || strings.Contains(logs.String(), "OFFLINE VERDICTS ARE OFF") {
+		t.Fatalf("a sane clock turned offline verdicts off:\n%s", logs.String())
+	}
+	a.closeFn() // writes the mark at the clock now
+	opened := a.opened
+	key := opened.DeriveKey(clockMarkPurpose)
+	mark, ok, err := cache.ReadClockMark(f.stateDir, key, opened.Generation)
+	if err != nil || !ok {
+		t.Fatalf("no clock mark after a run: %v", err)
+	}
+	// The clock as the review saw it after the restart: far behind.
+	if err := cache.WriteClockMark(f.stateDir, key, opened.Generation, mark+7*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	a, err = f.anchor(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.closeFn()
+	if len(a.opts) != 3 || !strings.Contains(logs.String(), "OFFLINE VERDICTS ARE OFF") || !strings.Contains(logs.String(), "behind the highest value seen") {
+		t.Errorf("clock behind the mark: %d options, log:\n%s", len(a.opts), logs.String())
+	}
+	a.closeFn()
+
+	// Lowering the mark by hand breaks its MAC: still off.
+	p := filepath.Join(f.stateDir, cache.ClockMarkFile)
+	b, _ := os.ReadFile(p)
+	if err := os.WriteFile(p, []byte(strings.Replace(string(b), " ", "  ", 1)+"x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	a2, err := f.anchor(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a2.opts) != 3 {
+		t.Errorf("damaged mark: offline verdicts stayed on; log:\n%s", logs.String())
+	}
+	a2.closeFn()
+
+	// Removing the mark purges the verdicts it vouched for.
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	a3, err := f.anchor(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a3.closeFn()
+	if n := a3.store.Len(); n != 0 {
+		t.Errorf("mark removed: %d verdicts kept whose age nothing vouches for", n)
+	}
+
+	// A real restart of the TPM simulator, which loses its clock.
+	sw.Restart(t)
+	f.tpm = sw.Spec
+	a3.closeFn()
+	logs.Reset()
+	a4, err := f.anchor(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a4.closeFn()
+	if len(a4.opts) != 3 || !strings.Contains(logs.String(), "OFFLINE VERDICTS ARE OFF") {
+		t.Errorf("after a swtpm restart: offline verdicts stayed on; log:\n%s", logs.String())
 	}
 }

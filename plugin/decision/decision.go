@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -125,6 +126,9 @@ type Engine struct {
 	platform   string
 	now        func() time.Time
 	mono       func() time.Duration
+	// noOffline, when set, says why no verdict may serve offline: the
+	// clock its age is measured on cannot be trusted.
+	noOffline string
 }
 
 // DefaultRevalidateAfter is how long a verdict decides without asking the
@@ -192,6 +196,19 @@ func WithRevalidateAfter(d time.Duration) Option {
 func WithMonotonicClock(now func() time.Duration) Option {
 	return func(e *Engine) error {
 		e.mono = now
+		return nil
+	}
+}
+
+// WithOfflineUnavailable turns offline verdicts off, for reason: the TPM's
+// clock, on which their age is measured, went back or may have lost time,
+// so no verdict's age can be established. Online decisions are unchanged.
+func WithOfflineUnavailable(reason string) Option {
+	return func(e *Engine) error {
+		if reason == "" {
+			return errors.New("offline unavailable without a reason")
+		}
+		e.noOffline = reason
 		return nil
 	}
 }
@@ -294,8 +311,11 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 			return e.fromVerdict(d, rule, cached)
 		}
 		d.Source = SourcePolicy
-		v.verdict.Reasons = []string{"the registry was unreachable and no valid cached verdict exists (none verified, or older than offline.maxVerdictAge " +
-			e.policy.Offline.MaxVerdictAge.String() + "): " + v.err.Error()}
+		why := "none verified, or older than offline.maxVerdictAge " + e.policy.Offline.MaxVerdictAge.String()
+		if e.noOffline != "" {
+			why = "offline verdicts are off: " + e.noOffline
+		}
+		v.verdict.Reasons = []string{"the registry was unreachable and no valid cached verdict exists (" + why + "): " + v.err.Error()}
 	default:
 		d.Source = SourcePolicy
 	}
@@ -365,7 +385,7 @@ func (e *Engine) fetchContext(ctx context.Context) context.Context {
 // enough to serve while the sources are unreachable.
 func (e *Engine) offlineVerdict(key cache.Key) (cache.Verdict, bool) {
 	max := e.policy.Offline.MaxVerdictAge
-	if max <= 0 {
+	if max <= 0 || e.noOffline != "" {
 		return cache.Verdict{}, false
 	}
 	var best cache.Verdict
@@ -387,7 +407,13 @@ func (e *Engine) offlineVerdict(key cache.Key) (cache.Verdict, bool) {
 func (e *Engine) age(v cache.Verdict) time.Duration {
 	age := e.now().Sub(v.VerifiedAt)
 	if e.mono != nil && v.Clock > 0 {
-		if m := e.mono() - v.Clock; m > age {
+		m := e.mono() - v.Clock
+		if m < 0 {
+			// Verified at a clock value the clock has not reached: it went
+			// back, and the age cannot be established.
+			return time.Duration(math.MaxInt64)
+		}
+		if m > age {
 			age = m
 		}
 	}

@@ -318,6 +318,7 @@ func TestDecideOffline(t *testing.T) {
 		{"old verdict does not", "1h", 2 * time.Hour, 2 * time.Hour, "down", false, SourcePolicy, "unreachable and no valid cached verdict"},
 		{"wall clock set back: the monotonic clock still ages it", "1h", 10 * time.Minute, 3 * time.Hour, "down", false, SourcePolicy, "no valid cached verdict"},
 		{"no offline age: never serves offline", "0s", time.Minute, time.Minute, "down", false, SourcePolicy, "no valid cached verdict"},
+		{"TPM clock went back behind the verdict: its age is unknown", "1h", 10 * time.Minute, -50 * time.Minute, "down", false, SourcePolicy, "no valid cached verdict"},
 		{"a fetched, failing signature is never overridden", "1h", 10 * time.Minute, 10 * time.Minute, "unsigned", false, SourceVerified, "no signatures found"},
 		{"a fetched, failing signature beside unreachable referrers is never overridden", "1h", 10 * time.Minute, 10 * time.Minute, "tampered, referrers down", false, SourceVerified, "also: "},
 		{"signature gone, referrers down: the registry answered, not offline", "1h", 10 * time.Minute, 10 * time.Minute, "no sig, referrers down", false, SourcePolicy, "answered in part"},
@@ -437,5 +438,37 @@ func TestRegressionRuleModeOnEveryPath(t *testing.T) {
 				t.Errorf("got allowed=%v wouldDeny=%v rule=%q mode=%q; want allowed by rule app's warn mode", d.Allowed, d.WouldDeny, d.Rule, d.Mode)
 			}
 		})
+	}
+}
+
+// TestRegressionClockWentBack: when start-up found the TPM's clock behind
+// the highest value seen (or unsafe), no verdict serves offline, however
+// young it looks; online decisions are unchanged.
+func TestRegressionClockWentBack(t *testing.T) {
+	e := newEnv(t)
+	signed := digestOf("signed")
+	src := &fakeSource{sigs: map[string][]artifact.Signature{signed: {e.sign(t, signed)}}}
+	pol := e.policy(t, "enforce", "")
+	pol.Offline.MaxVerdictAge = time.Hour
+	offline := cache.NewMemory(0)
+	first, err := New(pol, src, WithOfflineStore(offline))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := first.Decide(context.Background(), Request{Image: repo + ":v1", Digest: signed}); !d.Allowed {
+		t.Fatalf("online: %+v", d)
+	}
+	src.err = fmt.Errorf("no route to host: %w", source.ErrUnreachable)
+	restarted, err := New(pol, src, WithOfflineStore(offline), WithOfflineUnavailable("the TPM clock (1m9s) is behind the highest value seen (7m13s)"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := restarted.Decide(context.Background(), Request{Image: repo + ":v1", Digest: signed})
+	if d.Allowed || !strings.Contains(strings.Join(d.Reasons, "; "), "offline verdicts are off: the TPM clock") {
+		t.Errorf("offline with an untrusted clock: %+v; want a denial saying why", d)
+	}
+	src.err = nil
+	if d := restarted.Decide(context.Background(), Request{Image: repo + ":v1", Digest: signed}); !d.Allowed {
+		t.Errorf("online with an untrusted clock: %+v; want allowed", d)
 	}
 }
