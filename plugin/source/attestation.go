@@ -36,12 +36,15 @@ func parseAttestationManifest(body []byte, lim Limits) ([]signatureLayer, error)
 	if err != nil {
 		return nil, err
 	}
-	for i, l := range layers {
-		if l.MediaType != DSSEMediaType {
-			return nil, fmt.Errorf("manifest layer %d: media type %q, want %q", i, l.MediaType, DSSEMediaType)
+	// A layer that is not a DSSE envelope is junk beside the others:
+	// skipped, not fatal.
+	dsse := layers[:0]
+	for _, l := range layers {
+		if l.MediaType == DSSEMediaType {
+			dsse = append(dsse, l)
 		}
 	}
-	return layers, nil
+	return dsse, nil
 }
 
 // newAttestation turns an attestation layer and its envelope into the

@@ -129,9 +129,6 @@ func TestAttestationsErrors(t *testing.T) {
 		hook   func(w http.ResponseWriter, r *http.Request) bool
 		want   error // nil: any error but ErrUnreachable
 	}{
-		{name: "envelope larger than limit", image: image, limits: Limits{EnvelopeBytes: 1024}, want: ErrLimit},
-		{name: "more layers than the signature limit", image: image, limits: Limits{Signatures: 1}, want: ErrLimit},
-		{name: "a layer that is not DSSE", image: notDSSE},
 		{name: "registry down", image: dead, want: ErrUnreachable},
 		{name: "tag 503", image: image, want: ErrUnreachable, hook: func(w http.ResponseWriter, r *http.Request) bool {
 			if strings.HasSuffix(r.URL.Path, ".att") {
@@ -160,6 +157,18 @@ func TestAttestationsErrors(t *testing.T) {
 				t.Fatalf("got %+v, %v; want a failure that is not ErrUnreachable", got, err)
 			}
 		})
+	}
+	// A layer that is not DSSE is skipped.
+	if got, err := newTestSource(t).Attestations(context.Background(), notDSSE); err != nil || len(got) != 0 {
+		t.Errorf("a layer that is not DSSE: %d attestations, %v; want none and no error", len(got), err)
+	}
+	// Junk is skipped, not fatal: an envelope over the limit, layers past
+	// the count limit. What is left is returned.
+	for _, lim := range []Limits{{EnvelopeBytes: 1024}, {Signatures: 1}} {
+		got, err := newTestSource(t, WithLimits(lim)).Attestations(context.Background(), image)
+		if err != nil || len(got) != 1 {
+			t.Errorf("limits %+v: %d attestations, %v; want the one within them", lim, len(got), err)
+		}
 	}
 	// The payload limit (signatures) does not bound envelopes.
 	got, err := newTestSource(t, WithLimits(Limits{PayloadBytes: 1024})).Attestations(context.Background(), image)

@@ -66,15 +66,19 @@ func (r *Registry) fetchBundles(ctx context.Context, image name.Digest) ([]artif
 		return nil, fmt.Errorf("referrers: %w", err)
 	}
 
+	// A referrer that fails (a malformed manifest, a missing or oversized
+	// blob) is skipped: junk attached beside a valid bundle must not hide
+	// it. Only when every referrer failed is that an error.
 	pullers := withCapability(targets, docker.HostCapabilityPull)
 	found := make([]*artifact.Bundle, len(refs))
-	g, gctx := errgroup.WithContext(ctx)
+	errs := make([]error, len(refs))
+	var g errgroup.Group
 	g.SetLimit(blobJobs)
 	for i, ref := range refs {
 		g.Go(func() error {
-			b, ok, err := r.fetchReferrer(gctx, pullers, image, h, ref)
+			b, ok, err := r.fetchReferrer(ctx, pullers, image, h, ref)
 			if err != nil {
-				return fmt.Errorf("referrer %s: %w", ref.Digest, err)
+				errs[i] = fmt.Errorf("referrer %s: %w", ref.Digest, err)
 			}
 			if ok {
 				found[i] = &b
@@ -82,14 +86,10 @@ func (r *Registry) fetchBundles(ctx context.Context, image name.Digest) ([]artif
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
+	_ = g.Wait()
+	out, err := keepFetched(found, errs)
+	if err != nil {
 		return nil, err
-	}
-	out := []artifact.Bundle{}
-	for _, b := range found {
-		if b != nil {
-			out = append(out, *b)
-		}
 	}
 	return out, nil
 }

@@ -29,8 +29,8 @@ const (
 	// which is far too much for a node's hot path).
 	DefaultPayloadBytes int64 = 256 << 10
 	// DefaultSignatures bounds the number of layers of a signature manifest
-	// and of an attestation manifest.
-	DefaultSignatures = 32
+	// and of an attestation manifest that are fetched; the rest are skipped.
+	DefaultSignatures = 128
 	// DefaultEnvelopeBytes bounds one DSSE envelope of cosign's attestation
 	// tag. An in-toto statement with a SLSA provenance predicate is a few
 	// KiB; an SBOM put in a predicate can be far larger, and is not what a
@@ -40,8 +40,8 @@ const (
 	// transparency-log entries and DSSE envelope or message signature).
 	DefaultBundleBytes int64 = 1 << 20
 	// DefaultReferrers bounds the referrers of one image whose manifests are
-	// fetched to look for Sigstore bundles.
-	DefaultReferrers = 32
+	// fetched to look for Sigstore bundles; the rest are skipped.
+	DefaultReferrers = 64
 )
 
 // Limits bounds what a registry can make sealgate read. A hostile or broken

@@ -100,18 +100,33 @@ func parseLayerManifest(body []byte, kind string, maxLayers int, maxBytes int64)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	if len(raw) > maxLayers {
-		return nil, fmt.Errorf("manifest has %d %s layers, limit %d: %w", len(raw), kind, maxLayers, ErrLimit)
-	}
-	layers := make([]signatureLayer, 0, len(raw))
-	for i, r := range raw {
-		l, err := parseSignatureLayer(r, maxBytes)
-		if err != nil {
-			return nil, fmt.Errorf("manifest layer %d: %w", i, err)
+	// Junk must not hide a valid signature: a layer that does not parse or
+	// is over the size limit is skipped, and layers past maxLayers (or past
+	// the bytes all layers may add up to) are not fetched. The first layers
+	// are kept: cosign appends, so what was signed first cannot be pushed
+	// out by what is appended after it.
+	layers := make([]signatureLayer, 0, min(len(raw), maxLayers))
+	var total int64
+	for _, r := range raw {
+		if len(layers) == maxLayers {
+			break
 		}
+		l, err := parseSignatureLayer(r, maxBytes)
+		if err != nil || total+l.Size > maxLayerBytes(maxBytes, maxLayers) {
+			continue
+		}
+		total += l.Size
 		layers = append(layers, l)
 	}
 	return layers, nil
+}
+
+// maxLayerBytes bounds what all layers of one manifest may add up to: a
+// sixteenth of each layer's limit times their number, at least one whole
+// layer. Real signatures are far below their limit (a simple-signing
+// payload is under 1 KiB).
+func maxLayerBytes(maxBytes int64, maxLayers int) int64 {
+	return max(maxBytes, maxBytes*int64(maxLayers)/16)
 }
 
 func parseSignatureLayer(raw []byte, maxBytes int64) (signatureLayer, error) {

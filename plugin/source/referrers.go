@@ -93,24 +93,22 @@ func parseReferrers(body []byte, lim Limits) ([]referrer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("referrers index: %w", err)
 	}
+	// An entry that does not parse or is over the manifest limit is
+	// skipped, and candidates past lim.Referrers are not fetched: junk
+	// referrers cost bounded work and never hide a valid bundle listed
+	// before them.
 	var out []referrer
 	seen := map[v1.Hash]bool{}
-	for i, r := range raw {
-		d, candidate, err := parseReferrerDescriptor(r)
-		if err != nil {
-			return nil, fmt.Errorf("referrers index manifest %d: %w", i, err)
+	for _, r := range raw {
+		if len(out) == lim.Referrers {
+			break
 		}
-		if !candidate || seen[d.Digest] {
+		d, candidate, err := parseReferrerDescriptor(r)
+		if err != nil || !candidate || seen[d.Digest] || d.Size > lim.ManifestBytes {
 			continue
 		}
 		seen[d.Digest] = true
-		if d.Size > lim.ManifestBytes {
-			return nil, fmt.Errorf("referrers index manifest %d: size %d, limit %d: %w", i, d.Size, lim.ManifestBytes, ErrLimit)
-		}
 		out = append(out, d)
-		if len(out) > lim.Referrers {
-			return nil, fmt.Errorf("more than %d referrers that may be bundles: %w", lim.Referrers, ErrLimit)
-		}
 	}
 	return out, nil
 }

@@ -209,24 +209,45 @@ func (r *Registry) fetchTagged(ctx context.Context, image name.Digest, tag name.
 	}
 
 	pullers := withCapability(targets, docker.HostCapabilityPull)
-	out := make([]layerBlob, len(layers))
-	g, gctx := errgroup.WithContext(ctx)
+	got := make([]*layerBlob, len(layers))
+	errs := make([]error, len(layers))
+	var g errgroup.Group
 	g.SetLimit(blobJobs)
 	for i, l := range layers {
 		g.Go(func() error {
 			origin := tag.String() + " layer " + strconv.Itoa(i)
-			blob, err := tryHosts(gctx, pullers, func(ctx context.Context, t *target) ([]byte, error) {
+			blob, err := tryHosts(ctx, pullers, func(ctx context.Context, t *target) ([]byte, error) {
 				return r.fetchBlob(ctx, t, l, blobLimit)
 			})
 			if err != nil {
-				return fmt.Errorf("%s: blob %s: %w", origin, l.Digest, err)
+				errs[i] = fmt.Errorf("%s: blob %s: %w", origin, l.Digest, err)
+				return nil
 			}
-			out[i] = layerBlob{layer: l, blob: blob, origin: origin}
+			got[i] = &layerBlob{layer: l, blob: blob, origin: origin}
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
+	_ = g.Wait()
+	return keepFetched(got, errs)
+}
+
+// keepFetched returns what was fetched, skipping the parts that failed (a
+// blob that is missing, too large or does not match its digest must not
+// hide a valid signature beside it). When every part failed, the first
+// failure is the error, so that an unreachable registry stays
+// ErrUnreachable.
+func keepFetched[T any](got []*T, errs []error) ([]T, error) {
+	out := make([]T, 0, len(got))
+	var first error
+	for i, g := range got {
+		if g != nil {
+			out = append(out, *g)
+		} else if first == nil && errs[i] != nil {
+			first = errs[i]
+		}
+	}
+	if len(out) == 0 && first != nil {
+		return nil, first
 	}
 	return out, nil
 }

@@ -238,8 +238,6 @@ func TestLimits(t *testing.T) {
 		notLimit bool
 	}{
 		{name: "manifest larger than limit", limits: Limits{ManifestBytes: 1024}},
-		{name: "layer larger than limit", limits: Limits{PayloadBytes: 1024}},
-		{name: "too many layers", limits: Limits{Signatures: 2}},
 		{name: "streamed manifest without length", limits: Limits{ManifestBytes: 64 << 10},
 			hook: func(w http.ResponseWriter, r *http.Request) bool {
 				if r.URL.Path != tagPath {
@@ -283,6 +281,16 @@ func TestLimits(t *testing.T) {
 				t.Fatalf("err = %v, want ErrLimit", err)
 			}
 		})
+	}
+	// Junk is skipped, not fatal: a layer over the payload limit, layers
+	// past the count limit; the others are read.
+	for _, tc := range []struct {
+		lim  Limits
+		want int
+	}{{Limits{PayloadBytes: 1024}, 2}, {Limits{Signatures: 2}, 2}} {
+		if got, err := newTestSource(t, WithLimits(tc.lim)).Signatures(context.Background(), image); err != nil || len(got) != tc.want {
+			t.Errorf("limits %+v: %d signatures, %v; want %d", tc.lim, len(got), err, tc.want)
+		}
 	}
 	// Within the limits, the same signatures are read.
 	got, err := newTestSource(t).Signatures(context.Background(), image)
