@@ -4,7 +4,14 @@
 // stay independent of each other.
 package artifact
 
-import "strings"
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/containerd/platforms"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
+)
 
 // Signature is one cosign "classic" signature: one layer of the
 // `sha256-<digest>.sig` manifest that cosign attaches next to an image. None of
@@ -88,40 +95,64 @@ func (m Manifest) IsIndex() bool {
 	return false
 }
 
-// Child is one platform manifest of an index.
+// Child is one manifest of an index.
 type Child struct {
 	Digest string
-	// Platform is "os/architecture[/variant]", empty when the index did not say.
+	// MediaType is the child's media type as the index lists it.
+	MediaType string
+	// Platform is "os/architecture[/variant]" for messages, empty when the
+	// index did not say.
 	Platform string
+	// Spec is the platform exactly as the index lists it (nil when it
+	// lists none): what the runtime's matcher is given.
+	Spec *specs.Platform
 }
 
-// PlatformChild returns the digest of the index child for platform
-// ("os/arch[/variant]"), or "" when the index has none. An exact match wins;
-// otherwise a child of the same os/arch whose variant is unset, or the
-// platform's own variant is unset, is taken.
-func (m Manifest) PlatformChild(platform string) string {
+// ErrPlatformUnknown is returned when the child the runtime would run
+// cannot be told from the index alone.
+var ErrPlatformUnknown = errors.New("the runtime's choice of platform manifest cannot be known")
+
+// PlatformChild returns the digest of the child the container runtime
+// runs on this node, chosen exactly as containerd chooses it
+// (core/images.Manifest with the CRI's platforms.Default()): the children
+// the matcher accepts, or that name no platform, stably sorted by the
+// matcher's preference with those naming no platform last, and the first
+// of them. It is "" when no child matches. A chosen child that names no
+// platform runs only if its config's platform matches, and nothing runs
+// otherwise, so it is still the only child that can run. A nested index
+// is ErrPlatformUnknown.
+func (m Manifest) PlatformChild(matcher platforms.MatchComparer) (string, error) {
+	var cands []Child
 	for _, c := range m.Children {
-		if c.Platform == platform {
-			return c.Digest
+		if c.Spec == nil || matcher.Match(*c.Spec) {
+			cands = append(cands, c)
 		}
 	}
-	osArch, variant := splitPlatform(platform)
-	for _, c := range m.Children {
-		cOsArch, cVariant := splitPlatform(c.Platform)
-		if cOsArch == osArch && (variant == "" || cVariant == "") {
-			return c.Digest
+	sort.SliceStable(cands, func(i, j int) bool {
+		if cands[i].Spec == nil {
+			return false
 		}
+		if cands[j].Spec == nil {
+			return true
+		}
+		return matcher.Less(*cands[i].Spec, *cands[j].Spec)
+	})
+	if len(cands) == 0 {
+		return "", nil
 	}
-	return ""
+	switch cands[0].MediaType {
+	case "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json":
+		return "", fmt.Errorf("%w: child %s is itself an index", ErrPlatformUnknown, cands[0].Digest)
+	}
+	return cands[0].Digest, nil
 }
 
-func splitPlatform(p string) (osArch, variant string) {
-	first := strings.IndexByte(p, '/')
-	if first < 0 {
-		return p, ""
+// NewChild is a child for the platform "os/arch[/variant]" as an index
+// would list it; an empty or unparsable platform lists none.
+func NewChild(digest, platform string) Child {
+	c := Child{Digest: digest, MediaType: "application/vnd.oci.image.manifest.v1+json", Platform: platform}
+	if spec, err := platforms.Parse(platform); err == nil && platform != "" {
+		c.Spec = &spec
 	}
-	if second := strings.IndexByte(p[first+1:], '/'); second >= 0 {
-		return p[:first+1+second], p[first+2+second:]
-	}
-	return p, ""
+	return c
 }

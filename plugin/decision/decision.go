@@ -12,12 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/containerd/platforms"
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
@@ -123,9 +123,11 @@ type Engine struct {
 	cache      cache.Store // verdicts verified by this engine
 	offline    cache.Store // verdicts that survive restarts; nil without
 	revalidate time.Duration
-	platform   string
-	now        func() time.Time
-	mono       func() time.Duration
+	platform   platforms.MatchComparer
+	// platformName names the platform in messages.
+	platformName string
+	now          func() time.Time
+	mono         func() time.Duration
 	// noOffline, when set, says why no verdict may serve offline: the
 	// clock its age is measured on cannot be trusted.
 	noOffline string
@@ -213,14 +215,20 @@ func WithOfflineUnavailable(reason string) Option {
 	}
 }
 
-// WithPlatform sets the node's platform ("os/arch[/variant]"), used to pick
-// the platform manifest of an index (default: the running binary's).
+// WithPlatform sets the node's platform ("os/arch[/variant]"), whose
+// matcher picks the platform manifest of an index as the runtime does
+// (default: containerd's platforms.Default(), the node's own platform with
+// its CPU variant).
 func WithPlatform(p string) Option {
 	return func(e *Engine) error {
 		if strings.Count(p, "/") < 1 {
 			return fmt.Errorf("platform %q: want os/arch[/variant]", p)
 		}
-		e.platform = p
+		spec, err := platforms.Parse(p)
+		if err != nil {
+			return fmt.Errorf("platform %q: %w", p, err)
+		}
+		e.platform, e.platformName = platforms.Only(spec), platforms.Format(spec)
 		return nil
 	}
 }
@@ -241,7 +249,7 @@ func New(p *policy.Policy, src source.Source, opts ...Option) (*Engine, error) {
 	if src == nil {
 		return nil, errors.New("new decision engine: nil source")
 	}
-	e := &Engine{policy: p, source: src, platform: runtime.GOOS + "/" + runtime.GOARCH, now: time.Now, revalidate: DefaultRevalidateAfter}
+	e := &Engine{policy: p, source: src, platform: platforms.Default(), platformName: platforms.Format(platforms.DefaultSpec()), now: time.Now, revalidate: DefaultRevalidateAfter}
 	for _, o := range opts {
 		if err := o(e); err != nil {
 			return nil, fmt.Errorf("new decision engine: %w", err)
@@ -446,9 +454,12 @@ func (e *Engine) verify(ctx context.Context, img policy.Image, rule *policy.Rule
 	if err != nil || !m.IsIndex() {
 		return res
 	}
-	child := m.PlatformChild(e.platform)
+	child, err := m.PlatformChild(e.platform)
+	if err != nil {
+		return denied(append(res.verdict.Reasons, fmt.Sprintf("index %s: %v; sign the index itself", img.Digest, err)))
+	}
 	if child == "" {
-		return denied(append(res.verdict.Reasons, fmt.Sprintf("index has no manifest for platform %s", e.platform)))
+		return denied(append(res.verdict.Reasons, fmt.Sprintf("index has no manifest for platform %s", e.platformName)))
 	}
 	childRes := e.check(ctx, repo, img.Repository, child, rule)
 	accept := rule.Signatures != nil && rule.Signatures.AcceptPlatformSignature
@@ -458,7 +469,7 @@ func (e *Engine) verify(ctx context.Context, img policy.Image, rule *policy.Rule
 	case childRes.verdict.Allowed && accept:
 		return childRes
 	case childRes.verdict.Allowed:
-		return denied([]string{fmt.Sprintf("index %s is not signed; only its %s manifest %s is, and the rule requires a signature over the index (set signatures.acceptPlatformSignature: true to accept it)", img.Digest, e.platform, child)})
+		return denied([]string{fmt.Sprintf("index %s is not signed; only its %s manifest %s is, and the rule requires a signature over the index (set signatures.acceptPlatformSignature: true to accept it)", img.Digest, e.platformName, child)})
 	case accept:
 		return denied([]string{"index: " + strings.Join(res.verdict.Reasons, "; "), "platform manifest " + child + ": " + strings.Join(childRes.verdict.Reasons, "; ")})
 	}

@@ -146,7 +146,7 @@ func TestDecide(t *testing.T) {
 	src := &fakeSource{
 		sigs: map[string][]artifact.Signature{signed: {e.sign(t, signed)}, child: {e.sign(t, child)}},
 		manifests: map[string]artifact.Manifest{index: {Digest: index, MediaType: "application/vnd.oci.image.index.v1+json",
-			Children: []artifact.Child{{Digest: child, Platform: "linux/amd64"}}}},
+			Children: []artifact.Child{artifact.NewChild(child, "linux/amd64")}}},
 	}
 	tests := []struct {
 		name      string
@@ -200,7 +200,7 @@ func TestDecideAcceptPlatformSignature(t *testing.T) {
 	src := &fakeSource{
 		sigs: map[string][]artifact.Signature{child: {e.sign(t, child)}},
 		manifests: map[string]artifact.Manifest{index: {Digest: index, MediaType: "application/vnd.oci.image.index.v1+json",
-			Children: []artifact.Child{{Digest: digestOf("arm"), Platform: "linux/arm64"}, {Digest: child, Platform: "linux/amd64"}}}},
+			Children: []artifact.Child{artifact.NewChild(digestOf("arm"), "linux/arm64"), artifact.NewChild(child, "linux/amd64")}}},
 	}
 	pol := e.policy(t, "enforce", "")
 	pol.Rules[2].Signatures.AcceptPlatformSignature = true

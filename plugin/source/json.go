@@ -174,3 +174,15 @@ func (o object) stringMap(key string) (map[string]string, error) {
 	}
 	return m, nil
 }
+
+// strings reads an optional array of strings.
+func (o object) strings(key string) ([]string, error) {
+	if !o.has(key) {
+		return nil, nil
+	}
+	var a []string
+	if err := json.Unmarshal(o[key], &a); err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return a, nil
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
 )
@@ -294,25 +295,35 @@ func parseChild(raw []byte) (artifact.Child, error) {
 	if err != nil {
 		return artifact.Child{}, fmt.Errorf("digest: %w", err)
 	}
+	mt, err := d.str("mediaType")
+	if err != nil {
+		return artifact.Child{}, err
+	}
+	c := artifact.Child{Digest: h.String(), MediaType: mt}
 	p, err := d.obj("platform")
 	if err != nil || p == nil {
-		return artifact.Child{Digest: h.String()}, err
+		return c, err
 	}
-	var osName, arch, variant string
-	for key, dst := range map[string]*string{"os": &osName, "architecture": &arch, "variant": &variant} {
+	// The platform is kept exactly as listed: the runtime's matcher
+	// normalises it (x86_64, case, variants) when it chooses.
+	var spec specs.Platform
+	for key, dst := range map[string]*string{"os": &spec.OS, "architecture": &spec.Architecture, "variant": &spec.Variant, "os.version": &spec.OSVersion} {
 		if *dst, err = p.str(key); err != nil {
 			return artifact.Child{}, fmt.Errorf("platform: %w", err)
 		}
-		if strings.Contains(*dst, "/") {
+		if key != "os.version" && strings.Contains(*dst, "/") {
 			return artifact.Child{}, fmt.Errorf("platform: %s %q contains a slash", key, *dst)
 		}
 	}
-	platform := ""
-	if osName != "" && arch != "" {
-		platform = osName + "/" + arch
-		if variant != "" {
-			platform += "/" + variant
+	if spec.OSFeatures, err = p.strings("os.features"); err != nil {
+		return artifact.Child{}, fmt.Errorf("platform: %w", err)
+	}
+	c.Spec = &spec
+	if spec.OS != "" && spec.Architecture != "" {
+		c.Platform = spec.OS + "/" + spec.Architecture
+		if spec.Variant != "" {
+			c.Platform += "/" + spec.Variant
 		}
 	}
-	return artifact.Child{Digest: h.String(), Platform: platform}, nil
+	return c, nil
 }
