@@ -36,6 +36,12 @@ func (f *engineFlags) build(opts ...decision.Option) (*decision.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	return f.buildWith(p, opts...)
+}
+
+// buildWith builds the engine for a policy already parsed (on a sealed
+// node, from the bytes checked against the TPM).
+func (f *engineFlags) buildWith(p *policy.Policy, opts ...decision.Option) (*decision.Engine, error) {
 	reg, err := source.NewRegistry(source.WithHostsDir(f.hostsDir), source.WithTimeout(f.registryTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("registry source: %w", err)

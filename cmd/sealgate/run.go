@@ -66,7 +66,20 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 		return exitFailed
 	}
 	defer anch.closeFn()
-	engine, err := ef.build(append(anch.opts, decision.WithRevalidateAfter(*revalidate))...)
+	engineOpts := append(anch.opts, decision.WithRevalidateAfter(*revalidate))
+	var engine *decision.Engine
+	if anch.opened != nil {
+		// The policy and what it names, from the bytes the TPM check
+		// covered.
+		pol, perr := sealedPolicy(anch.opened)
+		if perr != nil {
+			log.Error("cannot start: " + perr.Error())
+			return exitUsage
+		}
+		engine, err = ef.buildWith(pol, engineOpts...)
+	} else {
+		engine, err = ef.build(engineOpts...)
+	}
 	if err != nil {
 		log.Error("cannot start: " + err.Error())
 		return exitUsage

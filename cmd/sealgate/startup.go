@@ -9,6 +9,7 @@ import (
 
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/decision"
+	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/trust"
 	"github.com/sealgate/sealgate/tpm"
 )
@@ -169,4 +170,27 @@ func (f *anchorFlags) policyPath(explicit string) string {
 		return explicit
 	}
 	return filepath.Join(f.dir, "policy.yaml")
+}
+
+// sealedPolicy parses the trust store's policy, and every file it names,
+// from the content that was checked against the TPM: nothing is read from
+// disk again, so a file swapped after the check is never used, and a file
+// the seal does not cover cannot be named.
+func sealedPolicy(opened *trust.Opened) (*policy.Policy, error) {
+	const name = "policy.yaml"
+	data, err := opened.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	read := func(path string, limit int64) ([]byte, error) {
+		b, err := opened.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(b)) > limit {
+			return nil, fmt.Errorf("larger than %d bytes", limit)
+		}
+		return b, nil
+	}
+	return policy.Parse(filepath.Join(opened.Dir, name), data, policy.WithFileReader(read))
 }

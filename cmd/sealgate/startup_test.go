@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealgate/sealgate/internal/testenv"
 	"github.com/sealgate/sealgate/plugin/cache"
+	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/trust"
 	"github.com/sealgate/sealgate/tpm"
 	"github.com/sealgate/sealgate/tpm/tpmtest"
@@ -220,5 +221,76 @@ func TestRegressionTPMClockReset(t *testing.T) {
 	defer a4.closeFn()
 	if len(a4.opts) != 3 || !strings.Contains(logs.String(), "OFFLINE VERDICTS ARE OFF") {
 		t.Errorf("after a swtpm restart: offline verdicts stayed on; log:\n%s", logs.String())
+	}
+}
+
+// TestRegressionPolicySwappedAfterCheck: the policy is swapped for a
+// permissive one (and back), over and over, while the daemon opens its
+// trust store. Every start either refuses (the files differ from the seal)
+// or enforces the sealed policy: the policy is parsed from the bytes that
+// were checked, never read again.
+func TestRegressionPolicySwappedAfterCheck(t *testing.T) {
+	f, _ := sealedStoreOn(t, 1)
+	const strict = "mode: enforce\ndefault: deny\nrules: []\n"
+	const permissive = "mode: enforce\ndefault: allow\nrules: []\n"
+	polPath := filepath.Join(f.dir, "policy.yaml")
+	if err := os.WriteFile(polPath, []byte(strict), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tp, err := tpm.Open(f.tpm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trust.Seal(f.dir, tp, trust.SealOptions{MeasurePCR: trust.NoMeasurement}); err != nil {
+		t.Fatal(err)
+	}
+	tp.Close()
+	sealed, err := policy.Parse(polPath, []byte(strict))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			content := strict
+			if i%2 == 0 {
+				content = permissive
+			}
+			tmp := polPath + ".swap"
+			if err := os.WriteFile(tmp, []byte(content), 0o644); err == nil {
+				_ = os.Rename(tmp, polPath)
+			}
+		}
+	}()
+	opened, refused := 0, 0
+	for range 60 {
+		a, err := f.anchor(slog.New(slog.DiscardHandler))
+		if err != nil {
+			refused++
+			continue
+		}
+		pol, err := sealedPolicy(a.opened)
+		a.closeFn()
+		if err != nil {
+			t.Fatalf("sealed policy: %v", err)
+		}
+		opened++
+		if pol.Default != policy.ActionDeny || pol.Digest != sealed.Digest {
+			t.Fatalf("a start enforced policy %s (default %s), not the sealed %s", pol.Digest, pol.Default, sealed.Digest)
+		}
+	}
+	close(stop)
+	<-done
+	t.Logf("%d starts opened the sealed policy, %d refused a swapped one", opened, refused)
+	if opened == 0 {
+		t.Fatal("no start got through: the test proved nothing")
 	}
 }

@@ -259,7 +259,17 @@ func New(p *policy.Policy, src source.Source, opts ...Option) (*Engine, error) {
 		e.cache = cache.NewMemory(0)
 	}
 	if e.verifier == nil {
-		v, err := verify.New(verify.WithTrustedRootFiles(p.TrustedRoots...))
+		// The roots as the policy read and digested them, never read
+		// again: on a sealed node, the bytes checked against the TPM.
+		var vopts []verify.Option
+		for _, r := range p.TrustedRoots {
+			if data, ok := p.FileData(r); ok {
+				vopts = append(vopts, verify.WithTrustedRootJSON(r, data))
+			} else {
+				vopts = append(vopts, verify.WithTrustedRootFiles(r))
+			}
+		}
+		v, err := verify.New(vopts...)
 		if err != nil {
 			return nil, fmt.Errorf("new decision engine: %w", err)
 		}

@@ -58,8 +58,11 @@ func Load(path string) (*Policy, error) {
 // and is the base for relative key and trusted-root paths, which are read
 // now: a policy that parses is complete. Every error wraps ErrInvalid and is
 // an *Error naming the line and key.
-func Parse(path string, data []byte) (*Policy, error) {
-	p := &parser{file: path, files: map[string][]byte{}, keys: map[string]*parsedKey{}}
+func Parse(path string, data []byte, opts ...ParseOption) (*Policy, error) {
+	p := &parser{file: path, files: map[string][]byte{}, keys: map[string]*parsedKey{}, readRaw: readFile}
+	for _, o := range opts {
+		o(p)
+	}
 	if len(data) > maxPolicySize {
 		return nil, p.errAt(0, 0, "", fmt.Sprintf("file is larger than %d bytes; a policy is a few KiB, is this the right file?", maxPolicySize))
 	}
@@ -78,14 +81,31 @@ func Parse(path string, data []byte) (*Policy, error) {
 	}
 	pol.Path = path
 	pol.Digest, pol.files = digest(data, p.files)
+	pol.fileData = p.files
 	return pol, nil
 }
 
+// ParseOption configures Parse.
+type ParseOption func(*parser)
+
+// WithFileReader makes Parse read the files the policy references (keys,
+// trusted roots) with read instead of from disk: the daemon passes the
+// sealed trust store's content, already checked against the TPM, so that
+// nothing is read twice. read gets an absolute path and a size limit.
+func WithFileReader(read func(path string, limit int64) ([]byte, error)) ParseOption {
+	return func(p *parser) {
+		if read != nil {
+			p.readRaw = read
+		}
+	}
+}
+
 type parser struct {
-	file  string
-	dir   string                // absolute directory of the policy
-	files map[string][]byte     // referenced files by absolute path, for the digest
-	keys  map[string]*parsedKey // key files already read, by absolute path
+	file    string
+	dir     string                // absolute directory of the policy
+	files   map[string][]byte     // referenced files by absolute path, for the digest
+	keys    map[string]*parsedKey // key files already read, by absolute path
+	readRaw func(path string, limit int64) ([]byte, error)
 }
 
 type parsedKey struct {
@@ -477,7 +497,7 @@ func (p *parser) read(n *yaml.Node, path, what, file string, limit int64) ([]byt
 	if data, ok := p.files[file]; ok {
 		return data, nil
 	}
-	data, err := readFile(file, limit)
+	data, err := p.readRaw(file, limit)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, p.errf(n, path, "%s file %s does not exist; relative paths resolve against the policy's directory %s", what, file, p.dir)

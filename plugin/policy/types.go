@@ -69,13 +69,22 @@ type Policy struct {
 	// Rules in file order; the first match wins.
 	Rules []*Rule
 
-	files []string // absolute paths of referenced files, sorted
+	files    []string          // absolute paths of referenced files, sorted
+	fileData map[string][]byte // their content as parsed and digested
 }
 
 // Files returns the absolute paths of every file the policy references
 // (keys and trusted roots), sorted, without duplicates: the files whose
 // content Digest covers besides the policy itself.
 func (p *Policy) Files() []string { return append([]string(nil), p.files...) }
+
+// FileData returns the content of a referenced file exactly as the policy
+// read and digested it, so that whoever uses it (the trusted roots) uses
+// those bytes and never reads the file again.
+func (p *Policy) FileData(path string) ([]byte, bool) {
+	b, ok := p.fileData[path]
+	return b, ok
+}
 
 // Offline holds the `offline` section.
 type Offline struct {

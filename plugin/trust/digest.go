@@ -35,6 +35,8 @@ type File struct {
 	SHA256 string `json:"sha256"`
 	// Size is the content's length in bytes.
 	Size int64 `json:"size"`
+	// data is the content as read and digested, when read from disk.
+	data []byte
 }
 
 // storeDigestDomain separates the store digest from any other SHA-256 over
@@ -143,15 +145,15 @@ func hashFile(root *os.Root, p string) (File, error) {
 	if !st.Mode().IsRegular() {
 		return File{}, fmt.Errorf("%w: %s is not a regular file", ErrStore, p)
 	}
-	h := sha256.New()
-	n, err := io.Copy(h, io.LimitReader(f, maxFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return File{}, fmt.Errorf("read %s: %w", p, err)
 	}
-	if n > maxFileSize {
+	if int64(len(data)) > maxFileSize {
 		return File{}, fmt.Errorf("%w: %s is larger than %d bytes; a trust store holds a policy, keys and trusted roots", ErrStore, p, maxFileSize)
 	}
-	return File{Path: p, SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
+	sum := sha256.Sum256(data)
+	return File{Path: p, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data)), data: data}, nil
 }
 
 // diff compares the files on disk with the sealed list (both sorted by

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/sealgate/sealgate/tpm"
@@ -23,7 +24,8 @@ type Opened struct {
 	// TPM's counter still holds.
 	Generation uint64
 
-	key []byte
+	key     []byte
+	content map[string][]byte // sealed files by slash path, as checked
 }
 
 // String describes the opened store without its key, so that logging an
@@ -71,7 +73,37 @@ func Open(dir string, t tpm.TPM) (*Opened, error) {
 		clear(k)
 		return nil, fmt.Errorf("open trust store %s: %w", dir, &MismatchError{Generation: rec.Generation, Differences: d})
 	}
-	return &Opened{Dir: dir, Record: rec, Generation: rec.Generation, key: k}, nil
+	content := make(map[string][]byte, len(files))
+	for _, f := range files {
+		content[f.Path] = f.data
+	}
+	return &Opened{Dir: dir, Record: rec, Generation: rec.Generation, key: k, content: content}, nil
+}
+
+// ErrNotInStore is returned by ReadFile for a file that is not part of the
+// sealed trust store.
+var ErrNotInStore = errors.New("not in the sealed trust store")
+
+// ReadFile returns the content of a file of the trust store exactly as it
+// was read and checked against the seal, never read again from disk: what
+// decides is what was authenticated, with no window between the check and
+// the use. name is absolute, or relative to the trust store.
+func (o *Opened) ReadFile(name string) ([]byte, error) {
+	rel := name
+	if filepath.IsAbs(name) {
+		dir, err := filepath.Abs(o.Dir)
+		if err != nil {
+			return nil, err
+		}
+		if rel, err = filepath.Rel(dir, name); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, ErrNotInStore)
+		}
+	}
+	data, ok := o.content[filepath.ToSlash(filepath.Clean(rel))]
+	if !ok {
+		return nil, fmt.Errorf("%s is outside the sealed trust store %s, or was not sealed: %w", name, o.Dir, ErrNotInStore)
+	}
+	return bytes.Clone(data), nil
 }
 
 // unsealKey checks the counter, unseals K and verifies the record's MAC.

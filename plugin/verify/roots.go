@@ -40,6 +40,23 @@ func WithTrustedRootFiles(paths ...string) Option {
 	}
 }
 
+// WithTrustedRootJSON adds a trusted_root.json given as bytes, named for
+// messages: the daemon passes the content it checked against the TPM, so
+// that the root is never read from disk again after the check.
+func WithTrustedRootJSON(name string, data []byte) Option {
+	return func(o *options) error {
+		if len(data) == 0 {
+			return fmt.Errorf("trusted root %s: empty", name)
+		}
+		tr, err := root.NewTrustedRootFromJSON(data)
+		if err != nil {
+			return fmt.Errorf("trusted root %s: %w", name, err)
+		}
+		o.material = append(o.material, tr)
+		return nil
+	}
+}
+
 // WithTrustedMaterial adds trusted material built in memory, such as
 // sigstore-go's testing VirtualSigstore or a root.TrustedRoot a caller has
 // already loaded. It is combined with the trusted root files.
