@@ -32,7 +32,13 @@ func AttestationTag(image name.Digest) (name.Tag, error) {
 // kind in an attestation manifest is malformed, and says so, rather than
 // being passed on for verify to guess at.
 func parseAttestationManifest(body []byte, lim Limits) ([]signatureLayer, error) {
-	layers, err := parseLayerManifest(body, "attestation", lim.Signatures, lim.EnvelopeBytes)
+	return parseAttestationManifestCounted(body, lim, nil)
+}
+
+// parseAttestationManifestCounted is parseAttestationManifest, adding the
+// layers it leaves out to skipped when not nil.
+func parseAttestationManifestCounted(body []byte, lim Limits, skipped *int) ([]signatureLayer, error) {
+	layers, err := parseLayerManifest(body, "attestation", lim.Signatures, lim.EnvelopeBytes, skipped)
 	if err != nil {
 		return nil, err
 	}
@@ -42,6 +48,8 @@ func parseAttestationManifest(body []byte, lim Limits) ([]signatureLayer, error)
 	for _, l := range layers {
 		if l.MediaType == DSSEMediaType {
 			dsse = append(dsse, l)
+		} else if skipped != nil {
+			*skipped++
 		}
 	}
 	return dsse, nil

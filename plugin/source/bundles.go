@@ -50,7 +50,9 @@ func (r *Registry) fetchBundles(ctx context.Context, image name.Digest) ([]artif
 		if err != nil {
 			return nil, err
 		}
-		refs, err := parseReferrers(body, r.limits)
+		var skipped int
+		refs, err := parseReferrersCounted(body, r.limits, &skipped)
+		r.skipped.Add(int64(skipped))
 		if err != nil {
 			return nil, err
 		}
@@ -90,6 +92,11 @@ func (r *Registry) fetchBundles(ctx context.Context, image name.Digest) ([]artif
 	out, err := keepFetched(found, errs)
 	if err != nil {
 		return nil, err
+	}
+	for _, e := range errs {
+		if e != nil {
+			r.skipped.Add(1)
+		}
 	}
 	return out, nil
 }

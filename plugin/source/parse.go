@@ -66,13 +66,14 @@ type signatureLayer struct {
 // checks sizes and counts against lim before any blob is fetched, so a
 // hostile manifest cannot make us fetch more than lim allows.
 func parseSignatureManifest(body []byte, lim Limits) ([]signatureLayer, error) {
-	return parseLayerManifest(body, "signature", lim.Signatures, lim.PayloadBytes)
+	return parseLayerManifest(body, "signature", lim.Signatures, lim.PayloadBytes, nil)
 }
 
 // parseLayerManifest reads an image manifest whose layers are cosign's
 // signatures or attestations: at most maxLayers layers of at most maxBytes
 // each.
-func parseLayerManifest(body []byte, kind string, maxLayers int, maxBytes int64) ([]signatureLayer, error) {
+// skipped, when not nil, is increased by the layers left out.
+func parseLayerManifest(body []byte, kind string, maxLayers int, maxBytes int64, skipped *int) ([]signatureLayer, error) {
 	if err := checkJSON(body); err != nil {
 		return nil, err
 	}
@@ -118,6 +119,9 @@ func parseLayerManifest(body []byte, kind string, maxLayers int, maxBytes int64)
 		}
 		total += l.Size
 		layers = append(layers, l)
+	}
+	if skipped != nil {
+		*skipped += len(raw) - len(layers)
 	}
 	return layers, nil
 }

@@ -67,6 +67,12 @@ type referrer struct {
 // entry is a bundle is decided from its manifest. More candidates than
 // lim.Referrers is an error wrapping ErrLimit.
 func parseReferrers(body []byte, lim Limits) ([]referrer, error) {
+	return parseReferrersCounted(body, lim, nil)
+}
+
+// parseReferrersCounted is parseReferrers, adding to skipped (when not nil)
+// the entries that were malformed, over a limit, or past lim.Referrers.
+func parseReferrersCounted(body []byte, lim Limits, skipped *int) ([]referrer, error) {
 	if err := checkJSON(body); err != nil {
 		return nil, err
 	}
@@ -99,12 +105,21 @@ func parseReferrers(body []byte, lim Limits) ([]referrer, error) {
 	// before them.
 	var out []referrer
 	seen := map[v1.Hash]bool{}
-	for _, r := range raw {
+	junk := 0
+	if skipped != nil {
+		defer func() { *skipped += junk }()
+	}
+	for i, r := range raw {
 		if len(out) == lim.Referrers {
+			junk += len(raw) - i
 			break
 		}
 		d, candidate, err := parseReferrerDescriptor(r)
-		if err != nil || !candidate || seen[d.Digest] || d.Size > lim.ManifestBytes {
+		if err != nil || candidate && !seen[d.Digest] && d.Size > lim.ManifestBytes {
+			junk++
+			continue
+		}
+		if !candidate || seen[d.Digest] {
 			continue
 		}
 		seen[d.Digest] = true

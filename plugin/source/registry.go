@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
@@ -40,9 +41,18 @@ type Registry struct {
 	attestations flightGroup
 	bundles      flightGroup
 	describe     flightGroup
+
+	// skipped counts junk left out: malformed or surplus layers and
+	// referrers, blobs that failed beside others that did not.
+	skipped atomic.Int64
 }
 
 var _ Source = (*Registry)(nil)
+
+// Skipped is how many pieces of signature material were left out as junk
+// (malformed, over a limit, past the count limits, failing beside valid
+// ones) since the source was made.
+func (r *Registry) Skipped() int64 { return r.skipped.Load() }
 
 // NewRegistry returns a registry source. Options are validated here; the
 // registry itself is first contacted on the first call.
@@ -141,7 +151,10 @@ func (r *Registry) fetchSignatures(ctx context.Context, image name.Digest) ([]ar
 		return nil, err
 	}
 	blobs, err := r.fetchTagged(ctx, image, tag, func(body []byte) ([]signatureLayer, error) {
-		return parseSignatureManifest(body, r.limits)
+		var skipped int
+		layers, err := parseLayerManifest(body, "signature", r.limits.Signatures, r.limits.PayloadBytes, &skipped)
+		r.skipped.Add(int64(skipped))
+		return layers, err
 	}, r.limits.PayloadBytes)
 	if err != nil {
 		return nil, err
@@ -159,7 +172,10 @@ func (r *Registry) fetchAttestations(ctx context.Context, image name.Digest) ([]
 		return nil, err
 	}
 	blobs, err := r.fetchTagged(ctx, image, tag, func(body []byte) ([]signatureLayer, error) {
-		return parseAttestationManifest(body, r.limits)
+		var skipped int
+		layers, err := parseAttestationManifestCounted(body, r.limits, &skipped)
+		r.skipped.Add(int64(skipped))
+		return layers, err
 	}, r.limits.EnvelopeBytes)
 	if err != nil {
 		return nil, err
@@ -228,7 +244,11 @@ func (r *Registry) fetchTagged(ctx context.Context, image name.Digest, tag name.
 		})
 	}
 	_ = g.Wait()
-	return keepFetched(got, errs)
+	out, err := keepFetched(got, errs)
+	if err == nil {
+		r.skipped.Add(int64(len(layers) - len(out)))
+	}
+	return out, err
 }
 
 // keepFetched returns what was fetched, skipping the parts that failed (a

@@ -891,3 +891,22 @@ server = "https://registry-1.docker.io"
 		})
 	}
 }
+
+// TestSkippedCounted: junk left out is counted.
+func TestSkippedCounted(t *testing.T) {
+	reg := newTestRegistry(t)
+	image := pushImage(t, reg.host, reg.host, "app")
+	pushSignatures(t, reg.host, image,
+		testSig{payload: simpleSigning(image), signature: []byte("a")},
+		testSig{payload: simpleSigning(image), signature: []byte("b")},
+		testSig{payload: simpleSigning(image), signature: []byte("c")},
+	)
+	src := newTestSource(t, WithLimits(Limits{Signatures: 1}))
+	got, err := src.Signatures(context.Background(), image)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("%d signatures, %v", len(got), err)
+	}
+	if n := src.Skipped(); n != 2 {
+		t.Errorf("Skipped = %d, want 2 (layers past the limit)", n)
+	}
+}
