@@ -3,6 +3,7 @@ package tpm
 import (
 	"testing"
 
+	"github.com/sealgate/sealgate/tpm/tpmsim"
 	"github.com/sealgate/sealgate/tpm/tpmtest"
 )
 
@@ -25,12 +26,12 @@ func BenchmarkUnsealSwtpmPCR(b *testing.B) {
 // BenchmarkUnsealSimulator is the same against the in-process simulator,
 // which has no socket: the difference is swtpm's transport and process.
 func BenchmarkUnsealSimulator(b *testing.B) {
-	sim, err := NewSimulator()
+	sim, err := tpmsim.New()
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer sim.Close()
-	benchmarkUnseal(b, func() (TPM, error) { return sim.Open() }, nil)
+	benchmarkUnseal(b, func() (TPM, error) { return Wrap(sim.Transport()) }, nil)
 }
 
 func benchmarkUnseal(b *testing.B, open func() (TPM, error), pcrs []int) {

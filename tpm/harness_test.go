@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/sealgate/sealgate/tpm/tpmsim"
 	"github.com/sealgate/sealgate/tpm/tpmtest"
 )
 
@@ -39,7 +40,7 @@ func forEachBackend(t *testing.T, f func(t *testing.T, h *harness)) {
 
 func simulatorHarness(t *testing.T) *harness {
 	t.Helper()
-	sim, err := NewSimulator()
+	sim, err := tpmsim.New()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func simulatorHarness(t *testing.T) *harness {
 		name: "simulator",
 		open: func(t *testing.T, opts ...Option) TPM {
 			t.Helper()
-			tp, err := sim.Open(opts...)
+			tp, err := Wrap(sim.Transport(), opts...)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -20,11 +20,10 @@
 //     in its header. swtpm serves one connection at a time, so the
 //     transport connects for each operation and disconnects after it: a
 //     running daemon does not lock `sealgate trust status` out.
-//   - "simulator": the Microsoft reference TPM compiled in-process
-//     (go-tpm-tools), a fresh TPM for each Open. Tests that need a restart
-//     or a reboot of the same TPM use NewSimulator.
 //
-// Wrap turns any go-tpm transport into a TPM.
+// Wrap turns any go-tpm transport into a TPM; package tpmsim, which only
+// tests import, wraps the in-process reference simulator with it, so that
+// the sealgate binary does not link the simulator (nor libcrypto).
 //
 // # The counter and the policy
 //
@@ -242,10 +241,8 @@ const noTPMHint = "run with --tpm swtpm:HOST:PORT for a software TPM, or with --
 	"without one (then anyone who can write the disk can change the trust store, roll it back or forge cached verdicts)"
 
 // Open opens the TPM that spec names: "" or a path under /dev (the kernel
-// device; "" means DefaultDevice), "swtpm:HOST:PORT" (swtpm's TCP server
-// socket) or "simulator" (a fresh in-process simulator; one per process, so
-// a second Open("simulator") waits for the first to be closed). A TPM that is not
-// there gives an error wrapping ErrNoTPM. Open sends one command to check
+// device; "" means DefaultDevice) or "swtpm:HOST:PORT" (swtpm's TCP server
+// socket). A TPM that is not there gives an error wrapping ErrNoTPM. Open sends one command to check
 // that the TPM answers, and starts it up if it was never started.
 func Open(spec string, opts ...Option) (TPM, error) {
 	o, err := buildOptions(opts)
@@ -260,18 +257,8 @@ func Open(spec string, opts ...Option) (TPM, error) {
 		return openDevice(spec, o)
 	case strings.HasPrefix(spec, "swtpm:"):
 		return openSwtpm(spec, strings.TrimPrefix(spec, "swtpm:"), o)
-	case spec == "simulator":
-		sim, err := NewSimulator()
-		if err != nil {
-			return nil, fmt.Errorf("open TPM simulator: %w", err)
-		}
-		d, err := sim.open(o, true)
-		if err != nil {
-			return nil, errors.Join(err, sim.Close())
-		}
-		return d, nil
 	default:
-		return nil, fmt.Errorf("open TPM: unknown TPM %q: want a device path (%s), swtpm:HOST:PORT or simulator", spec, DefaultDevice)
+		return nil, fmt.Errorf("open TPM: unknown TPM %q: want a device path (%s) or swtpm:HOST:PORT", spec, DefaultDevice)
 	}
 }
 

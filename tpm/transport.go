@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-tpm-tools/simulator"
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpmutil"
 )
@@ -131,86 +130,4 @@ func (c *swtpmConn) disconnect() {
 func (c *swtpmConn) Close() error {
 	c.disconnect()
 	return nil
-}
-
-// Simulator is an in-process TPM (the Microsoft reference implementation,
-// through go-tpm-tools) for tests and the demo. It outlives the TPM handles
-// opened on it, so that a test can stop and start a daemon against the same
-// TPM (Open again), or reboot it (Reboot). Only one Simulator exists in a
-// process at a time: NewSimulator waits until the previous one is closed.
-type Simulator struct {
-	mu  sync.Mutex
-	sim *simulator.Simulator
-}
-
-// NewSimulator starts a freshly manufactured simulated TPM.
-func NewSimulator() (*Simulator, error) {
-	sim, err := simulator.Get()
-	if err != nil {
-		return nil, fmt.Errorf("start TPM simulator: %w", err)
-	}
-	return &Simulator{sim: sim}, nil
-}
-
-// Open returns a TPM on the simulator. Closing it leaves the simulator
-// running, as a daemon's exit leaves the node's TPM.
-func (s *Simulator) Open(opts ...Option) (TPM, error) {
-	o, err := buildOptions(opts)
-	if err != nil {
-		return nil, fmt.Errorf("open TPM simulator: %w", err)
-	}
-	return s.open(o, false)
-}
-
-func (s *Simulator) open(o options, owns bool) (*device, error) {
-	c := &simConn{s: s}
-	closer := func() error { return nil }
-	if owns {
-		closer = s.Close
-	}
-	d := newDevice(c, closer, "simulator", o)
-	if err := d.probe(); err != nil {
-		return nil, err
-	}
-	return d, nil
-}
-
-// Reboot resets the simulated TPM as a reboot of the node would: PCRs
-// return to zero, ResetCount goes up, transient objects and sessions are
-// gone; NV (the counter) and the storage hierarchy remain.
-func (s *Simulator) Reboot() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sim == nil {
-		return errors.New("TPM simulator is closed")
-	}
-	if err := s.sim.Reset(); err != nil {
-		return fmt.Errorf("reboot TPM simulator: %w", err)
-	}
-	return nil
-}
-
-// Close stops the simulator; TPMs opened on it fail from then on.
-func (s *Simulator) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sim == nil {
-		return nil
-	}
-	err := s.sim.Close()
-	s.sim = nil
-	return err
-}
-
-// simConn is one TPM's transport to a Simulator; the Simulator's lock
-// keeps a command and its response together when several TPMs share it.
-type simConn struct{ s *Simulator }
-
-func (c *simConn) Send(cmd []byte) ([]byte, error) {
-	c.s.mu.Lock()
-	defer c.s.mu.Unlock()
-	if c.s.sim == nil {
-		return nil, fmt.Errorf("%w: the TPM simulator was closed", ErrNoTPM)
-	}
-	return tpmutil.RunCommandRaw(c.s.sim, cmd)
 }

@@ -23,7 +23,7 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 	ef.register(fs)
 	var tf anchorFlags
 	fs.StringVar(&tf.dir, "trust-dir", "/etc/sealgate", "the trust store: policy.yaml, keys/, roots/ and the seal record (sealgate trust seal)")
-	fs.StringVar(&tf.tpm, "tpm", "/dev/tpmrm0", "the TPM: a device (/dev/tpmrm0), swtpm:HOST:PORT, or simulator (tests only: forgets everything at exit)")
+	fs.StringVar(&tf.tpm, "tpm", "/dev/tpmrm0", "the TPM: a device (/dev/tpmrm0) or swtpm:HOST:PORT")
 	fs.StringVar(&tf.stateDir, "state-dir", "/var/lib/sealgate", "where verified verdicts are persisted, authenticated with a key sealed in the TPM")
 	fs.BoolVar(&tf.noTPM, "insecure-no-tpm", false, "run without a TPM: the trust store is not checked and verdicts are not persisted (says so at every start)")
 	revalidate := fs.Duration("revalidate-after", decision.DefaultRevalidateAfter, "how long a verified verdict decides before the sources are asked again")

@@ -91,7 +91,7 @@ type trustStoreFlags struct {
 
 func (f *trustStoreFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.dir, "dir", trust.DefaultDir, "the trust store's folder")
-	fs.StringVar(&f.tpm, "tpm", tpm.DefaultDevice, "the TPM: a device (/dev/tpmrm0), swtpm:HOST:PORT, or simulator (in-process, forgets everything when the command exits)")
+	fs.StringVar(&f.tpm, "tpm", tpm.DefaultDevice, "the TPM: a device (/dev/tpmrm0) or swtpm:HOST:PORT")
 }
 
 // open opens the TPM; a failure is a configuration error and says what
@@ -144,9 +144,6 @@ func trustSealCmd(_ context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	defer t.Close()
-	if tf.tpm == "simulator" {
-		fmt.Fprintln(stderr, "sealgate trust seal: warning: the in-process simulator forgets its counter and keys when this command exits; this seal can never be opened (use it only to check the policy)")
-	}
 
 	rec, err := trust.Seal(tf.dir, t, trust.SealOptions{MeasurePCR: *measure, BindPCRs: bind})
 	if err != nil {

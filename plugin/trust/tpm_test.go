@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/sealgate/sealgate/tpm"
+	"github.com/sealgate/sealgate/tpm/tpmsim"
 	"github.com/sealgate/sealgate/tpm/tpmtest"
 )
 
@@ -13,7 +14,7 @@ import (
 func realBackends() []backend {
 	return []backend{
 		{"simulator", func(t *testing.T) *node {
-			sim, err := tpm.NewSimulator()
+			sim, err := tpmsim.New()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -23,7 +24,7 @@ func realBackends() []backend {
 				}
 			})
 			openSim := func(t *testing.T) tpm.TPM {
-				tp, err := sim.Open()
+				tp, err := tpm.Wrap(sim.Transport())
 				if err != nil {
 					t.Fatal(err)
 				}
