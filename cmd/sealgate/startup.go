@@ -24,6 +24,10 @@ type anchorFlags struct {
 	tpm      string
 	stateDir string
 	noTPM    bool
+	// readOnly anchors as the daemon does but changes nothing: no PCR
+	// extended, no verdict or clock mark written (sealgate verify, beside
+	// a running daemon).
+	readOnly bool
 }
 
 // anchored is what start-up established: the engine options that come
@@ -54,7 +58,9 @@ func (f *anchorFlags) anchor(log *slog.Logger) (*anchored, error) {
 	if err != nil {
 		return nil, err
 	}
-	if extended, err := opened.Measure(t); err != nil {
+	if f.readOnly {
+		// nothing is measured
+	} else if extended, err := opened.Measure(t); err != nil {
 		return nil, err
 	} else if extended {
 		log.Info("trust store measured into the TPM", "pcr", opened.Record.MeasurePCR, "digest", opened.Record.Digest)
@@ -68,10 +74,26 @@ func (f *anchorFlags) anchor(log *slog.Logger) (*anchored, error) {
 	// deciding never needs the TPM.
 	base, started := clk.Clock, time.Now()
 	mono := func() time.Duration { return base + time.Since(started) }
-	store, stats, err := cache.OpenPersistent(f.stateDir, opened.DeriveKey(cacheKeyPurpose), opened.Generation,
-		cache.WithFlushErrorHandler(func(err error) { log.Error("persisting verdicts failed", "error", err) }))
+	cacheOpts := []cache.PersistOption{cache.WithFlushErrorHandler(func(err error) { log.Error("persisting verdicts failed", "error", err) })}
+	if f.readOnly {
+		cacheOpts = append(cacheOpts, cache.WithReadOnly())
+	}
+	store, stats, err := cache.OpenPersistent(f.stateDir, opened.DeriveKey(cacheKeyPurpose), opened.Generation, cacheOpts...)
 	if err != nil {
 		return nil, err
+	}
+	if f.readOnly {
+		var opts []decision.Option
+		key := opened.DeriveKey(clockMarkPurpose)
+		why := clockUnusable(f.stateDir, key, opened.Generation, clk, store)
+		if _, hasMark, _ := cache.ReadClockMark(f.stateDir, key, opened.Generation); why == "" && !hasMark && store.Len() > 0 {
+			why = "the verdicts have no clock mark (the daemon purges them when it starts)"
+		}
+		if why != "" {
+			opts = append(opts, decision.WithOfflineUnavailable(why))
+		}
+		return &anchored{opts: append(opts, decision.WithOfflineStore(store), decision.WithMonotonicClock(mono)), store: store, opened: opened,
+			closeFn: sync.OnceFunc(func() { _ = store.Close() })}, nil
 	}
 	log.Info("trust store verified against the TPM", "dir", f.dir, "generation", opened.Generation, "digest", opened.Record.Digest, "files", len(opened.Record.Files))
 	log.Info("verdict cache loaded", "dir", f.stateDir, "loaded", stats.Loaded, "badMAC", stats.BadMAC, "oldGeneration", stats.OldGeneration,
@@ -126,7 +148,26 @@ const clockMarkEvery = time.Minute
 // a TPM clock behind it went back. Verdicts whose age cannot be established
 // because the mark is gone are purged, not trusted.
 func checkClock(dir string, key []byte, generation uint64, clk tpm.Clock, store *cache.Persistent) string {
-	mark, hasMark, err := cache.ReadClockMark(dir, key, generation)
+	if why := clockUnusable(dir, key, generation, clk, store); why != "" {
+		return why
+	}
+	if _, hasMark, _ := cache.ReadClockMark(dir, key, generation); !hasMark && store.Len() > 0 {
+		// Verdicts without a mark (written by an older sealgate, or the
+		// mark was removed): their clock cannot be checked.
+		if err := store.Purge(); err != nil {
+			return "verdicts without a clock mark could not be purged: " + err.Error()
+		}
+	}
+	if err := cache.WriteClockMark(dir, key, generation, clk.Clock); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// clockUnusable says why the TPM's clock cannot measure verdict ages, or
+// "" when it can; it changes nothing.
+func clockUnusable(dir string, key []byte, generation uint64, clk tpm.Clock, store *cache.Persistent) string {
+	mark, _, err := cache.ReadClockMark(dir, key, generation)
 	if err != nil {
 		return fmt.Sprintf("%v: the highest TPM clock value seen is unknown (sealgate cache purge clears the verdicts and the mark)", err)
 	}
@@ -139,16 +180,6 @@ func checkClock(dir string, key []byte, generation uint64, clk tpm.Clock, store 
 		return "the TPM reports its clock may have lost time (Safe is false: it lost power without saving the clock)"
 	case clk.Clock < seen:
 		return fmt.Sprintf("the TPM clock (%s) is behind the highest value seen (%s): it went back (a TPM cleared or a TPM simulator restarted)", clk.Clock.Round(time.Second), seen.Round(time.Second))
-	}
-	if !hasMark && store.Len() > 0 {
-		// Verdicts without a mark (written by an older sealgate, or the
-		// mark was removed): their clock cannot be checked.
-		if err := store.Purge(); err != nil {
-			return "verdicts without a clock mark could not be purged: " + err.Error()
-		}
-	}
-	if err := cache.WriteClockMark(dir, key, generation, clk.Clock); err != nil {
-		return err.Error()
 	}
 	return ""
 }
