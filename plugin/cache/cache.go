@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sealgate/sealgate/plugin/verify"
+	"github.com/sealgate/sealgate/plugin/verdict"
 )
 
 // Key names a verdict. A verdict is only valid for the exact manifest digest,
@@ -35,7 +35,7 @@ type Verdict struct {
 	Reasons []string
 	// SatisfiedBy says which authority satisfied which requirement, with
 	// its key or certificate identity and signing time (for reports).
-	SatisfiedBy []verify.Satisfier
+	SatisfiedBy []verdict.Satisfier
 	// VerifiedAt is when the signatures were checked.
 	VerifiedAt time.Time
 	// Clock is the TPM clock reading (extrapolated with the monotonic

@@ -10,7 +10,7 @@ import (
 	"hash"
 	"time"
 
-	"github.com/sealgate/sealgate/plugin/verify"
+	"github.com/sealgate/sealgate/plugin/verdict"
 )
 
 // The snapshot file, format version 1. All integers are big-endian.
@@ -272,7 +272,7 @@ func decodeBody(body []byte, intern map[string]string) (Key, Verdict, recordStat
 	}
 	// A satisfier takes at least 9 bytes (eight empty strings and a flag).
 	if n := r.count(9); n > 0 {
-		v.SatisfiedBy = make([]verify.Satisfier, n)
+		v.SatisfiedBy = make([]verdict.Satisfier, n)
 		for i := range v.SatisfiedBy {
 			s := &v.SatisfiedBy[i]
 			s.Authority = r.str()

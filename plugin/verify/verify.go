@@ -53,7 +53,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/tlog"
@@ -61,6 +60,7 @@ import (
 
 	"github.com/sealgate/sealgate/plugin/artifact"
 	"github.com/sealgate/sealgate/plugin/policy"
+	"github.com/sealgate/sealgate/plugin/verdict"
 )
 
 // maxSignatures bounds the signatures (classic and bundles, or
@@ -100,35 +100,10 @@ type Result struct {
 	Reasons []string
 }
 
-// Satisfier records which authority, with which key or certificate
-// identity, vouched for which digest and when, so that a verdict can be
-// audited after the fact.
-type Satisfier struct {
-	// Authority is policy.Authority.Name.
-	Authority string `json:"authority"`
-	// KeyID is "sha256:<hex>" of the DER SubjectPublicKeyInfo of the key
-	// that verified (key authorities).
-	KeyID string `json:"keyID,omitempty"`
-	// Issuer and Subject are the OIDC issuer and the subject (SAN) of the
-	// verified certificate (keyless authorities).
-	Issuer  string `json:"issuer,omitempty"`
-	Subject string `json:"subject,omitempty"`
-	// SignedAt is the verified signing time: the transparency log's
-	// integrated time or the TSA's time; zero when there is none (a key
-	// signature without log entry).
-	SignedAt time.Time `json:"signedAt,omitzero"`
-	// Kind is KindCosignSignature, KindBundle or KindAttestation.
-	Kind string `json:"kind,omitempty"`
-	// PredicateType is the statement's predicate type, for attestations
-	// and DSSE bundles.
-	PredicateType string `json:"predicateType,omitempty"`
-	// Digest is the digest the signed payload names.
-	Digest string `json:"digest,omitempty"`
-	// Requirement names the rule's requirement this satisfied, for
-	// callers that report several requirements together (the decision
-	// engine sets it; this package leaves it empty).
-	Requirement string `json:"requirement,omitempty"`
-}
+// Satisfier records which authority vouched for which digest and when
+// (package verdict holds the type, so that the verdict cache does not
+// depend on this package).
+type Satisfier = verdict.Satisfier
 
 // Verifier checks signatures. It is safe for concurrent use and meant to
 // live as long as its trust store: the trusted roots are parsed once, in
