@@ -65,8 +65,11 @@ import (
 
 // maxSignatures bounds the signatures (classic and bundles, or
 // attestations) one call examines, so that a hostile registry listing
-// thousands cannot hold a decision: the rest are skipped with a reason.
-const maxSignatures = 64
+// thousands cannot hold a decision: the rest are skipped with a reason. It
+// covers all that the registry source hands over (128 layers of a
+// signature manifest and 64 bundle referrers), so that junk the source
+// kept cannot push a valid signature out of what is examined.
+const maxSignatures = 192
 
 // Kinds of signature a Satisfier reports.
 const (
