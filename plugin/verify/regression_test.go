@@ -258,7 +258,7 @@ func TestRegressionTooManyEntries(t *testing.T) {
 	}
 	v := newVerifier(t)
 	res := v.VerifySignatures(context.Background(), regressionSubject, flood, &policy.Signatures{Authorities: []*policy.Authority{keyAuthority(t, "keys/a.pub", keys(t)["a"].public())}})
-	denied(t, res, "10 more signatures not checked (at most 64 are examined per decision)")
+	denied(t, res, fmt.Sprintf("10 more signatures not checked (at most %d are examined per decision)", maxSignatures))
 	if len(res.Reasons) != maxSignatures+2 {
 		t.Errorf("%d reasons, want %d", len(res.Reasons), maxSignatures+2)
 	}
