@@ -76,11 +76,14 @@ func TestAnchorLoadsSealedState(t *testing.T) {
 	if len(a.store.Entries()) != 100 || len(a.opts) != 2 {
 		t.Errorf("loaded %d verdicts, %d options", len(a.store.Entries()), len(a.opts))
 	}
-	// A key file added after sealing: start-up refuses, naming it.
-	if err := os.WriteFile(filepath.Join(f.dir, "keys", "added.pub"), []byte("x"), 0o600); err != nil {
+	a.closeFn()
+	// The policy edited after sealing: start-up refuses, naming it.
+	pol := filepath.Join(f.dir, "policy.yaml")
+	b, _ := os.ReadFile(pol)
+	if err := os.WriteFile(pol, append(b, "# edited\n"...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.anchor(slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "keys/added.pub") {
+	if _, err := f.anchor(slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "policy.yaml was changed") {
 		t.Errorf("anchor on a changed store: %v", err)
 	}
 }

@@ -156,7 +156,7 @@ func trustSealCmd(_ context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		return exitFailed
 	}
-	fmt.Fprintf(stdout, "sealed %s at generation %d: %d files, digest %s\n", tf.dir, rec.Generation, len(rec.Files), rec.Digest)
+	fmt.Fprintf(stdout, "sealed %s at generation %d: %s (the policy and the files it names), digest %s\n", tf.dir, rec.Generation, plural(len(rec.Files), "file"), rec.Digest)
 	if len(rec.BindPCRs) > 0 {
 		fmt.Fprintf(stdout, "the key is bound to PCRs %s: after a change of them, seal again\n", trustFormatPCRs(rec.BindPCRs))
 	}
@@ -250,7 +250,7 @@ func trustPrintStatus(w io.Writer, st *trust.StatusReport) {
 		fmt.Fprintf(w, "trust store %s: not sealed (TPM trust generation %d)\n", st.Dir, st.Counter)
 	} else {
 		fmt.Fprintf(w, "trust store %s: sealed at generation %d on %s\n", st.Dir, st.Generation, st.SealedAt.Format("2006-01-02 15:04:05 MST"))
-		fmt.Fprintf(w, "  content:     %d files, digest %s\n", st.Files, st.Digest)
+		fmt.Fprintf(w, "  content:     %s (the policy and the files it names), digest %s\n", plural(st.Files, "file"), st.Digest)
 		gen := "matches"
 		if st.Counter != st.Generation {
 			gen = "does NOT match"
@@ -299,3 +299,4 @@ func trustPrintStatus(w io.Writer, st *trust.StatusReport) {
 		fmt.Fprintf(w, "  - %s\n", p)
 	}
 }
+

@@ -96,7 +96,7 @@ func TestTrustSealStatus(t *testing.T) {
 	}
 
 	code, stdout, stderr := runMain("trust", "seal", "--dir", dir, "--tpm", sw.Spec, "--bind-pcrs", "16")
-	if code != exitOK || !strings.Contains(stdout, "sealed "+dir+" at generation 1: 3 files") || !strings.Contains(stdout, "measured into PCR 23") || !strings.Contains(stdout, "bound to PCRs 16") {
+	if code != exitOK || !strings.Contains(stdout, "sealed "+dir+" at generation 1: 1 file (the policy and the files it names)") || !strings.Contains(stdout, "measured into PCR 23") || !strings.Contains(stdout, "bound to PCRs 16") {
 		t.Fatalf("seal: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 	stdout, _ = status(exitOK)
@@ -110,26 +110,33 @@ func TestTrustSealStatus(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 		t.Fatalf("status JSON: %v\n%s", err, stdout)
 	}
-	if got["ok"] != true || got["generation"] != 1.0 || got["counter"] != 1.0 || got["files"] != 3.0 || got["match"] != true || got["measurement"].(map[string]any)["pcr"] != 23.0 {
+	if got["ok"] != true || got["generation"] != 1.0 || got["counter"] != 1.0 || got["files"] != 1.0 || got["match"] != true || got["measurement"].(map[string]any)["pcr"] != 23.0 {
 		t.Errorf("status JSON: %s", stdout)
 	}
 
-	// Back up the sealed store; then a key added: status names it, exit 1.
+	// Files the policy does not name (an editor's swap file, notes) are
+	// not sealed: they change nothing.
+	writeFile(t, dir, ".policy.yaml.swp", "swap")
+	writeFile(t, filepath.Join(dir, "keys"), "extra.pub", "not a key")
+	status(exitOK)
+
+	// Back up the sealed store; then the policy edited: status names it,
+	// exit 1.
 	backup := filepath.Join(t.TempDir(), "backup")
 	trustCopyDir(t, dir, backup)
-	writeFile(t, filepath.Join(dir, "keys"), "extra.pub", "not a key")
+	pol := filepath.Join(dir, "policy.yaml")
+	good, _ := os.ReadFile(pol)
+	os.WriteFile(pol, append(good, []byte("# reviewed\n")...), 0o644)
 	stdout, _ = status(exitFailed)
-	if !strings.Contains(stdout, "added    keys/extra.pub") || !strings.Contains(stdout, "keys/extra.pub was added since the trust store was sealed at generation 1; run `sealgate trust seal` to accept it") {
-		t.Errorf("status after a key was added:\n%s", stdout)
+	if !strings.Contains(stdout, "changed  policy.yaml") || !strings.Contains(stdout, "policy.yaml was changed since the trust store was sealed at generation 1; run `sealgate trust seal` to accept it") {
+		t.Errorf("status after the policy was edited:\n%s", stdout)
 	}
 	stdout, _ = status(exitFailed, "--output", "json")
-	if !strings.Contains(stdout, `"path": "keys/extra.pub"`) || !strings.Contains(stdout, `"ok": false`) {
-		t.Errorf("status JSON after a key was added:\n%s", stdout)
+	if !strings.Contains(stdout, `"path": "policy.yaml"`) || !strings.Contains(stdout, `"ok": false`) {
+		t.Errorf("status JSON after the policy was edited:\n%s", stdout)
 	}
 
 	// Seal refuses the store while the policy is invalid, and names the line.
-	pol := filepath.Join(dir, "policy.yaml")
-	good, _ := os.ReadFile(pol)
 	os.WriteFile(pol, append(good, []byte("trusted: yes\n")...), 0o644)
 	code, _, stderr = runMain("trust", "seal", "--dir", dir, "--tpm", sw.Spec)
 	if code != exitUsage || !strings.Contains(stderr, "policy.yaml:") || !strings.Contains(stderr, "trusted") || !strings.Contains(stderr, "nothing was sealed") {
@@ -137,10 +144,10 @@ func TestTrustSealStatus(t *testing.T) {
 	}
 	os.WriteFile(pol, good, 0o644)
 
-	// Re-seal accepts the key (the file is not a key, but the policy does
-	// not name it: every file is sealed, only named keys are parsed).
+	// Re-seal accepts the store (the file that is not a key is not named,
+	// so neither sealed nor parsed).
 	code, stdout, stderr = runMain("trust", "seal", "--dir", dir, "--tpm", sw.Spec, "--bind-pcrs", "16")
-	if code != exitOK || !strings.Contains(stdout, "at generation 2: 4 files") {
+	if code != exitOK || !strings.Contains(stdout, "at generation 2: 1 file (") {
 		t.Fatalf("re-seal: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	stdout, _ = status(exitOK)

@@ -6,11 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
-	"io"
 	"io/fs"
-	"os"
 	"path"
-	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -74,86 +71,6 @@ func writeUint(h hash.Hash, n uint64) {
 	var buf [8]byte
 	binary.BigEndian.PutUint64(buf[:], n)
 	h.Write(buf[:])
-}
-
-// digestFiles reads every regular file of the trust store except the seal
-// record, bounded, and returns them sorted by path. A symbolic link or a
-// special file is an error wrapping ErrStore: a link could point outside
-// what is sealed, or at something that changes under it.
-//
-// Files are opened through an os.Root, so that a file swapped for a link
-// between the walk and the read can still not lead outside the directory.
-func digestFiles(dir string) ([]File, error) {
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return nil, fmt.Errorf("open trust store: %w", err)
-	}
-	defer root.Close()
-	var (
-		files []File
-		total int64
-	)
-	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
-		switch t := d.Type(); {
-		case p == RecordName && t.IsRegular():
-			return nil
-		case t.IsDir():
-			return nil
-		case t&fs.ModeSymlink != 0:
-			return fmt.Errorf("%w: %s is a symbolic link; the trust store holds regular files only (a link could point outside what is sealed): replace it with the file it points to", ErrStore, p)
-		case !t.IsRegular():
-			return fmt.Errorf("%w: %s is not a regular file (%s); remove it from the trust store", ErrStore, p, t.Type())
-		}
-		if len(files) == maxFiles {
-			return fmt.Errorf("%w: more than %d files; a trust store holds a policy, keys and trusted roots", ErrStore, maxFiles)
-		}
-		if !validPath(p) {
-			return fmt.Errorf("%w: %.80q: a name longer than %d bytes, with control characters or not UTF-8; rename or remove it", ErrStore, p, maxPathLen)
-		}
-		f, err := hashFile(root, p)
-		if err != nil {
-			return err
-		}
-		if total += f.Size; total > maxTotalSize {
-			return fmt.Errorf("%w: the files add up to more than %d bytes; a trust store holds a policy, keys and trusted roots", ErrStore, maxTotalSize)
-		}
-		files = append(files, f)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	// WalkDir visits in lexical order within each directory, which is not
-	// the order of full paths ("a/b" < "a.b" but "a" is walked first).
-	slices.SortFunc(files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
-	return files, nil
-}
-
-func hashFile(root *os.Root, p string) (File, error) {
-	f, err := root.Open(p)
-	if err != nil {
-		return File{}, fmt.Errorf("read %s: %w", p, err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return File{}, fmt.Errorf("read %s: %w", p, err)
-	}
-	if !st.Mode().IsRegular() {
-		return File{}, fmt.Errorf("%w: %s is not a regular file", ErrStore, p)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return File{}, fmt.Errorf("read %s: %w", p, err)
-	}
-	if int64(len(data)) > maxFileSize {
-		return File{}, fmt.Errorf("%w: %s is larger than %d bytes; a trust store holds a policy, keys and trusted roots", ErrStore, p, maxFileSize)
-	}
-	sum := sha256.Sum256(data)
-	return File{Path: p, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data)), data: data}, nil
 }
 
 // diff compares the files on disk with the sealed list (both sorted by

@@ -64,9 +64,10 @@ rules:                       # the first rule that matches decides
 const keysReadme = `Public keys that policy.yaml names (key: keys/NAME.pub), PEM, as cosign
 writes them (cosign generate-key-pair writes cosign.pub).
 
-Every file in the trust store is sealed: adding, replacing or removing a key
-here takes effect only after ` + "`sealgate trust seal`" + `, and until then the
-daemon refuses to start. Re-sealing is how a key is rotated or revoked.
+The policy and the files it names are sealed: changing or removing a named
+key, or naming another one, takes effect only after ` + "`sealgate trust seal`" + `,
+and until then the daemon refuses to start. A file the policy does not name
+is neither sealed nor read. Re-sealing is how a key is rotated or revoked.
 `
 
 const rootsReadme = `Sigstore trusted roots (trusted_root.json) for keyless signatures, named by
@@ -74,8 +75,9 @@ policy.yaml (trustedRoot: roots/trusted_root.json). Get one with
 ` + "`cosign trusted-root create`" + ` or from the Sigstore TUF repository; sealgate
 never fetches it.
 
-Every file in the trust store is sealed: a change here takes effect only
-after ` + "`sealgate trust seal`" + `, and until then the daemon refuses to start.
+The policy and the files it names are sealed: a change of a named root takes
+effect only after ` + "`sealgate trust seal`" + `, and until then the daemon refuses
+to start. A file the policy does not name is neither sealed nor read.
 `
 
 // Init writes a starter trust store into dir, which must be missing or

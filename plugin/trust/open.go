@@ -14,7 +14,7 @@ import (
 
 // Opened is a trust store whose content was checked against its seal: the
 // key unsealed at the TPM's current generation, the record's MAC verified,
-// and every file on disk is the one sealed.
+// and every sealed file (the policy and what it names) is on disk as sealed.
 type Opened struct {
 	// Dir is the trust store directory.
 	Dir string
@@ -50,7 +50,7 @@ func (o *Opened) DeriveKey(purpose string) []byte { return derive(o.key, purpose
 // record was sealed at (or an older store and record were restored: error
 // wrapping tpm.ErrCounterMoved), the TPM must unseal the key (tpm.ErrPCRMismatch
 // when bound PCRs changed), the record's MAC must verify under it
-// (ErrRecord), and every file on disk must be as sealed, none added or
+// (ErrRecord), and every file the record lists must be on disk as sealed, none
 // removed (*MismatchError, wrapping ErrMismatch, naming the file). A store
 // without a record wraps ErrNotSealed.
 //
@@ -64,7 +64,7 @@ func Open(dir string, t tpm.TPM) (*Opened, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open trust store: %w", err)
 	}
-	files, err := digestFiles(dir)
+	files, err := readListed(dir, rec.Files)
 	if err != nil {
 		clear(k)
 		return nil, fmt.Errorf("open trust store: %w", err)

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/tpm"
 )
 
@@ -63,9 +62,10 @@ type SealOptions struct {
 // with any trust store restored alongside it, stops opening: the counter
 // has moved on.
 //
-// Seal refuses a trust store whose policy does not parse, whose policy
-// names a file outside the trust store (it would not be sealed), or which
-// holds a symbolic link or a special file; those errors wrap ErrStore and
+// What is sealed is the policy and exactly the files it names. Seal refuses
+// a policy that does not parse, that names a file outside the trust store
+// (it would not be sealed), a symbolic link or a special file; those errors
+// wrap ErrStore and
 // leave the counter alone. If the measurement fails after the record is
 // written, Seal returns the record with the error: the store is sealed and
 // opens, only the PCR does not show it.
@@ -93,12 +93,9 @@ func Seal(dir string, t tpm.TPM, o SealOptions) (*Record, error) {
 	if err := os.Remove(filepath.Join(dir, tmpRecordName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("seal: remove a leftover %s: %w", tmpRecordName, err)
 	}
-	if err := checkPolicy(dir); err != nil {
-		return nil, err
-	}
-	files, err := digestFiles(dir)
+	files, _, err := readSet(dir)
 	if err != nil {
-		return nil, fmt.Errorf("seal: %w", err)
+		return nil, fmt.Errorf("seal: %w (nothing was sealed)", err)
 	}
 	digest, err := StoreDigest(files)
 	if err != nil {
@@ -151,26 +148,6 @@ func Seal(dir string, t tpm.TPM, o SealOptions) (*Record, error) {
 		}
 	}
 	return rec, nil
-}
-
-// checkPolicy loads the policy strictly and checks that every file it
-// names lives in the trust store, where it is sealed.
-func checkPolicy(dir string) error {
-	pol, err := policy.Load(filepath.Join(dir, PolicyName))
-	if err != nil {
-		return fmt.Errorf("seal: %w (nothing was sealed): %w", ErrStore, err)
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return fmt.Errorf("seal: %w", err)
-	}
-	for _, f := range pol.Files() {
-		rel, err := filepath.Rel(abs, f)
-		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return fmt.Errorf("seal: %w (nothing was sealed): the policy names %s, outside the trust store %s, so its content would not be sealed; move it into %s (keys/ or roots/) and name it relative to the policy", ErrStore, f, dir, dir)
-		}
-	}
-	return nil
 }
 
 // lockDir takes an exclusive advisory lock on the trust store's folder for

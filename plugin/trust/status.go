@@ -98,7 +98,7 @@ func Status(dir string, t tpm.TPM) (*StatusReport, error) {
 		r.Problems = append(r.Problems, err.Error())
 	}
 
-	files, err := digestFiles(dir)
+	files, err := readListed(dir, rec.Files)
 	switch {
 	case errors.Is(err, ErrStore):
 		r.Problems = append(r.Problems, err.Error())

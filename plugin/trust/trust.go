@@ -3,13 +3,15 @@
 //
 // The trust store is a directory (default /etc/sealgate) holding the policy
 // (policy.yaml), public keys (keys/) and Sigstore trusted roots (roots/).
-// Every regular file under it is part of the trust store, whether or not the
-// policy names it today, so that nothing in it can change unnoticed; the
-// one exception is the seal record, sealed.json, which lives inside it.
+// What is sealed is the policy and exactly the files it names: what
+// decides. Other files in the folder (an editor's swap file, notes,
+// examples) are neither sealed nor read, so they can neither stop the
+// daemon nor take part in a decision; the seal record, sealed.json, lives
+// inside it.
 //
 // Sealing (Seal) generates a fresh 32-byte key K, increments the TPM's
 // trust-generation counter, seals K to the TPM at the new generation (and,
-// when asked, to PCRs), and writes sealed.json: the SHA-256 of every file,
+// when asked, to PCRs), and writes sealed.json: the SHA-256 of every sealed file,
 // the digest of the whole store, and an HMAC over all of it under a key
 // derived from K. Opening (Open, at daemon start-up) unseals K, which only
 // the TPM can do and only while the counter still holds that generation,

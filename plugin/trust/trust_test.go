@@ -126,7 +126,7 @@ func TestSealRestartOpen(t *testing.T) {
 	forEachTPM(t, func(t *testing.T, n *node) {
 		dir := newStore(t)
 		rec := seal(t, dir, n.tpm, SealOptions{Now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)})
-		if rec.Generation != 1 || len(rec.Files) != 4 || rec.MeasurePCR != DefaultMeasurePCR {
+		if rec.Generation != 1 || len(rec.Files) != 2 || rec.MeasurePCR != DefaultMeasurePCR {
 			t.Fatalf("record: generation %d, %d files, PCR %d", rec.Generation, len(rec.Files), rec.MeasurePCR)
 		}
 		for _, reboot := range []bool{false, true} {
@@ -146,30 +146,33 @@ func TestOpenRefusesChanges(t *testing.T) {
 		name   string
 		change func(t *testing.T, dir string)
 		want   string
+		// broken: the change leaves a store that cannot be sealed again.
+		broken bool
 	}{
-		{"key added", func(t *testing.T, dir string) {
+		{"policy names another key", func(t *testing.T, dir string) {
 			write(t, dir, "keys/extra.pub", readTestdata(t, "keys/other.pub"))
-		}, "keys/extra.pub was added since the trust store was sealed at generation 1; run `sealgate trust seal` to accept it"},
+			write(t, dir, PolicyName, strings.Replace(policyWithKey, "- key: keys/release.pub", "- key: keys/release.pub\n        - key: keys/extra.pub", 1))
+		}, "policy.yaml was changed since the trust store was sealed at generation 1; run `sealgate trust seal` to accept it", false},
 		{"key edited", func(t *testing.T, dir string) {
 			write(t, dir, "keys/release.pub", readTestdata(t, "keys/other.pub"))
-		}, "keys/release.pub was changed since the trust store was sealed at generation 1"},
+		}, "keys/release.pub was changed since the trust store was sealed at generation 1", false},
 		{"policy edited", func(t *testing.T, dir string) {
 			write(t, dir, PolicyName, strings.Replace(policyWithKey, "mode: enforce", "mode: warn", 1))
-		}, "policy.yaml was changed since the trust store was sealed at generation 1"},
-		{"file removed", func(t *testing.T, dir string) {
-			if err := os.Remove(filepath.Join(dir, "roots", "README")); err != nil {
+		}, "policy.yaml was changed since the trust store was sealed at generation 1", false},
+		{"named key removed", func(t *testing.T, dir string) {
+			if err := os.Remove(filepath.Join(dir, "keys", "release.pub")); err != nil {
 				t.Fatal(err)
 			}
-		}, "roots/README was removed since the trust store was sealed at generation 1; restore it"},
-		{"unreferenced file in a new folder", func(t *testing.T, dir string) {
-			write(t, dir, "other/notes.txt", "hello")
-		}, "other/notes.txt was added"},
+		}, "keys/release.pub was removed since the trust store was sealed at generation 1; restore it", true},
 		{"one byte flipped at the same size", func(t *testing.T, dir string) {
-			p := filepath.Join(dir, "keys", "README")
+			write(t, dir, PolicyName, strings.Replace(policyWithKey, "infra", "infrb", 1))
+		}, "policy.yaml was changed", false},
+		{"key bytes changed at the same size", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "keys", "release.pub")
 			b, _ := os.ReadFile(p)
 			b[0] ^= 1
 			os.WriteFile(p, b, 0o644)
-		}, "keys/README was changed"},
+		}, "keys/release.pub was changed", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,6 +192,9 @@ func TestOpenRefusesChanges(t *testing.T) {
 				if !errors.As(err, &me) || len(me.Differences) != 1 {
 					t.Errorf("differences: %+v", me)
 				}
+				if tt.broken {
+					return
+				}
 				rec := seal(t, dir, n.tpm, SealOptions{})
 				if rec.Generation != 2 {
 					t.Errorf("re-seal at generation %d, want 2", rec.Generation)
@@ -206,21 +212,69 @@ func TestMismatchNamesAllFiles(t *testing.T) {
 	dir := newStore(t)
 	f := newFake()
 	seal(t, dir, f, SealOptions{})
-	write(t, dir, "keys/b.pub", "x")
-	write(t, dir, "keys/a.pub", "x")
-	os.Remove(filepath.Join(dir, "keys", "README"))
+	write(t, dir, PolicyName, strings.Replace(policyWithKey, "mode: enforce", "mode: warn", 1))
+	os.Remove(filepath.Join(dir, "keys", "release.pub"))
 	_, err := Open(dir, f)
 	var me *MismatchError
 	if !errors.As(err, &me) {
 		t.Fatalf("%v", err)
 	}
-	want := []Difference{{"keys/README", Removed}, {"keys/a.pub", Added}, {"keys/b.pub", Added}}
-	if len(me.Differences) != 3 || me.Differences[0] != want[0] || me.Differences[1] != want[1] || me.Differences[2] != want[2] {
+	want := []Difference{{"keys/release.pub", Removed}, {"policy.yaml", Changed}}
+	if len(me.Differences) != 2 || me.Differences[0] != want[0] || me.Differences[1] != want[1] {
 		t.Errorf("differences %v, want %v", me.Differences, want)
 	}
-	if !strings.Contains(err.Error(), "keys/README was removed") || !strings.Contains(err.Error(), "also: keys/a.pub added, keys/b.pub added") {
+	if !strings.Contains(err.Error(), "keys/release.pub was removed") || !strings.Contains(err.Error(), "also: policy.yaml changed") {
 		t.Errorf("message: %v", err)
 	}
+}
+
+// TestSealedSetIsWhatThePolicyNames: the policy and the files it names are
+// sealed; anything else in the folder (an editor's swap file, notes, a key
+// no rule names) is neither sealed nor read, so adding, changing or
+// removing it neither stops the daemon nor reaches a decision.
+func TestSealedSetIsWhatThePolicyNames(t *testing.T) {
+	forEachTPM(t, func(t *testing.T, n *node) {
+		dir := newStore(t)
+		write(t, dir, ".policy.yaml.swp", "vim swap")
+		write(t, dir, "keys/unused.pub", readTestdata(t, "keys/other.pub"))
+		rec := seal(t, dir, n.tpm, SealOptions{})
+		var got []string
+		for _, f := range rec.Files {
+			got = append(got, f.Path)
+		}
+		if strings.Join(got, " ") != "keys/release.pub policy.yaml" {
+			t.Fatalf("sealed %v, want the policy and the key it names", got)
+		}
+		write(t, dir, ".policy.yaml.swp", "changed")
+		os.Remove(filepath.Join(dir, "keys", "unused.pub"))
+		os.Remove(filepath.Join(dir, "keys", "README"))
+		write(t, dir, "notes/todo.txt", "x")
+		if err := os.Symlink("/etc/passwd", filepath.Join(dir, "keys", "link.pub")); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mkfifo(filepath.Join(dir, "pipe"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		n.restart(t, true)
+		o := open(t, dir, n.tpm)
+		if _, err := o.ReadFile("notes/todo.txt"); !errors.Is(err, ErrNotInStore) {
+			t.Errorf("an unsealed file was readable: %v", err)
+		}
+		if b, err := o.ReadFile(filepath.Join(dir, "keys", "release.pub")); err != nil || string(b) != readTestdata(t, "keys/release.pub") {
+			t.Errorf("sealed key: %q %v", b, err)
+		}
+		if st, err := Status(dir, n.tpm); err != nil || !st.OK() || st.Files != 2 {
+			t.Errorf("status: %+v %v", st, err)
+		}
+		// A sealed file swapped for a link is refused, not followed.
+		os.Remove(filepath.Join(dir, "keys", "release.pub"))
+		if err := os.Symlink("unused.pub", filepath.Join(dir, "keys", "release.pub")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(dir, n.tpm); !errors.Is(err, ErrStore) || !strings.Contains(err.Error(), "keys/release.pub is a symbolic link") {
+			t.Errorf("open with the sealed key swapped for a link: %v", err)
+		}
+	})
 }
 
 // copyDir copies a trust store, as a backup would.
@@ -275,9 +329,11 @@ func TestRollbackRefused(t *testing.T) {
 			forEachTPM(t, func(t *testing.T, n *node) {
 				dir := newStore(t)
 				write(t, dir, "keys/revoked.pub", readTestdata(t, "keys/other.pub"))
+				nameKey(t, dir, "keys/revoked.pub")
 				seal(t, dir, n.tpm, SealOptions{})
 				backup := filepath.Join(t.TempDir(), "backup")
 				copyDir(t, dir, backup)
+				write(t, dir, PolicyName, policyWithKey)
 				os.Remove(filepath.Join(dir, "keys", "revoked.pub"))
 				seal(t, dir, n.tpm, SealOptions{})
 				tt.restore(t, dir, backup)
@@ -289,7 +345,7 @@ func TestRollbackRefused(t *testing.T) {
 				if tt.want == tpm.ErrCounterMoved && !strings.Contains(err.Error(), "sealed at generation 1 but the TPM counter is at 2: an older trust store or seal record was restored; restore the current one or run `sealgate trust seal`") {
 					t.Errorf("message: %v", err)
 				}
-				if tt.want == ErrMismatch && !strings.Contains(err.Error(), "keys/revoked.pub was added") {
+				if tt.want == ErrMismatch && !strings.Contains(err.Error(), "policy.yaml was changed") {
 					t.Errorf("message: %v", err)
 				}
 			})
@@ -316,7 +372,8 @@ func TestForgedRecord(t *testing.T) {
 	}{
 		{"file list with an added key", func(t *testing.T, dir string, r *Record) {
 			write(t, dir, "keys/extra.pub", readTestdata(t, "keys/other.pub"))
-			files, err := digestFiles(dir)
+			write(t, dir, PolicyName, strings.Replace(policyWithKey, "- key: keys/release.pub", "- key: keys/release.pub\n        - key: keys/extra.pub", 1))
+			files, _, err := readSet(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -324,7 +381,7 @@ func TestForgedRecord(t *testing.T) {
 		}},
 		{"file list with an edited policy", func(t *testing.T, dir string, r *Record) {
 			write(t, dir, PolicyName, strings.Replace(policyWithKey, "default: deny", "default: allow", 1))
-			files, err := digestFiles(dir)
+			files, _, err := readSet(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -419,28 +476,33 @@ func TestSealRefuses(t *testing.T) {
 			if err := os.Symlink("/etc/passwd", filepath.Join(dir, "keys", "link.pub")); err != nil {
 				t.Fatal(err)
 			}
+			nameKey(t, dir, "keys/link.pub")
 		}, SealOptions{}, ErrStore, "keys/link.pub is a symbolic link"},
 		{"symbolic link to a folder", func(t *testing.T, dir string) {
-			if err := os.Symlink(t.TempDir(), filepath.Join(dir, "more")); err != nil {
+			other := t.TempDir()
+			write(t, other, "k.pub", readTestdata(t, "keys/release.pub"))
+			if err := os.Symlink(other, filepath.Join(dir, "more")); err != nil {
 				t.Fatal(err)
 			}
+			nameKey(t, dir, "more/k.pub")
 		}, SealOptions{}, ErrStore, "more is a symbolic link"},
 		{"fifo", func(t *testing.T, dir string) {
 			if err := syscall.Mkfifo(filepath.Join(dir, "keys", "pipe"), 0o644); err != nil {
 				t.Fatal(err)
 			}
+			nameKey(t, dir, "keys/pipe")
 		}, SealOptions{}, ErrStore, "keys/pipe is not a regular file"},
-		{"file too large", func(t *testing.T, dir string) {
-			p := filepath.Join(dir, "roots", "huge.json")
-			f, err := os.Create(p)
+		{"policy too large", func(t *testing.T, dir string) {
+			f, err := os.OpenFile(filepath.Join(dir, PolicyName), os.O_WRONLY, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
 			f.Truncate(maxFileSize + 1)
 			f.Close()
-		}, SealOptions{}, ErrStore, "roots/huge.json is larger than"},
+		}, SealOptions{}, ErrStore, "policy.yaml is larger than"},
 		{"control character in a name", func(t *testing.T, dir string) {
 			write(t, dir, "keys/a\nb.pub", "x")
+			nameKey(t, dir, `"keys/a\nb.pub"`)
 		}, SealOptions{}, ErrStore, `"keys/a\nb.pub"`},
 		{"measure and bind the same PCR", nil, SealOptions{MeasurePCR: 16, BindPCRs: []int{7, 16}}, ErrOptions, "PCR 16 is both measured into and bound to"},
 		{"default measure PCR bound", nil, SealOptions{BindPCRs: []int{23}}, ErrOptions, "PCR 23 is both measured into and bound to"},
@@ -612,12 +674,12 @@ func TestStatus(t *testing.T) {
 		rec := seal(t, dir, n.tpm, SealOptions{BindPCRs: []int{16}})
 		n.restart(t, false)
 		st, err = Status(dir, n.tpm)
-		if err != nil || !st.OK() || st.Generation != 1 || st.Counter != 1 || st.Files != 4 || st.Digest != rec.Digest || !st.SealedAt.Equal(rec.SealedAt) || len(st.BindPCRs) != 1 {
+		if err != nil || !st.OK() || st.Generation != 1 || st.Counter != 1 || st.Files != 2 || st.Digest != rec.Digest || !st.SealedAt.Equal(rec.SealedAt) || len(st.BindPCRs) != 1 {
 			t.Fatalf("sealed store: %+v %v", st, err)
 		}
-		write(t, dir, "keys/extra.pub", "x")
+		write(t, dir, "keys/release.pub", readTestdata(t, "keys/other.pub"))
 		st, err = Status(dir, n.tpm)
-		if err != nil || st.OK() || st.Match || !st.Authentic || len(st.Differences) != 1 || st.Differences[0] != (Difference{"keys/extra.pub", Added}) {
+		if err != nil || st.OK() || st.Match || !st.Authentic || len(st.Differences) != 1 || st.Differences[0] != (Difference{"keys/release.pub", Changed}) {
 			t.Fatalf("changed store: %+v %v", st, err)
 		}
 		// Another seal elsewhere moves the counter: this one no longer unseals.
@@ -732,29 +794,10 @@ func TestInitExampleRule(t *testing.T) {
 	open(t, dir, f)
 }
 
-func TestDigestFilesOrder(t *testing.T) {
-	dir := t.TempDir()
-	for _, name := range []string{"a.b", "a-b", "a/c", "b", RecordName, "sub/" + RecordName} {
-		write(t, dir, name, name)
-	}
-	files, err := digestFiles(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, f := range files {
-		got = append(got, f.Path)
-	}
-	// Byte order of the full paths (WalkDir gives a/c before a-b); only the
-	// top-level sealed.json is left out.
-	if want := "a-b a.b a/c b sub/sealed.json"; strings.Join(got, " ") != want {
-		t.Errorf("files %v, want %s", got, want)
-	}
-	for _, p := range got {
-		if p == RecordName {
-			t.Error("the record is digested")
-		}
-	}
+// nameKey makes the test policy name another key file (a YAML scalar).
+func nameKey(t *testing.T, dir, key string) {
+	t.Helper()
+	write(t, dir, PolicyName, strings.Replace(policyWithKey, "- key: keys/release.pub", "- key: keys/release.pub\n        - key: "+key, 1))
 }
 
 // TestStoreDigestPinned pins the digest's framing: a remote verifier
