@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -127,13 +128,23 @@ func TestPulledImageVerifiedAhead(t *testing.T) {
 // sealing makes sealgate refuse to start, naming the file.
 func TestStartRefusesChangedTrustStore(t *testing.T) {
 	n := newSealedNode(t, time.Hour)
+	// A file the policy does not name is not sealed and changes nothing;
+	// the policy edited is refused.
 	writeFile(t, filepath.Join(n.trustDir, "keys", "extra.pub"), "not sealed\n")
-	out, err := exec.Command(testenv.BuildSealgate(t), "run", "--trust-dir", n.trustDir, "--tpm", n.tpm.Spec,
-		"--state-dir", n.stateDir, "--nri-socket", n.c.NRISocket, "--containerd-address", "").CombinedOutput()
-	if err == nil {
+	pol := filepath.Join(n.trustDir, "policy.yaml")
+	b, err := os.ReadFile(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, pol, string(b)+"# edited after sealing\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, testenv.BuildSealgate(t), "run", "--trust-dir", n.trustDir, "--tpm", n.tpm.Spec,
+		"--state-dir", n.stateDir, "--nri-socket", n.c.NRISocket, "--containerd-address", "", "--gate-socket", "").CombinedOutput()
+	if err == nil || ctx.Err() != nil {
 		t.Fatalf("sealgate started on a changed trust store:\n%s", out)
 	}
-	if !strings.Contains(string(out), "keys/extra.pub") {
+	if !strings.Contains(string(out), "policy.yaml was changed") {
 		t.Errorf("the refusal does not name the file:\n%s", out)
 	}
 	if _, statErr := os.Stat(filepath.Join(n.trustDir, "sealed.json")); statErr != nil {

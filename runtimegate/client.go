@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/sealgate/sealgate/internal/strictjson"
 )
 
 // ErrNoAnswer wraps every way the daemon can fail to answer: no socket,
@@ -57,13 +59,8 @@ func readLine(r io.Reader, v any) error {
 		}
 		return fmt.Errorf("read message: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := strictjson.Unmarshal(bytes.TrimRight(line, "\n"), v, 4); err != nil {
 		return fmt.Errorf("decode message: %w", err)
-	}
-	if dec.More() {
-		return errors.New("decode message: trailing data")
 	}
 	return nil
 }

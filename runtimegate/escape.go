@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/sealgate/sealgate/internal/strictjson"
 )
 
 // Escape is the wrapper's note that it let a container start on the
@@ -101,7 +103,7 @@ func readEscape(path string) (Escape, error) {
 		return Escape{}, err
 	}
 	var e Escape
-	if err := json.Unmarshal(b, &e); err != nil {
+	if err := strictjson.Unmarshal(b, &e, 4); err != nil {
 		return Escape{}, err
 	}
 	return e, nil

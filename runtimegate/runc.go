@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sealgate/sealgate/internal/strictjson"
 )
 
 // Invocation is what the wrapper needs from runc's command line.
@@ -166,6 +168,12 @@ func SpecAnnotations(bundle string) (map[string]string, error) {
 func parseSpecAnnotations(b []byte) (map[string]string, error) {
 	var spec struct {
 		Annotations map[string]string `json:"annotations"`
+	}
+	// Keys the runtime and sealgate could read differently (a duplicate
+	// annotation) refuse the container; runc matches field names as
+	// encoding/json does, so the struct below reads what runc reads.
+	if err := strictjson.Check(b, 64); err != nil {
+		return nil, err
 	}
 	if err := json.Unmarshal(b, &spec); err != nil {
 		return nil, err

@@ -3,11 +3,11 @@ package tpm
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"io"
 
 	"github.com/google/go-tpm/tpm2"
+	"github.com/sealgate/sealgate/internal/strictjson"
 )
 
 // MaxSealedSize bounds a sealed file ParseSealed reads: a real one is
@@ -27,14 +27,9 @@ func ParseSealed(data []byte) (*Sealed, error) {
 	if len(data) > MaxSealedSize {
 		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidSealed, len(data), MaxSealedSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var s Sealed
-	if err := dec.Decode(&s); err != nil {
+	if err := strictjson.Unmarshal(data, &s, 4); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidSealed, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: data after the JSON object", ErrInvalidSealed)
 	}
 	if _, err := s.decode(); err != nil {
 		return nil, err

@@ -12,8 +12,7 @@ import (
 	"strings"
 
 	"github.com/sealgate/sealgate/plugin/cache"
-	"github.com/sealgate/sealgate/plugin/trust"
-	"github.com/sealgate/sealgate/tpm"
+	"github.com/sealgate/sealgate/plugin/node"
 )
 
 // cacheCmd is `sealgate cache list|purge`: the persisted verdicts, read
@@ -26,9 +25,8 @@ func cacheCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	sub := args[0]
 	fs := flag.NewFlagSet("sealgate cache "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("trust-dir", trust.DefaultDir, "the sealed trust store")
-	spec := fs.String("tpm", tpm.DefaultDevice, "the TPM: a device, or swtpm:HOST:PORT")
-	state := fs.String("state-dir", "/var/lib/sealgate", "where the daemon persists verdicts")
+	var nf nodeFlags
+	nf.registerAnchor(fs, "where the daemon persists verdicts")
 	output := fs.String("output", "text", "text or json (list)")
 	if _, err := parse(fs, args[1:]); err != nil {
 		return flagErr(err)
@@ -37,29 +35,24 @@ func cacheCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sealgate cache %s: %v\n", sub, err)
 		return exitFailed
 	}
-	t, err := tpm.Open(*spec)
-	if err != nil {
-		return fail(err)
+	// The node as the daemon opens it, without measuring or keeping the
+	// clock: list reads, purge writes only the verdict store.
+	nf.cfg.Access = node.Inspect
+	if sub == "purge" {
+		nf.cfg.Access = node.Maintain
 	}
-	opened, err := trust.Open(*dir, t)
-	t.Close()
-	if err != nil {
-		return fail(err)
-	}
-	var opts []cache.PersistOption
-	if sub == "list" {
-		opts = append(opts, cache.WithReadOnly())
-	}
-	store, stats, err := cache.OpenPersistent(*state, opened.DeriveKey(cacheKeyPurpose), opened.Generation, opts...)
+	n, err := node.Open(nf.cfg)
 	if errors.Is(err, cache.ErrLocked) {
 		return fail(fmt.Errorf("%w: sealgate run holds the verdict cache; stop it first", err))
 	}
 	if err != nil {
 		return fail(err)
 	}
-	defer store.Close()
+	defer n.Close()
+	store, opened, stats := n.Verdicts(), n.Trust(), n.LoadStats()
+	state := &nf.cfg.StateDir
 	if sub == "purge" {
-		n := store.Len()
+		count := store.Len()
 		if err := store.Purge(); err != nil {
 			return fail(err)
 		}
@@ -68,7 +61,7 @@ func cacheCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		if err := os.Remove(filepath.Join(*state, cache.ClockMarkFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fail(err)
 		}
-		fmt.Fprintf(stdout, "purged %d verdicts from %s\n", n, *state)
+		fmt.Fprintf(stdout, "purged %d verdicts from %s\n", count, *state)
 		return exitOK
 	}
 	entries := store.Entries()

@@ -1,63 +1,46 @@
 package main
 
 import (
+	"errors"
 	"flag"
-	"fmt"
-	"time"
 
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/decision"
-	"github.com/sealgate/sealgate/plugin/policy"
+	"github.com/sealgate/sealgate/plugin/node"
 	"github.com/sealgate/sealgate/plugin/source"
+	"github.com/sealgate/sealgate/plugin/trust"
+	"github.com/sealgate/sealgate/tpm"
 )
 
-// engineFlags are the flags shared by `run` and `verify`, so that both build
-// the very same decision engine.
-type engineFlags struct {
-	policy          string
-	hostsDir        string
-	registryTimeout time.Duration
-	cacheSize       int
-	bundleStore     string
+// nodeFlags are the flags every command that builds a node shares, so that
+// `run`, `verify` and `cache` open the very same node.
+type nodeFlags struct{ cfg node.Config }
+
+// registerAnchor registers where the trust store, the TPM and the verdicts
+// are.
+func (f *nodeFlags) registerAnchor(fs *flag.FlagSet, stateUsage string) {
+	fs.StringVar(&f.cfg.TrustDir, "trust-dir", trust.DefaultDir, "the sealed trust store: policy.yaml and the keys and roots it names (sealgate trust seal)")
+	fs.StringVar(&f.cfg.TPM, "tpm", tpm.DefaultDevice, "the TPM: a device (/dev/tpmrm0) or swtpm:HOST:PORT")
+	fs.StringVar(&f.cfg.StateDir, "state-dir", node.DefaultStateDir, stateUsage)
 }
 
-func (f *engineFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.policy, "policy", "", "policy file (default: the trust store's, /etc/sealgate/policy.yaml)")
-	fs.StringVar(&f.hostsDir, "registry-hosts-dir", "/etc/containerd/certs.d", "containerd's registry host configuration (certs.d/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs")
-	fs.DurationVar(&f.registryTimeout, "registry-timeout", 5*time.Second, "timeout of one registry request")
-	fs.IntVar(&f.cacheSize, "cache-size", cache.DefaultMaxEntries, "verdicts kept in memory")
-	fs.StringVar(&f.bundleStore, "bundle-store", source.DefaultLocalDir, "local bundle store (sealgate bundle import), asked before the registry; empty disables")
+// registerEngine registers what the decision engine is built from.
+func (f *nodeFlags) registerEngine(fs *flag.FlagSet, noTPMUsage string) {
+	fs.BoolVar(&f.cfg.InsecureNoTPM, "insecure-no-tpm", false, noTPMUsage)
+	fs.StringVar(&f.cfg.PolicyFile, "policy", "", "policy file, unchecked (only without a TPM; default: the trust store's policy.yaml)")
+	fs.StringVar(&f.cfg.HostsDir, "registry-hosts-dir", source.DefaultHostsDir, "containerd's registry host configuration (certs.d/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs")
+	fs.DurationVar(&f.cfg.RegistryTimeout, "registry-timeout", source.DefaultTimeout, "timeout of one registry request")
+	fs.IntVar(&f.cfg.CacheSize, "cache-size", cache.DefaultMaxEntries, "verdicts kept in memory")
+	fs.StringVar(&f.cfg.BundleStore, "bundle-store", source.DefaultLocalDir, "local bundle store (sealgate bundle import), asked before the registry; empty disables")
+	fs.DurationVar(&f.cfg.RevalidateAfter, "revalidate-after", decision.DefaultRevalidateAfter, "how long a verified verdict decides before the sources are asked again")
 }
 
-// build loads the policy and builds the engine. A policy error is returned
-// as is: it names the file and line.
-func (f *engineFlags) build(opts ...decision.Option) (*decision.Engine, error) {
-	p, err := policy.Load(f.policy)
-	if err != nil {
-		return nil, err
+// exitFor maps a node error to an exit status: 2 for what configuration
+// fixes, 1 for a failure of the node.
+func exitFor(err error) int {
+	if errors.Is(err, node.ErrConfig) {
+		return exitUsage
 	}
-	return f.buildWith(p, opts...)
+	return exitFailed
 }
 
-// buildWith builds the engine for a policy already parsed (on a sealed
-// node, from the bytes checked against the TPM).
-func (f *engineFlags) buildWith(p *policy.Policy, opts ...decision.Option) (*decision.Engine, error) {
-	reg, err := source.NewRegistry(source.WithHostsDir(f.hostsDir), source.WithTimeout(f.registryTimeout))
-	if err != nil {
-		return nil, fmt.Errorf("registry source: %w", err)
-	}
-	var src source.Source = reg
-	if f.bundleStore != "" {
-		// The local bundle store (sealgate bundle import) first: an
-		// air-gapped node finds its signatures there; everything from it
-		// is verified like registry material.
-		local, err := source.NewLocal(f.bundleStore)
-		if err != nil {
-			return nil, err
-		}
-		if src, err = source.NewMulti(local, reg); err != nil {
-			return nil, err
-		}
-	}
-	return decision.New(p, src, append([]decision.Option{decision.WithCache(cache.NewMemory(f.cacheSize))}, opts...)...)
-}

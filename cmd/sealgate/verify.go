@@ -6,22 +6,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 
 	"github.com/sealgate/sealgate/plugin/decision"
+	"github.com/sealgate/sealgate/plugin/node"
 )
 
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sealgate verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var ef engineFlags
-	ef.register(fs)
-	tf := anchorFlags{readOnly: true}
-	fs.StringVar(&tf.dir, "trust-dir", "/etc/sealgate", "the sealed trust store the daemon decides with; checked against the TPM as the daemon checks it")
-	fs.StringVar(&tf.tpm, "tpm", "/dev/tpmrm0", "the TPM: a device (/dev/tpmrm0) or swtpm:HOST:PORT")
-	fs.StringVar(&tf.stateDir, "state-dir", "/var/lib/sealgate", "the daemon's persisted verdicts (read, never written)")
-	fs.BoolVar(&tf.noTPM, "insecure-no-tpm", false, "decide with the trust store's policy as it is on disk, unchecked")
+	var nf nodeFlags
+	nf.registerAnchor(fs, "the daemon's persisted verdicts (read, never written)")
+	nf.registerEngine(fs, "decide with the trust store's policy as it is on disk, unchecked")
 	namespace := fs.String("namespace", "default", "namespace of the pod, for rules that match namespaces")
 	digest := fs.String("digest", "", "digest to decide on when IMAGE carries none (sealgate never trusts a tag)")
 	output := fs.String("output", "text", "output format: text or json")
@@ -49,13 +45,19 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "sealgate verify: %s has no digest; give IMAGE@sha256:... or --digest (a tag is never trusted)\n", image)
 		return exitUsage
 	}
-	engine, closeFn, err := verifyEngine(&ef, &tf)
+	// The daemon's node, opened read-only; --policy tries a file instead,
+	// unchecked.
+	nf.cfg.Access = node.Inspect
+	if nf.cfg.PolicyFile != "" {
+		nf.cfg.InsecureNoTPM = true
+	}
+	n, err := node.Open(nf.cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "sealgate verify: %v\n", err)
 		return exitUsage
 	}
-	defer closeFn()
-	d := engine.Decide(ctx, decision.Request{Image: image, Digest: *digest, Namespace: *namespace})
+	defer n.Close()
+	d := n.Engine().Decide(ctx, decision.Request{Image: image, Digest: *digest, Namespace: *namespace})
 	if *output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -87,29 +89,3 @@ func printText(w io.Writer, d decision.Decision) {
 	}
 }
 
-// verifyEngine builds the engine `verify` decides with: the daemon's (the
-// sealed trust store checked against the TPM, the policy parsed from the
-// checked bytes, the persisted verdicts read only), or, with --policy, a
-// policy file tried as it is.
-func verifyEngine(ef *engineFlags, tf *anchorFlags) (*decision.Engine, func(), error) {
-	if ef.policy != "" || tf.noTPM {
-		ef.policy = tf.policyPath(ef.policy)
-		e, err := ef.build()
-		return e, func() {}, err
-	}
-	anch, err := tf.anchor(slog.New(slog.DiscardHandler))
-	if err != nil {
-		return nil, nil, err
-	}
-	pol, err := sealedPolicy(anch.opened)
-	if err != nil {
-		anch.closeFn()
-		return nil, nil, err
-	}
-	e, err := ef.buildWith(pol, anch.opts...)
-	if err != nil {
-		anch.closeFn()
-		return nil, nil, err
-	}
-	return e, anch.closeFn, nil
-}

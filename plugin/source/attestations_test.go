@@ -14,12 +14,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 // testAtt is one layer of an attestation manifest as the test writes it.
 type testAtt struct {
 	envelope  []byte
-	mediaType string // default DSSEMediaType
+	mediaType string // default ocimaterial.DSSEMediaType
 	ann       map[string]string
 }
 
@@ -32,7 +34,7 @@ func pushAttestations(t testing.TB, host string, image name.Digest, atts ...test
 	for _, a := range atts {
 		mt := a.mediaType
 		if mt == "" {
-			mt = DSSEMediaType
+			mt = ocimaterial.DSSEMediaType
 		}
 		var err error
 		img, err = mutate.Append(img, mutate.Addendum{Layer: static.NewLayer(a.envelope, types.MediaType(mt)), Annotations: a.ann})
@@ -56,12 +58,12 @@ func TestAttestationsFound(t *testing.T) {
 	image := pushImage(t, reg.host, reg.host, "team/app")
 	want := []testAtt{
 		{envelope: envelope(1), ann: map[string]string{
-			annotationSignature:   "",
-			annotationCertificate: "CERT",
-			annotationChain:       "CHAIN",
-			annotationBundle:      `{"SignedEntryTimestamp":"AAAA"}`,
-			annotationTimestamp:   `{"SignedRFC3161Timestamp":"MEUC"}`,
-			"predicateType":       "https://slsa.dev/provenance/v1",
+			ocimaterial.AnnotationSignature:   "",
+			ocimaterial.AnnotationCertificate: "CERT",
+			ocimaterial.AnnotationChain:       "CHAIN",
+			ocimaterial.AnnotationBundle:      `{"SignedEntryTimestamp":"AAAA"}`,
+			ocimaterial.AnnotationTimestamp:   `{"SignedRFC3161Timestamp":"MEUC"}`,
+			"predicateType":                   "https://slsa.dev/provenance/v1",
 		}},
 		{envelope: envelope(2)},
 	}
@@ -83,8 +85,8 @@ func TestAttestationsFound(t *testing.T) {
 		if !bytes.Equal(g.Envelope, w.envelope) {
 			t.Errorf("att %d envelope = %s, want %s", i, g.Envelope, w.envelope)
 		}
-		if string(g.Certificate) != w.ann[annotationCertificate] || string(g.Chain) != w.ann[annotationChain] ||
-			string(g.RekorBundle) != w.ann[annotationBundle] || string(g.Timestamp) != w.ann[annotationTimestamp] {
+		if string(g.Certificate) != w.ann[ocimaterial.AnnotationCertificate] || string(g.Chain) != w.ann[ocimaterial.AnnotationChain] ||
+			string(g.RekorBundle) != w.ann[ocimaterial.AnnotationBundle] || string(g.Timestamp) != w.ann[ocimaterial.AnnotationTimestamp] {
 			t.Errorf("att %d annotations: %q %q %q %q", i, g.Certificate, g.Chain, g.RekorBundle, g.Timestamp)
 		}
 		if g.Attached != image.DigestStr() || g.Origin != fmt.Sprintf("%s layer %d", tag, i) {
@@ -119,13 +121,13 @@ func TestAttestationsErrors(t *testing.T) {
 	image := pushImage(t, reg.host, reg.host, "app")
 	pushAttestations(t, reg.host, image, testAtt{envelope: envelope(1)}, testAtt{envelope: bytes.Repeat([]byte("e"), 2048)})
 	notDSSE := pushImage(t, reg.host, reg.host, "app")
-	pushAttestations(t, reg.host, notDSSE, testAtt{envelope: simpleSigning(notDSSE), mediaType: SimpleSigningMediaType})
+	pushAttestations(t, reg.host, notDSSE, testAtt{envelope: simpleSigning(notDSSE), mediaType: ocimaterial.SimpleSigningMediaType})
 	dead, _ := name.NewDigest(deadHost(t) + "/app@" + image.DigestStr())
 
 	tests := []struct {
 		name   string
 		image  name.Digest
-		limits Limits
+		limits ocimaterial.Limits
 		hook   func(w http.ResponseWriter, r *http.Request) bool
 		want   error // nil: any error but ErrUnreachable
 	}{
@@ -164,14 +166,14 @@ func TestAttestationsErrors(t *testing.T) {
 	}
 	// Junk is skipped, not fatal: an envelope over the limit, layers past
 	// the count limit. What is left is returned.
-	for _, lim := range []Limits{{EnvelopeBytes: 1024}, {Signatures: 1}} {
+	for _, lim := range []ocimaterial.Limits{{EnvelopeBytes: 1024}, {Signatures: 1}} {
 		got, err := newTestSource(t, WithLimits(lim)).Attestations(context.Background(), image)
 		if err != nil || len(got) != 1 {
 			t.Errorf("limits %+v: %d attestations, %v; want the one within them", lim, len(got), err)
 		}
 	}
 	// The payload limit (signatures) does not bound envelopes.
-	got, err := newTestSource(t, WithLimits(Limits{PayloadBytes: 1024})).Attestations(context.Background(), image)
+	got, err := newTestSource(t, WithLimits(ocimaterial.Limits{PayloadBytes: 1024})).Attestations(context.Background(), image)
 	if err != nil || len(got) != 2 {
 		t.Fatalf("within limits: %d attestations, %v", len(got), err)
 	}

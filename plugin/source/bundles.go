@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 // errNoReferrers is a host's listing with nothing that may be a bundle. It
@@ -124,15 +126,15 @@ func (r *Registry) listReferrers(ctx context.Context, t *target, h v1.Hash, fall
 // itself says it is a bundle for h, the bundle. A manifest that no host has
 // (a listing or fallback index may outlive what it lists) is skipped.
 func (r *Registry) fetchReferrer(ctx context.Context, pullers []*target, image name.Digest, h v1.Hash, ref referrer) (artifact.Bundle, bool, error) {
-	m, err := tryHosts(ctx, pullers, func(ctx context.Context, t *target) (referrerManifest, error) {
+	m, err := tryHosts(ctx, pullers, func(ctx context.Context, t *target) (ocimaterial.ReferrerManifest, error) {
 		desc, err := t.puller.Get(withBodyLimit(ctx, r.limits.ManifestBytes), t.repo.Digest(ref.Digest.String()))
 		if err != nil {
-			return referrerManifest{}, err
+			return ocimaterial.ReferrerManifest{}, err
 		}
-		if err := checkDigest(ref.Digest, desc.Manifest); err != nil {
-			return referrerManifest{}, err
+		if err := ocimaterial.CheckDigest(ref.Digest, desc.Manifest); err != nil {
+			return ocimaterial.ReferrerManifest{}, err
 		}
-		return parseReferrerManifest(desc.Manifest)
+		return ocimaterial.ParseReferrerManifest(desc.Manifest)
 	})
 	if errors.Is(err, ErrNotFound) {
 		return artifact.Bundle{}, false, nil
@@ -140,7 +142,7 @@ func (r *Registry) fetchReferrer(ctx context.Context, pullers []*target, image n
 	if err != nil {
 		return artifact.Bundle{}, false, fmt.Errorf("manifest: %w", err)
 	}
-	layer, ok, err := bundleLayer(m, h, r.limits)
+	layer, ok, err := ocimaterial.BundleLayer(m, h, r.limits)
 	if err != nil || !ok {
 		return artifact.Bundle{}, false, err
 	}

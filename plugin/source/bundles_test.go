@@ -18,6 +18,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 // referrerModes are the two ways a registry lists referrers: the OCI 1.1
@@ -63,7 +65,7 @@ func TestBundlesFound(t *testing.T) {
 			reg := newTestRegistry(t, mode.opts...)
 			image := pushImage(t, reg.host, reg.host, "team/app")
 			want := map[string]testReferrer{}
-			for i, at := range []string{BundleMediaTypeV03Alt, BundleMediaTypeV01} {
+			for i, at := range []string{ocimaterial.BundleMediaTypeV03Alt, ocimaterial.BundleMediaTypeV01} {
 				r := testReferrer{artifactType: at, layers: [][]byte{fakeBundle(i)}}
 				want[pushReferrer(t, reg.host, image, r).String()] = r
 			}
@@ -71,7 +73,7 @@ func TestBundlesFound(t *testing.T) {
 			// same repository.
 			pushReferrer(t, reg.host, image, testReferrer{artifactType: "application/spdx+json", layerType: "application/spdx+json", layers: [][]byte{[]byte("{}")}})
 			other := pushImage(t, reg.host, reg.host, "team/app")
-			pushReferrer(t, reg.host, other, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(9)}})
+			pushReferrer(t, reg.host, other, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(9)}})
 
 			pushed := len(reg.requests())
 			got, err := newTestSource(t).Bundles(context.Background(), image)
@@ -117,9 +119,9 @@ func TestBundlesSelectedByOwnManifest(t *testing.T) {
 			reg := newTestRegistry(t, mode.opts...)
 			image := pushImage(t, reg.host, reg.host, "app")
 			other := pushImage(t, reg.host, reg.host, "app")
-			good := pushReferrer(t, reg.host, image, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
-			sbom := pushReferrer(t, reg.host, image, testReferrer{artifactType: "application/spdx+json", layerType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(2)}})
-			foreign := pushReferrer(t, reg.host, other, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(3)}})
+			good := pushReferrer(t, reg.host, image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
+			sbom := pushReferrer(t, reg.host, image, testReferrer{artifactType: "application/spdx+json", layerType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(2)}})
+			foreign := pushReferrer(t, reg.host, other, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(3)}})
 			gone := digestOf([]byte("a manifest that was never pushed"))
 
 			reg.setRewrite(func(r *http.Request, body []byte) []byte {
@@ -133,10 +135,10 @@ func TestBundlesSelectedByOwnManifest(t *testing.T) {
 				}
 				ms, _ := idx["manifests"].([]any)
 				for _, m := range ms {
-					m.(map[string]any)["artifactType"] = BundleMediaTypeV03Alt
+					m.(map[string]any)["artifactType"] = ocimaterial.BundleMediaTypeV03Alt
 				}
 				for _, h := range []v1.Hash{foreign, gone} {
-					ms = append(ms, map[string]any{"mediaType": mediaTypeOCIManifest, "size": 500, "digest": h.String(), "artifactType": BundleMediaTypeV03Alt})
+					ms = append(ms, map[string]any{"mediaType": ocimaterial.MediaTypeOCIManifest, "size": 500, "digest": h.String(), "artifactType": ocimaterial.BundleMediaTypeV03Alt})
 				}
 				idx["manifests"] = ms
 				out, _ := json.Marshal(idx)
@@ -189,22 +191,22 @@ func TestBundlesLimits(t *testing.T) {
 			reg := newTestRegistry(t, mode.opts...)
 			image := pushImage(t, reg.host, reg.host, "app")
 			for i := range 3 {
-				pushReferrer(t, reg.host, image, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(i)}})
+				pushReferrer(t, reg.host, image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(i)}})
 			}
 			tests := []struct {
 				name    string
-				limits  Limits
+				limits  ocimaterial.Limits
 				rewrite func(r *http.Request, body []byte) []byte
 			}{
-				{name: "bundle larger than limit", limits: Limits{BundleBytes: 32}},
-				{name: "listing larger than limit", limits: Limits{ManifestBytes: 4096},
+				{name: "bundle larger than limit", limits: ocimaterial.Limits{BundleBytes: 32}},
+				{name: "listing larger than limit", limits: ocimaterial.Limits{ManifestBytes: 4096},
 					rewrite: func(r *http.Request, body []byte) []byte {
 						if listingPath(r, image) {
 							return append(body, bytes.Repeat([]byte(" "), 5000)...)
 						}
 						return body
 					}},
-				{name: "manifest larger than the listing says", limits: Limits{ManifestBytes: 4096},
+				{name: "manifest larger than the listing says", limits: ocimaterial.Limits{ManifestBytes: 4096},
 					rewrite: func(r *http.Request, body []byte) []byte {
 						if strings.Contains(r.URL.Path, "/manifests/sha256:") && !strings.HasSuffix(r.URL.Path, image.DigestStr()) {
 							return append(body, bytes.Repeat([]byte(" "), 5000)...)
@@ -223,10 +225,10 @@ func TestBundlesLimits(t *testing.T) {
 				})
 			}
 			// Referrers past the limit are skipped, not fatal.
-			if got, err := newTestSource(t, WithLimits(Limits{Referrers: 2})).Bundles(context.Background(), image); err != nil || len(got) != 2 {
+			if got, err := newTestSource(t, WithLimits(ocimaterial.Limits{Referrers: 2})).Bundles(context.Background(), image); err != nil || len(got) != 2 {
 				t.Fatalf("over the referrers limit: %d bundles, %v; want the first 2", len(got), err)
 			}
-			got, err := newTestSource(t, WithLimits(Limits{Referrers: 3, BundleBytes: 128})).Bundles(context.Background(), image)
+			got, err := newTestSource(t, WithLimits(ocimaterial.Limits{Referrers: 3, BundleBytes: 128})).Bundles(context.Background(), image)
 			if err != nil || len(got) != 3 {
 				t.Fatalf("within limits: %d bundles, %v", len(got), err)
 			}
@@ -239,16 +241,16 @@ func TestBundlesLimits(t *testing.T) {
 func TestBundlesDefaultReferrersLimit(t *testing.T) {
 	reg := newTestRegistry(t, withReferrers())
 	image := pushImage(t, reg.host, reg.host, "app")
-	for i := range DefaultReferrers + 1 {
-		pushReferrer(t, reg.host, image, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(i)}})
+	for i := range ocimaterial.DefaultReferrers + 1 {
+		pushReferrer(t, reg.host, image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(i)}})
 	}
 	before := reg.manifestGets.Load()
 	got, err := newTestSource(t).Bundles(context.Background(), image)
-	if err != nil || len(got) != DefaultReferrers {
-		t.Fatalf("%d referrers: %d bundles, %v; want the first %d", DefaultReferrers+1, len(got), err, DefaultReferrers)
+	if err != nil || len(got) != ocimaterial.DefaultReferrers {
+		t.Fatalf("%d referrers: %d bundles, %v; want the first %d", ocimaterial.DefaultReferrers+1, len(got), err, ocimaterial.DefaultReferrers)
 	}
-	if n := reg.manifestGets.Load() - before; n != DefaultReferrers {
-		t.Errorf("%d referrer manifests fetched, want %d: the rest are not fetched", n, DefaultReferrers)
+	if n := reg.manifestGets.Load() - before; n != ocimaterial.DefaultReferrers {
+		t.Errorf("%d referrer manifests fetched, want %d: the rest are not fetched", n, ocimaterial.DefaultReferrers)
 	}
 }
 
@@ -261,10 +263,10 @@ func TestBundlesBadContent(t *testing.T) {
 		referrer testReferrer
 		hook     func(w http.ResponseWriter, r *http.Request) bool
 	}{
-		{name: "two layers", referrer: testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1), fakeBundle(2)}}},
-		{name: "no layer", referrer: testReferrer{artifactType: BundleMediaTypeV03Alt}},
-		{name: "layer not a bundle", referrer: testReferrer{artifactType: BundleMediaTypeV03Alt, layerType: "application/json", layers: [][]byte{fakeBundle(1)}}},
-		{name: "blob does not match its digest", referrer: testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}},
+		{name: "two layers", referrer: testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1), fakeBundle(2)}}},
+		{name: "no layer", referrer: testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt}},
+		{name: "layer not a bundle", referrer: testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layerType: "application/json", layers: [][]byte{fakeBundle(1)}}},
+		{name: "blob does not match its digest", referrer: testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}},
 			hook: func(w http.ResponseWriter, r *http.Request) bool {
 				if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
 					b := fakeBundle(7)
@@ -298,7 +300,7 @@ func TestBundlesUnreachable(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			reg := newTestRegistry(t, mode.opts...)
 			image := pushImage(t, reg.host, reg.host, "app")
-			ref := pushReferrer(t, reg.host, image, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
+			ref := pushReferrer(t, reg.host, image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
 			tests := []struct {
 				name  string
 				match func(r *http.Request) bool
@@ -362,7 +364,7 @@ capabilities = ["pull", "resolve"]
 			mirror := newTestRegistry(t, tc.mirrorOpts...)
 			image := pushImage(t, mirror.host, upstreamAddr, "app")
 			stored, _ := name.NewDigest(mirror.host + "/app@" + image.DigestStr())
-			want := pushReferrer(t, mirror.host, stored, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
+			want := pushReferrer(t, mirror.host, stored, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
 			dir := writeHosts(t, t.TempDir(), upstreamAddr, fmt.Sprintf(tc.toml, upstreamAddr, mirror.host))
 			src := newTestSource(t, WithHostsDir(dir))
 			pushed := len(mirror.requests())
@@ -398,7 +400,7 @@ capabilities = ["pull", "resolve"]
 func TestBundlesSingleflight(t *testing.T) {
 	reg := newTestRegistry(t, withReferrers())
 	image := pushImage(t, reg.host, reg.host, "app")
-	pushReferrer(t, reg.host, image, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
+	pushReferrer(t, reg.host, image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
 	var listings atomic.Int64
 	gate := make(chan struct{})
 	reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {
@@ -440,7 +442,7 @@ func TestBundlesSingleflight(t *testing.T) {
 func TestBundlesCopied(t *testing.T) {
 	reg := newTestRegistry(t, withReferrers())
 	image := pushImage(t, reg.host, reg.host, "app")
-	pushReferrer(t, reg.host, image, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
+	pushReferrer(t, reg.host, image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
 	src := newTestSource(t)
 	var wg sync.WaitGroup
 	results := make([][]artifact.Bundle, 4)

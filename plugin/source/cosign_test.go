@@ -24,6 +24,8 @@ import (
 	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
 
 	"github.com/sealgate/sealgate/internal/testenv"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 // cosignPath finds the real cosign CLI, or skips (fails with
@@ -221,7 +223,7 @@ func TestCosignBundles(t *testing.T) {
 			}
 			var types []string
 			for _, b := range got {
-				if b.MediaType != BundleMediaTypeV03Alt || b.ArtifactType != BundleMediaTypeV03Alt || b.Attached != image.DigestStr() {
+				if b.MediaType != ocimaterial.BundleMediaTypeV03Alt || b.ArtifactType != ocimaterial.BundleMediaTypeV03Alt || b.Attached != image.DigestStr() {
 					t.Errorf("bundle %s: media type %q, artifact type %q, attached %q", b.Origin, b.MediaType, b.ArtifactType, b.Attached)
 				}
 				var sb sgbundle.Bundle

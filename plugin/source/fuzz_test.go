@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 var fuzzSeedFiles = []string{
@@ -25,9 +27,9 @@ func FuzzParseSignatureManifest(f *testing.F) {
 	}
 	f.Add([]byte(`{"schemaVersion":2,"layers":[{"size":1,"digest":"sha256:`+strings.Repeat("0", 64)+`","annotations":{"dev.cosignproject.cosign/signature":"%%"}}]}`), []byte("x"))
 	f.Add([]byte(`{"schemaVersion":2,"layers":[],"layers":[]}`), []byte(nil))
-	lim := Limits{ManifestBytes: 1 << 20, PayloadBytes: 1 << 10, Signatures: 4}
+	lim := ocimaterial.Limits{ManifestBytes: 1 << 20, PayloadBytes: 1 << 10, Signatures: 4}
 	f.Fuzz(func(t *testing.T, body, payload []byte) {
-		layers, err := parseSignatureManifest(body, lim)
+		layers, err := ocimaterial.ParseSignatureManifest(body, lim)
 		if err != nil {
 			return
 		}
@@ -38,11 +40,11 @@ func FuzzParseSignatureManifest(f *testing.F) {
 			if l.Size < 0 || l.Size > lim.PayloadBytes {
 				t.Fatalf("layer %d size %d passed the limit", i, l.Size)
 			}
-			if checkBlob(l.Digest, l.Size, payload) != nil {
+			if ocimaterial.CheckBlob(l.Digest, l.Size, payload) != nil {
 				continue
 			}
-			s := newSignature(l, payload, "sha256:x", "o")
-			if b64, ok := l.Annotations[annotationSignature]; ok && len(s.Signature) > 0 {
+			s := ocimaterial.NewSignature(l, payload, "sha256:x", "o")
+			if b64, ok := l.Annotations[ocimaterial.AnnotationSignature]; ok && len(s.Signature) > 0 {
 				if base64.StdEncoding.EncodeToString(s.Signature) != b64 {
 					t.Fatalf("signature %q does not round-trip", b64)
 				}
@@ -57,10 +59,10 @@ func FuzzParseDescription(f *testing.F) {
 	for _, file := range fuzzSeedFiles {
 		f.Add(readTestdata(f, file), "")
 	}
-	f.Add([]byte(`{"schemaVersion":2,"manifests":[]}`), mediaTypeDockerList+"; charset=utf-8")
-	f.Add([]byte(`{"mediaType":"`+mediaTypeOCIIndex+`","manifests":[{"digest":"sha256:`+strings.Repeat("1", 64)+`","platform":{"os":"a","architecture":"b","variant":"c"}}]}`), "")
+	f.Add([]byte(`{"schemaVersion":2,"manifests":[]}`), ocimaterial.MediaTypeDockerList+"; charset=utf-8")
+	f.Add([]byte(`{"mediaType":"`+ocimaterial.MediaTypeOCIIndex+`","manifests":[{"digest":"sha256:`+strings.Repeat("1", 64)+`","platform":{"os":"a","architecture":"b","variant":"c"}}]}`), "")
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
-		m, err := parseDescription(digestOf(body), contentType, body)
+		m, err := ocimaterial.ParseDescription(digestOf(body), contentType, body)
 		if err != nil {
 			return
 		}
@@ -94,9 +96,9 @@ func FuzzParseReferrers(f *testing.F) {
 	}
 	d := `"sha256:` + strings.Repeat("0", 64) + `"`
 	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"size":1,"digest":` + d + `},{"size":1,"digest":` + d + `}]}`))
-	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"size":9999999,"digest":` + d + `,"artifactType":"` + BundleMediaTypeV01 + `"}]}`))
-	f.Add([]byte(`{"schemaVersion":2,"mediaType":"` + mediaTypeOCIIndex + `","manifests":[{"mediaType":"` + mediaTypeOCIIndex + `","size":1,"digest":` + d + `,"annotations":{"a":"b"}}]}`))
-	lim := Limits{ManifestBytes: 1 << 20, Referrers: 4}
+	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"size":9999999,"digest":` + d + `,"artifactType":"` + ocimaterial.BundleMediaTypeV01 + `"}]}`))
+	f.Add([]byte(`{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","manifests":[{"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","size":1,"digest":` + d + `,"annotations":{"a":"b"}}]}`))
+	lim := ocimaterial.Limits{ManifestBytes: 1 << 20, Referrers: 4}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		refs, err := parseReferrers(body, lim)
 		if err != nil {
@@ -117,7 +119,7 @@ func FuzzParseReferrers(f *testing.F) {
 				t.Fatalf("candidate %s twice", r.Digest)
 			}
 			seen[r.Digest.String()] = true
-			if r.ArtifactType != "" && r.ArtifactType != mediaTypeEmptyConfig && !IsBundleMediaType(r.ArtifactType) {
+			if r.ArtifactType != "" && r.ArtifactType != ocimaterial.MediaTypeEmptyConfig && !ocimaterial.IsBundleMediaType(r.ArtifactType) {
 				t.Fatalf("candidate %s of artifact type %q", r.Digest, r.ArtifactType)
 			}
 		}
@@ -131,25 +133,25 @@ func FuzzParseReferrerManifest(f *testing.F) {
 	for _, file := range referrerSeedFiles {
 		f.Add(readTestdata(f, file), subject)
 	}
-	f.Add([]byte(`{"schemaVersion":2,"config":{"mediaType":"`+BundleMediaTypeV02+`"},"subject":{"digest":"`+subject+`"},"layers":[{"mediaType":"`+BundleMediaTypeV02+`","size":1,"digest":"`+subject+`"}]}`), subject)
-	lim := Limits{BundleBytes: 1 << 10}
+	f.Add([]byte(`{"schemaVersion":2,"config":{"mediaType":"`+ocimaterial.BundleMediaTypeV02+`"},"subject":{"digest":"`+subject+`"},"layers":[{"mediaType":"`+ocimaterial.BundleMediaTypeV02+`","size":1,"digest":"`+subject+`"}]}`), subject)
+	lim := ocimaterial.Limits{BundleBytes: 1 << 10}
 	f.Fuzz(func(t *testing.T, body []byte, subj string) {
 		h, err := v1.NewHash(subj)
 		if err != nil {
 			return
 		}
-		m, err := parseReferrerManifest(body)
+		m, err := ocimaterial.ParseReferrerManifest(body)
 		if err != nil {
 			return
 		}
-		l, ok, err := bundleLayer(m, h, lim)
+		l, ok, err := ocimaterial.BundleLayer(m, h, lim)
 		if err != nil || !ok {
 			return
 		}
-		if !m.Image || !IsBundleMediaType(m.ArtifactType) || m.Subject != h.String() {
+		if !m.Image || !ocimaterial.IsBundleMediaType(m.ArtifactType) || m.Subject != h.String() {
 			t.Fatalf("selected a manifest that is not a bundle for %s: %+v", h, m)
 		}
-		if !IsBundleMediaType(l.MediaType) || l.Size < 0 || l.Size > lim.BundleBytes {
+		if !ocimaterial.IsBundleMediaType(l.MediaType) || l.Size < 0 || l.Size > lim.BundleBytes {
 			t.Fatalf("selected a bad layer %+v", l)
 		}
 	})
@@ -161,10 +163,10 @@ func FuzzParseAttestationManifest(f *testing.F) {
 	for _, file := range append(fuzzSeedFiles, referrerSeedFiles...) {
 		f.Add(readTestdata(f, file), readTestdata(f, "cosign-dsse-envelope.json"))
 	}
-	f.Add([]byte(`{"schemaVersion":2,"layers":[{"mediaType":"`+DSSEMediaType+`","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","annotations":{"dev.sigstore.cosign/rfc3161timestamp":"{}"}}]}`), []byte("{}"))
-	lim := Limits{Signatures: 4, EnvelopeBytes: 1 << 10}
+	f.Add([]byte(`{"schemaVersion":2,"layers":[{"mediaType":"`+ocimaterial.DSSEMediaType+`","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","annotations":{"dev.sigstore.cosign/rfc3161timestamp":"{}"}}]}`), []byte("{}"))
+	lim := ocimaterial.Limits{Signatures: 4, EnvelopeBytes: 1 << 10}
 	f.Fuzz(func(t *testing.T, body, env []byte) {
-		layers, err := parseAttestationManifest(body, lim)
+		layers, err := ocimaterial.ParseAttestationManifest(body, lim)
 		if err != nil {
 			return
 		}
@@ -172,14 +174,14 @@ func FuzzParseAttestationManifest(f *testing.F) {
 			t.Fatalf("%d layers passed a limit of %d", len(layers), lim.Signatures)
 		}
 		for i, l := range layers {
-			if l.MediaType != DSSEMediaType || l.Size < 0 || l.Size > lim.EnvelopeBytes {
+			if l.MediaType != ocimaterial.DSSEMediaType || l.Size < 0 || l.Size > lim.EnvelopeBytes {
 				t.Fatalf("layer %d passed: %+v", i, l)
 			}
-			if checkBlob(l.Digest, l.Size, env) != nil {
+			if ocimaterial.CheckBlob(l.Digest, l.Size, env) != nil {
 				continue
 			}
-			a := newAttestation(l, env, "sha256:x", "o")
-			if !bytes.Equal(a.Envelope, env) || string(a.Timestamp) != l.Annotations[annotationTimestamp] {
+			a := ocimaterial.NewAttestation(l, env, "sha256:x", "o")
+			if !bytes.Equal(a.Envelope, env) || string(a.Timestamp) != l.Annotations[ocimaterial.AnnotationTimestamp] {
 				t.Fatalf("attestation %+v does not carry layer %d", a, i)
 			}
 		}

@@ -30,6 +30,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 // testRegistry is go-containerregistry's registry served on 127.0.0.1. It
@@ -228,25 +230,25 @@ func signatureImage(t testing.TB, sigs ...testSig) v1.Image {
 	for _, s := range sigs {
 		ann := map[string]string{}
 		if s.rawB64 != "" {
-			ann[annotationSignature] = s.rawB64
+			ann[ocimaterial.AnnotationSignature] = s.rawB64
 		} else {
-			ann[annotationSignature] = base64.StdEncoding.EncodeToString(s.signature)
+			ann[ocimaterial.AnnotationSignature] = base64.StdEncoding.EncodeToString(s.signature)
 		}
 		if s.certificate != "" {
-			ann[annotationCertificate] = s.certificate
+			ann[ocimaterial.AnnotationCertificate] = s.certificate
 		}
 		if s.chain != "" {
-			ann[annotationChain] = s.chain
+			ann[ocimaterial.AnnotationChain] = s.chain
 		}
 		if s.bundle != "" {
-			ann[annotationBundle] = s.bundle
+			ann[ocimaterial.AnnotationBundle] = s.bundle
 		}
 		if s.timestamp != "" {
-			ann[annotationTimestamp] = s.timestamp
+			ann[ocimaterial.AnnotationTimestamp] = s.timestamp
 		}
 		var err error
 		img, err = mutate.Append(img, mutate.Addendum{
-			Layer:       static.NewLayer(s.payload, SimpleSigningMediaType),
+			Layer:       static.NewLayer(s.payload, ocimaterial.SimpleSigningMediaType),
 			Annotations: ann,
 		})
 		if err != nil {
@@ -352,7 +354,7 @@ func pushReferrer(t testing.TB, host string, image name.Digest, r testReferrer) 
 	t.Helper()
 	repo := image.RepositoryStr()
 	if r.configType == "" {
-		r.configType = mediaTypeEmptyConfig
+		r.configType = ocimaterial.MediaTypeEmptyConfig
 	}
 	if r.layerType == "" {
 		r.layerType = r.artifactType
@@ -363,9 +365,9 @@ func pushReferrer(t testing.TB, host string, image name.Digest, r testReferrer) 
 	config := putBlob(t, host, repo, []byte("{}"), types.MediaType(r.configType))
 	m := map[string]any{
 		"schemaVersion": 2,
-		"mediaType":     mediaTypeOCIManifest,
+		"mediaType":     ocimaterial.MediaTypeOCIManifest,
 		"config":        config,
-		"subject":       map[string]any{"mediaType": mediaTypeOCIManifest, "size": 1, "digest": r.subject},
+		"subject":       map[string]any{"mediaType": ocimaterial.MediaTypeOCIManifest, "size": 1, "digest": r.subject},
 	}
 	layers := []v1.Descriptor{}
 	for _, b := range r.layers {
@@ -387,5 +389,5 @@ func pushReferrer(t testing.TB, host string, image name.Digest, r testReferrer) 
 
 // fakeBundle is bundle-shaped JSON; nothing here verifies it.
 func fakeBundle(n int) []byte {
-	return fmt.Appendf(nil, `{"mediaType":%q,"n":%d}`, BundleMediaTypeV03Alt, n)
+	return fmt.Appendf(nil, `{"mediaType":%q,"n":%d}`, ocimaterial.BundleMediaTypeV03Alt, n)
 }

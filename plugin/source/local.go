@@ -20,6 +20,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 // DefaultLocalDir is where a node keeps its local bundle store: the
@@ -60,7 +62,7 @@ const localIndexMediaType = "application/vnd.sealgate.local.image.v1+json"
 // store does not hold has no material here (an empty slice, a nil error).
 type Local struct {
 	dir          string
-	limits       Limits
+	limits       ocimaterial.Limits
 	archiveBytes int64
 }
 
@@ -84,9 +86,9 @@ type LocalOption func(*Local) error
 // WithLocalLimits bounds what the store's files can make sealgate read: the
 // same Limits as a registry (index files count as manifests). A zero field
 // takes its default; a negative one is an error.
-func WithLocalLimits(l Limits) LocalOption {
+func WithLocalLimits(l ocimaterial.Limits) LocalOption {
 	return func(s *Local) error {
-		l, err := l.withDefaults()
+		l, err := l.WithDefaults()
 		if err != nil {
 			return err
 		}
@@ -118,7 +120,7 @@ func NewLocal(dir string, opts ...LocalOption) (*Local, error) {
 		return nil, fmt.Errorf("local bundle store: %w", err)
 	}
 	s := &Local{dir: abs, archiveBytes: DefaultArchiveBytes}
-	s.limits, _ = Limits{}.withDefaults()
+	s.limits, _ = ocimaterial.Limits{}.WithDefaults()
 	for _, o := range opts {
 		if o == nil {
 			return nil, errors.New("local bundle store: nil option")
@@ -143,7 +145,7 @@ func (s *Local) Signatures(ctx context.Context, image name.Digest) ([]artifact.S
 			if err != nil {
 				return fmt.Errorf("signature %d: %w", i, err)
 			}
-			out = append(out, newSignature(l, blob, h.String(), s.origin(h, "signature", i)))
+			out = append(out, ocimaterial.NewSignature(l, blob, h.String(), s.origin(h, "signature", i)))
 		}
 		return nil
 	})
@@ -163,7 +165,7 @@ func (s *Local) Attestations(ctx context.Context, image name.Digest) ([]artifact
 			if err != nil {
 				return fmt.Errorf("attestation %d: %w", i, err)
 			}
-			out = append(out, newAttestation(l, blob, h.String(), s.origin(h, "attestation", i)))
+			out = append(out, ocimaterial.NewAttestation(l, blob, h.String(), s.origin(h, "attestation", i)))
 		}
 		return nil
 	})
@@ -179,7 +181,7 @@ func (s *Local) Bundles(ctx context.Context, image name.Digest) ([]artifact.Bund
 	out := []artifact.Bundle{}
 	err := s.read(ctx, image, func(r *os.Root, h v1.Hash, idx localIndex) error {
 		for i, b := range idx.bundles {
-			blob, err := s.readBlob(r, h, b.signatureLayer, s.limits.BundleBytes)
+			blob, err := s.readBlob(r, h, b.Layer, s.limits.BundleBytes)
 			if err != nil {
 				return fmt.Errorf("bundle %d: %w", i, err)
 			}
@@ -207,7 +209,7 @@ func (s *Local) Describe(ctx context.Context, image name.Digest) (artifact.Manif
 		return artifact.Manifest{}, fmt.Errorf("describe: %w", err)
 	}
 	h, _ := v1.NewHash(image.DigestStr()) // checked by Manifest
-	m, err := parseDescription(h, mt, body)
+	m, err := ocimaterial.ParseDescription(h, mt, body)
 	if err != nil {
 		return artifact.Manifest{}, fmt.Errorf("describe %s: local bundle store %s: %w", image, s.dir, err)
 	}
@@ -299,7 +301,7 @@ func (s *Local) read(ctx context.Context, image name.Digest, fn func(*os.Root, v
 // readBlob reads one blob of image's entry, bounded by limit and by the
 // descriptor's size, and checks it against the descriptor. A blob the index
 // names but the store lacks is an error, not "none": the entry is damaged.
-func (s *Local) readBlob(r *os.Root, image v1.Hash, l signatureLayer, limit int64) ([]byte, error) {
+func (s *Local) readBlob(r *os.Root, image v1.Hash, l ocimaterial.Layer, limit int64) ([]byte, error) {
 	if l.Size > limit {
 		return nil, fmt.Errorf("blob %s: size %d, limit %d: %w", l.Digest, l.Size, limit, ErrLimit)
 	}
@@ -307,7 +309,7 @@ func (s *Local) readBlob(r *os.Root, image v1.Hash, l signatureLayer, limit int6
 	if err != nil {
 		return nil, err
 	}
-	if err := checkBlob(l.Digest, l.Size, b); err != nil {
+	if err := ocimaterial.CheckBlob(l.Digest, l.Size, b); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -371,16 +373,16 @@ func readFileBounded(r *os.Root, name string, limit int64) ([]byte, error) {
 // localIndex is what the store holds for one image, as descriptors.
 type localIndex struct {
 	image        v1.Hash
-	manifest     *signatureLayer // Digest is the image digest
-	signatures   []signatureLayer
-	attestations []signatureLayer
+	manifest     *ocimaterial.Layer // Digest is the image digest
+	signatures   []ocimaterial.Layer
+	attestations []ocimaterial.Layer
 	bundles      []bundleDescriptor
 }
 
 // bundleDescriptor is the layer that holds a Sigstore bundle and the
 // artifact type of the manifest that held it.
 type bundleDescriptor struct {
-	signatureLayer
+	ocimaterial.Layer
 	artifactType string
 }
 
@@ -391,7 +393,7 @@ func (idx localIndex) empty() bool {
 // check applies lim to an index that was built rather than parsed (an
 // import, a merge), so that the store never holds what it would refuse to
 // read.
-func (idx localIndex) check(lim Limits) error {
+func (idx localIndex) check(lim ocimaterial.Limits) error {
 	body, err := idx.marshal()
 	if err != nil {
 		return err
@@ -422,7 +424,7 @@ type descriptorFile struct {
 	Annotations  map[string]string `json:"annotations,omitempty"`
 }
 
-func descriptorOf(l signatureLayer) descriptorFile {
+func descriptorOf(l ocimaterial.Layer) descriptorFile {
 	return descriptorFile{MediaType: l.MediaType, Digest: l.Digest.String(), Size: l.Size, Annotations: l.Annotations}
 }
 
@@ -445,7 +447,7 @@ func (idx localIndex) marshal() ([]byte, error) {
 		f.Attestations = append(f.Attestations, descriptorOf(l))
 	}
 	for _, b := range idx.bundles {
-		d := descriptorOf(b.signatureLayer)
+		d := descriptorOf(b.Layer)
 		d.ArtifactType = b.artifactType
 		f.Bundles = append(f.Bundles, d)
 	}
@@ -462,11 +464,11 @@ func (idx localIndex) marshal() ([]byte, error) {
 // holds, and the counts and sizes of lim. The file is on a disk an attacker
 // may write, so it is read as a registry reply is: nothing it says is
 // believed beyond what the blobs' digests then prove.
-func parseLocalIndex(body []byte, image v1.Hash, lim Limits) (localIndex, error) {
-	if err := checkJSON(body); err != nil {
+func parseLocalIndex(body []byte, image v1.Hash, lim ocimaterial.Limits) (localIndex, error) {
+	if err := ocimaterial.CheckJSON(body); err != nil {
 		return localIndex{}, err
 	}
-	o, err := decodeObject(body)
+	o, err := ocimaterial.DecodeObject(body)
 	if err != nil {
 		return localIndex{}, err
 	}
@@ -488,17 +490,17 @@ func parseLocalIndex(body []byte, image v1.Hash, lim Limits) (localIndex, error)
 		return localIndex{}, fmt.Errorf("image %q, but the file is the entry of %s", img, image)
 	}
 	idx := localIndex{image: image}
-	if o.has("manifest") {
+	if o.Has("manifest") {
 		raw := o["manifest"]
 		if err := onlyKeysRaw(raw, "mediaType", "digest", "size"); err != nil {
 			return localIndex{}, fmt.Errorf("manifest: %w", err)
 		}
-		l, err := parseSignatureLayer(raw, lim.ManifestBytes)
+		l, err := ocimaterial.ParseLayer(raw, lim.ManifestBytes)
 		if err != nil {
 			return localIndex{}, fmt.Errorf("manifest: %w", err)
 		}
 		switch l.MediaType {
-		case mediaTypeOCIManifest, mediaTypeOCIIndex, mediaTypeDockerManifest, mediaTypeDockerList:
+		case ocimaterial.MediaTypeOCIManifest, ocimaterial.MediaTypeOCIIndex, ocimaterial.MediaTypeDockerManifest, ocimaterial.MediaTypeDockerList:
 		default:
 			return localIndex{}, fmt.Errorf("manifest: media type %q is not an image manifest or index", l.MediaType)
 		}
@@ -507,7 +509,7 @@ func parseLocalIndex(body []byte, image v1.Hash, lim Limits) (localIndex, error)
 		}
 		idx.manifest = &l
 	}
-	list := func(key string, max int, maxBytes int64, mediaType string) ([]signatureLayer, error) {
+	list := func(key string, max int, maxBytes int64, mediaType string) ([]ocimaterial.Layer, error) {
 		raw, err := requireArray(o, key)
 		if err != nil {
 			return nil, err
@@ -515,12 +517,12 @@ func parseLocalIndex(body []byte, image v1.Hash, lim Limits) (localIndex, error)
 		if len(raw) > max {
 			return nil, fmt.Errorf("%d %s, limit %d: %w", len(raw), key, max, ErrLimit)
 		}
-		out := make([]signatureLayer, 0, len(raw))
+		out := make([]ocimaterial.Layer, 0, len(raw))
 		for i, r := range raw {
 			if err := onlyKeysRaw(r, "mediaType", "digest", "size", "annotations"); err != nil {
 				return nil, fmt.Errorf("%s %d: %w", key, i, err)
 			}
-			l, err := parseSignatureLayer(r, maxBytes)
+			l, err := ocimaterial.ParseLayer(r, maxBytes)
 			if err != nil {
 				return nil, fmt.Errorf("%s %d: %w", key, i, err)
 			}
@@ -531,10 +533,10 @@ func parseLocalIndex(body []byte, image v1.Hash, lim Limits) (localIndex, error)
 		}
 		return out, nil
 	}
-	if idx.signatures, err = list("signatures", lim.Signatures, lim.PayloadBytes, SimpleSigningMediaType); err != nil {
+	if idx.signatures, err = list("signatures", lim.Signatures, lim.PayloadBytes, ocimaterial.SimpleSigningMediaType); err != nil {
 		return localIndex{}, err
 	}
-	if idx.attestations, err = list("attestations", lim.Signatures, lim.EnvelopeBytes, DSSEMediaType); err != nil {
+	if idx.attestations, err = list("attestations", lim.Signatures, lim.EnvelopeBytes, ocimaterial.DSSEMediaType); err != nil {
 		return localIndex{}, err
 	}
 	raw, err := requireArray(o, "bundles")
@@ -548,26 +550,26 @@ func parseLocalIndex(body []byte, image v1.Hash, lim Limits) (localIndex, error)
 		if err := onlyKeysRaw(r, "mediaType", "artifactType", "digest", "size"); err != nil {
 			return localIndex{}, fmt.Errorf("bundles %d: %w", i, err)
 		}
-		l, err := parseSignatureLayer(r, lim.BundleBytes)
+		l, err := ocimaterial.ParseLayer(r, lim.BundleBytes)
 		if err != nil {
 			return localIndex{}, fmt.Errorf("bundles %d: %w", i, err)
 		}
-		d, _ := decodeObject(r)
-		at, err := d.str("artifactType")
+		d, _ := ocimaterial.DecodeObject(r)
+		at, err := d.Str("artifactType")
 		if err != nil {
 			return localIndex{}, fmt.Errorf("bundles %d: %w", i, err)
 		}
-		if !IsBundleMediaType(l.MediaType) || !IsBundleMediaType(at) {
+		if !ocimaterial.IsBundleMediaType(l.MediaType) || !ocimaterial.IsBundleMediaType(at) {
 			return localIndex{}, fmt.Errorf("bundles %d: media type %q, artifact type %q: not a Sigstore bundle", i, l.MediaType, at)
 		}
-		idx.bundles = append(idx.bundles, bundleDescriptor{signatureLayer: l, artifactType: at})
+		idx.bundles = append(idx.bundles, bundleDescriptor{Layer: l, artifactType: at})
 	}
 	return idx, nil
 }
 
 // onlyKeys rejects keys outside allowed: a field this version does not know
 // may mean something it would ignore.
-func onlyKeys(o object, allowed ...string) error {
+func onlyKeys(o ocimaterial.Object, allowed ...string) error {
 	for k := range o {
 		if !slices.Contains(allowed, k) {
 			return fmt.Errorf("unknown key %q", k)
@@ -577,29 +579,29 @@ func onlyKeys(o object, allowed ...string) error {
 }
 
 func onlyKeysRaw(raw json.RawMessage, allowed ...string) error {
-	o, err := decodeObject(raw)
+	o, err := ocimaterial.DecodeObject(raw)
 	if err != nil {
 		return err
 	}
 	return onlyKeys(o, allowed...)
 }
 
-func requireString(o object, key string) (string, error) {
-	if !o.has(key) {
+func requireString(o ocimaterial.Object, key string) (string, error) {
+	if !o.Has(key) {
 		return "", fmt.Errorf("%s missing", key)
 	}
-	return o.str(key)
+	return o.Str(key)
 }
 
-func requireArray(o object, key string) ([]json.RawMessage, error) {
-	if !o.has(key) {
+func requireArray(o ocimaterial.Object, key string) ([]json.RawMessage, error) {
+	if !o.Has(key) {
 		return nil, fmt.Errorf("%s missing", key)
 	}
 	raw := bytes.TrimSpace(o[key])
 	if len(raw) == 0 || raw[0] != '[' {
 		return nil, fmt.Errorf("%s: not a JSON array", key)
 	}
-	return o.array(key)
+	return o.Array(key)
 }
 
 // imageEntry is what one import brings for one image: its index and the
@@ -733,9 +735,9 @@ func mergeIndex(a, b localIndex) localIndex {
 	return out
 }
 
-func mergeLayers(a, b []signatureLayer) []signatureLayer {
+func mergeLayers(a, b []ocimaterial.Layer) []ocimaterial.Layer {
 	seen := map[string]bool{}
-	var out []signatureLayer
+	var out []ocimaterial.Layer
 	for _, l := range append(slices.Clone(a), b...) {
 		var ann []byte
 		if len(l.Annotations) > 0 {

@@ -19,6 +19,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 // ExportMediaType names version 1 of the export file format: a tar whose
@@ -42,15 +44,15 @@ const maxExportChildren = 64
 type ExportOption func(*exportOptions) error
 
 type exportOptions struct {
-	limits Limits
+	limits ocimaterial.Limits
 }
 
 // WithExportLimits makes Export refuse material that a store with these
 // limits would refuse to import, rather than writing a file the node cannot
 // load. Default: the default Limits.
-func WithExportLimits(l Limits) ExportOption {
+func WithExportLimits(l ocimaterial.Limits) ExportOption {
 	return func(o *exportOptions) error {
-		l, err := l.withDefaults()
+		l, err := l.WithDefaults()
 		if err != nil {
 			return err
 		}
@@ -72,7 +74,7 @@ func WithExportLimits(l Limits) ExportOption {
 // the node verifies what it imports like anything else.
 func Export(ctx context.Context, src Source, images []name.Digest, w io.Writer, opts ...ExportOption) ([]ImageSummary, error) {
 	o := exportOptions{}
-	o.limits, _ = Limits{}.withDefaults()
+	o.limits, _ = ocimaterial.Limits{}.WithDefaults()
 	for _, opt := range opts {
 		if opt == nil {
 			return nil, errors.New("export: nil option")
@@ -111,7 +113,7 @@ func Export(ctx context.Context, src Source, images []name.Digest, w io.Writer, 
 		if e.index.manifest == nil {
 			continue
 		}
-		m, err := parseDescription(e.index.image, e.index.manifest.MediaType, e.blobs[e.index.image])
+		m, err := ocimaterial.ParseDescription(e.index.image, e.index.manifest.MediaType, e.blobs[e.index.image])
 		if err != nil {
 			return nil, fmt.Errorf("export %s: %w", image, err)
 		}
@@ -140,7 +142,7 @@ func hasMaterial(idx localIndex) bool {
 
 // exportEntry fetches what src has for one image and lays it out as the
 // store keeps it.
-func exportEntry(ctx context.Context, src Source, image name.Digest, lim Limits) (imageEntry, error) {
+func exportEntry(ctx context.Context, src Source, image name.Digest, lim ocimaterial.Limits) (imageEntry, error) {
 	h, err := localHash(image.DigestStr())
 	if err != nil {
 		return imageEntry{}, err
@@ -151,10 +153,10 @@ func exportEntry(ctx context.Context, src Source, image name.Digest, lim Limits)
 		if err != nil {
 			return imageEntry{}, fmt.Errorf("manifest: %w", err)
 		}
-		if _, err := parseDescription(h, mt, body); err != nil {
+		if _, err := ocimaterial.ParseDescription(h, mt, body); err != nil {
 			return imageEntry{}, fmt.Errorf("manifest: %w", err)
 		}
-		e.index.manifest = &signatureLayer{Digest: h, Size: int64(len(body)), MediaType: mt}
+		e.index.manifest = &ocimaterial.Layer{Digest: h, Size: int64(len(body)), MediaType: mt}
 		e.blobs[h] = body
 	}
 	sigs, err := src.Signatures(ctx, image)
@@ -170,14 +172,14 @@ func exportEntry(ctx context.Context, src Source, image name.Digest, lim Limits)
 		return imageEntry{}, err
 	}
 	for _, s := range sigs {
-		e.index.signatures = append(e.index.signatures, e.addBlob(SimpleSigningMediaType, s.Payload, signatureAnnotations(s)))
+		e.index.signatures = append(e.index.signatures, e.addBlob(ocimaterial.SimpleSigningMediaType, s.Payload, signatureAnnotations(s)))
 	}
 	for _, a := range atts {
-		e.index.attestations = append(e.index.attestations, e.addBlob(DSSEMediaType, a.Envelope, attestationAnnotations(a)))
+		e.index.attestations = append(e.index.attestations, e.addBlob(ocimaterial.DSSEMediaType, a.Envelope, attestationAnnotations(a)))
 	}
 	for _, b := range bundles {
 		l := e.addBlob(b.MediaType, b.JSON, nil)
-		e.index.bundles = append(e.index.bundles, bundleDescriptor{signatureLayer: l, artifactType: b.ArtifactType})
+		e.index.bundles = append(e.index.bundles, bundleDescriptor{Layer: l, artifactType: b.ArtifactType})
 	}
 	// A referrers listing has no meaningful order (registries list by
 	// digest, or in no order at all): store bundles by digest, so that the
@@ -192,11 +194,11 @@ func exportEntry(ctx context.Context, src Source, image name.Digest, lim Limits)
 	return e, nil
 }
 
-func (e *imageEntry) addBlob(mediaType string, blob []byte, ann map[string]string) signatureLayer {
+func (e *imageEntry) addBlob(mediaType string, blob []byte, ann map[string]string) ocimaterial.Layer {
 	sum := sha256.Sum256(blob)
 	h := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
 	e.blobs[h] = blob
-	return signatureLayer{Digest: h, Size: int64(len(blob)), MediaType: mediaType, Annotations: ann}
+	return ocimaterial.Layer{Digest: h, Size: int64(len(blob)), MediaType: mediaType, Annotations: ann}
 }
 
 // signatureAnnotations rebuilds the annotations of cosign's signature
@@ -205,7 +207,7 @@ func (e *imageEntry) addBlob(mediaType string, blob []byte, ann map[string]strin
 func signatureAnnotations(s artifact.Signature) map[string]string {
 	ann := map[string]string{}
 	if len(s.Signature) > 0 {
-		ann[annotationSignature] = base64.StdEncoding.EncodeToString(s.Signature)
+		ann[ocimaterial.AnnotationSignature] = base64.StdEncoding.EncodeToString(s.Signature)
 	}
 	setAnnotations(ann, s.Certificate, s.Chain, s.RekorBundle, s.Timestamp)
 	return ann
@@ -218,7 +220,7 @@ func attestationAnnotations(a artifact.Attestation) map[string]string {
 }
 
 func setAnnotations(ann map[string]string, cert, chain, rekor, ts []byte) {
-	for k, v := range map[string][]byte{annotationCertificate: cert, annotationChain: chain, annotationBundle: rekor, annotationTimestamp: ts} {
+	for k, v := range map[string][]byte{ocimaterial.AnnotationCertificate: cert, ocimaterial.AnnotationChain: chain, ocimaterial.AnnotationBundle: rekor, ocimaterial.AnnotationTimestamp: ts} {
 		if len(v) > 0 {
 			ann[k] = string(v)
 		}
@@ -373,7 +375,7 @@ func parseArchiveName(n string) (archiveMember, error) {
 // parsed strictly for the image its path names, every blob an index names
 // present and none that no index names, and exactly the images the header
 // lists. At most maxBytes are read.
-func parseArchive(r io.Reader, lim Limits, maxBytes int64) ([]imageEntry, error) {
+func parseArchive(r io.Reader, lim ocimaterial.Limits, maxBytes int64) ([]imageEntry, error) {
 	br := &boundedReader{r: r, max: maxBytes}
 	entries, err := readArchive(br, lim)
 	if br.exceeded {
@@ -382,7 +384,7 @@ func parseArchive(r io.Reader, lim Limits, maxBytes int64) ([]imageEntry, error)
 	return entries, err
 }
 
-func readArchive(r io.Reader, lim Limits) ([]imageEntry, error) {
+func readArchive(r io.Reader, lim ocimaterial.Limits) ([]imageEntry, error) {
 	tr := tar.NewReader(r)
 	maxBlob := max(lim.ManifestBytes, lim.PayloadBytes, lim.EnvelopeBytes, lim.BundleBytes)
 	var (
@@ -468,7 +470,7 @@ func readArchive(r io.Reader, lim Limits) ([]imageEntry, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := checkDigest(m.blob, body); err != nil {
+		if err := ocimaterial.CheckDigest(m.blob, body); err != nil {
 			return nil, fmt.Errorf("member %q: %w", hdr.Name, err)
 		}
 		blobs[m.image][m.blob] = body
@@ -491,7 +493,7 @@ func readArchive(r io.Reader, lim Limits) ([]imageEntry, error) {
 			if !ok {
 				return nil, fmt.Errorf("image %s: blob %s named by its index is missing", refs[h], l.Digest)
 			}
-			if err := checkBlob(l.Digest, l.Size, b); err != nil {
+			if err := ocimaterial.CheckBlob(l.Digest, l.Size, b); err != nil {
 				return nil, fmt.Errorf("image %s: %w", refs[h], err)
 			}
 			e.blobs[l.Digest] = b
@@ -507,15 +509,15 @@ func readArchive(r io.Reader, lim Limits) ([]imageEntry, error) {
 }
 
 // indexLayers lists every blob an index names.
-func indexLayers(idx localIndex) []signatureLayer {
-	var out []signatureLayer
+func indexLayers(idx localIndex) []ocimaterial.Layer {
+	var out []ocimaterial.Layer
 	if idx.manifest != nil {
 		out = append(out, *idx.manifest)
 	}
 	out = append(out, idx.signatures...)
 	out = append(out, idx.attestations...)
 	for _, b := range idx.bundles {
-		out = append(out, b.signatureLayer)
+		out = append(out, b.Layer)
 	}
 	return out
 }
@@ -536,10 +538,10 @@ func readMember(tr *tar.Reader, hdr *tar.Header, limit int64) ([]byte, error) {
 
 // parseExportHeader reads the first member of an export file strictly.
 func parseExportHeader(body []byte) (exportHeader, error) {
-	if err := checkJSON(body); err != nil {
+	if err := ocimaterial.CheckJSON(body); err != nil {
 		return exportHeader{}, err
 	}
-	o, err := decodeObject(body)
+	o, err := ocimaterial.DecodeObject(body)
 	if err != nil {
 		return exportHeader{}, err
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 // fuzzExport is a valid export file with every kind of material, for
@@ -18,7 +20,7 @@ func fuzzExport(f *testing.F) ([]byte, name.Digest) {
 	src := &fakeSource{
 		sigs:    []artifact.Signature{{Payload: simpleSigning(image), Signature: []byte("sig"), Certificate: []byte("CERT"), Attached: image.DigestStr()}},
 		atts:    []artifact.Attestation{{Envelope: envelope(1), RekorBundle: []byte(`{}`)}},
-		bundles: []artifact.Bundle{{JSON: fakeBundle(1), MediaType: BundleMediaTypeV03, ArtifactType: BundleMediaTypeV03}},
+		bundles: []artifact.Bundle{{JSON: fakeBundle(1), MediaType: ocimaterial.BundleMediaTypeV03, ArtifactType: ocimaterial.BundleMediaTypeV03}},
 	}
 	var buf bytes.Buffer
 	if _, err := Export(context.Background(), src, []name.Digest{image}, &buf); err != nil {
@@ -36,7 +38,7 @@ func FuzzParseArchive(f *testing.F) {
 	f.Add(good[:len(good)/2])
 	f.Add([]byte{})
 	f.Add(writeMembers(f, []member{{name: exportHeaderName, body: []byte(`{"mediaType":"` + ExportMediaType + `","images":[]}`)}}))
-	lim, _ := Limits{Signatures: 4, Referrers: 4, PayloadBytes: 4 << 10, EnvelopeBytes: 4 << 10, BundleBytes: 4 << 10, ManifestBytes: 16 << 10}.withDefaults()
+	lim, _ := ocimaterial.Limits{Signatures: 4, Referrers: 4, PayloadBytes: 4 << 10, EnvelopeBytes: 4 << 10, BundleBytes: 4 << 10, ManifestBytes: 16 << 10}.WithDefaults()
 	const maxBytes = 1 << 20
 	f.Fuzz(func(t *testing.T, file []byte) {
 		entries, err := parseArchive(bytes.NewReader(file), lim, maxBytes)
@@ -63,7 +65,7 @@ func FuzzParseArchive(f *testing.F) {
 				if !ok {
 					t.Fatalf("blob %s named but not returned", l.Digest)
 				}
-				if err := checkBlob(l.Digest, l.Size, b); err != nil {
+				if err := ocimaterial.CheckBlob(l.Digest, l.Size, b); err != nil {
 					t.Fatalf("returned a blob that does not match: %v", err)
 				}
 			}
@@ -89,7 +91,7 @@ func FuzzParseLocalIndex(f *testing.F) {
 	}
 	f.Add([]byte(`{"mediaType":"` + localIndexMediaType + `","image":"` + image.DigestStr() + `","signatures":[],"attestations":[],"bundles":[]}`))
 	f.Add([]byte(`{"mediaType":"` + localIndexMediaType + `","image":"` + image.DigestStr() + `","signatures":[],"signatures":[],"attestations":[],"bundles":[]}`))
-	lim, _ := Limits{Signatures: 4, Referrers: 2, PayloadBytes: 1 << 10}.withDefaults()
+	lim, _ := ocimaterial.Limits{Signatures: 4, Referrers: 2, PayloadBytes: 1 << 10}.WithDefaults()
 	f.Fuzz(func(t *testing.T, body []byte) {
 		idx, err := parseLocalIndex(body, h, lim)
 		if err != nil {
@@ -102,17 +104,17 @@ func FuzzParseLocalIndex(f *testing.F) {
 			t.Fatalf("accepted manifest %+v", idx.manifest)
 		}
 		for _, l := range idx.signatures {
-			if l.MediaType != SimpleSigningMediaType || l.Size < 0 || l.Size > lim.PayloadBytes {
+			if l.MediaType != ocimaterial.SimpleSigningMediaType || l.Size < 0 || l.Size > lim.PayloadBytes {
 				t.Fatalf("accepted signature %+v", l)
 			}
 		}
 		for _, l := range idx.attestations {
-			if l.MediaType != DSSEMediaType || l.Size < 0 || l.Size > lim.EnvelopeBytes {
+			if l.MediaType != ocimaterial.DSSEMediaType || l.Size < 0 || l.Size > lim.EnvelopeBytes {
 				t.Fatalf("accepted attestation %+v", l)
 			}
 		}
 		for _, b := range idx.bundles {
-			if !IsBundleMediaType(b.MediaType) || !IsBundleMediaType(b.artifactType) || b.Size < 0 || b.Size > lim.BundleBytes {
+			if !ocimaterial.IsBundleMediaType(b.MediaType) || !ocimaterial.IsBundleMediaType(b.artifactType) || b.Size < 0 || b.Size > lim.BundleBytes {
 				t.Fatalf("accepted bundle %+v", b)
 			}
 		}
@@ -134,7 +136,7 @@ func FuzzParseLocalIndex(f *testing.F) {
 // to its parser.
 func FuzzParseLayoutIndex(f *testing.F) {
 	d := digestOf([]byte("x")).String()
-	f.Add([]byte(`{"schemaVersion":2,"mediaType":"` + mediaTypeOCIIndex + `","manifests":[{"mediaType":"` + mediaTypeOCIManifest + `","size":1,"digest":"` + d + `","annotations":{"kind":"` + layoutKindImage + `"}}]}`))
+	f.Add([]byte(`{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","manifests":[{"mediaType":"` + ocimaterial.MediaTypeOCIManifest + `","size":1,"digest":"` + d + `","annotations":{"kind":"` + layoutKindImage + `"}}]}`))
 	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"size":1,"digest":"` + d + `","platform":{"os":"linux"}}]}`))
 	f.Add(readTestdata(f, "oci-index.json"))
 	f.Fuzz(func(t *testing.T, body []byte) {

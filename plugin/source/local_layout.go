@@ -8,6 +8,8 @@ import (
 	"path"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 // Annotations cosign v2 (pkg/oci/layout) puts on the descriptors of the
@@ -49,7 +51,7 @@ func (s *Local) ImportLayout(dir string) ([]ImageSummary, error) {
 
 type layoutReader struct {
 	root   *os.Root
-	lim    Limits
+	lim    ocimaterial.Limits
 	budget int64 // bytes that may still be read
 }
 
@@ -79,9 +81,9 @@ func (lr *layoutReader) blob(d v1.Hash, size, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("blob %s: %w", d, err)
 	}
 	if size >= 0 {
-		err = checkBlob(d, size, b)
+		err = ocimaterial.CheckBlob(d, size, b)
 	} else {
-		err = checkDigest(d, b)
+		err = ocimaterial.CheckDigest(d, b)
 	}
 	if err != nil {
 		return nil, err
@@ -157,14 +159,14 @@ func (s *Local) readLayout(dir string) (imageEntry, error) {
 	if err != nil {
 		return imageEntry{}, fmt.Errorf("image manifest: %w", err)
 	}
-	m, err := parseDescription(image, subject.mediaType, mbody)
+	m, err := ocimaterial.ParseDescription(image, subject.mediaType, mbody)
 	if err != nil {
 		return imageEntry{}, fmt.Errorf("image manifest: %w", err)
 	}
-	e.index.manifest = &signatureLayer{Digest: image, Size: int64(len(mbody)), MediaType: m.MediaType}
+	e.index.manifest = &ocimaterial.Layer{Digest: image, Size: int64(len(mbody)), MediaType: m.MediaType}
 	e.blobs[image] = mbody
 
-	layers := func(d *layoutDescriptor, what string, parse func([]byte, Limits) ([]signatureLayer, error), limit int64) ([]signatureLayer, error) {
+	layers := func(d *layoutDescriptor, what string, parse func([]byte, ocimaterial.Limits) ([]ocimaterial.Layer, error), limit int64) ([]ocimaterial.Layer, error) {
 		if d == nil {
 			return nil, nil
 		}
@@ -185,30 +187,30 @@ func (s *Local) readLayout(dir string) (imageEntry, error) {
 		}
 		return ls, nil
 	}
-	if e.index.signatures, err = layers(sigs, "signature", parseSignatureManifest, s.limits.PayloadBytes); err != nil {
+	if e.index.signatures, err = layers(sigs, "signature", ocimaterial.ParseSignatureManifest, s.limits.PayloadBytes); err != nil {
 		return imageEntry{}, err
 	}
 	for i, l := range e.index.signatures {
-		if l.MediaType != SimpleSigningMediaType {
-			return imageEntry{}, fmt.Errorf("signature manifest layer %d: media type %q, want %q", i, l.MediaType, SimpleSigningMediaType)
+		if l.MediaType != ocimaterial.SimpleSigningMediaType {
+			return imageEntry{}, fmt.Errorf("signature manifest layer %d: media type %q, want %q", i, l.MediaType, ocimaterial.SimpleSigningMediaType)
 		}
 	}
-	if e.index.attestations, err = layers(atts, "attestation", parseAttestationManifest, s.limits.EnvelopeBytes); err != nil {
+	if e.index.attestations, err = layers(atts, "attestation", ocimaterial.ParseAttestationManifest, s.limits.EnvelopeBytes); err != nil {
 		return imageEntry{}, err
 	}
 	for _, d := range others {
-		if d.mediaType != "" && d.mediaType != mediaTypeOCIManifest {
+		if d.mediaType != "" && d.mediaType != ocimaterial.MediaTypeOCIManifest {
 			continue
 		}
 		body, err := lr.blob(d.digest, d.size, s.limits.ManifestBytes)
 		if err != nil {
 			return imageEntry{}, fmt.Errorf("manifest %s: %w", d.digest, err)
 		}
-		rm, err := parseReferrerManifest(body)
+		rm, err := ocimaterial.ParseReferrerManifest(body)
 		if err != nil {
 			return imageEntry{}, fmt.Errorf("manifest %s: %w", d.digest, err)
 		}
-		l, ok, err := bundleLayer(rm, image, s.limits)
+		l, ok, err := ocimaterial.BundleLayer(rm, image, s.limits)
 		if err != nil {
 			return imageEntry{}, fmt.Errorf("manifest %s: %w", d.digest, err)
 		}
@@ -220,7 +222,7 @@ func (s *Local) readLayout(dir string) (imageEntry, error) {
 			return imageEntry{}, fmt.Errorf("bundle of manifest %s: %w", d.digest, err)
 		}
 		e.blobs[l.Digest] = b
-		e.index.bundles = append(e.index.bundles, bundleDescriptor{signatureLayer: signatureLayer{Digest: l.Digest, Size: l.Size, MediaType: l.MediaType}, artifactType: rm.ArtifactType})
+		e.index.bundles = append(e.index.bundles, bundleDescriptor{Layer: ocimaterial.Layer{Digest: l.Digest, Size: l.Size, MediaType: l.MediaType}, artifactType: rm.ArtifactType})
 	}
 	e.index = mergeIndex(localIndex{image: image}, e.index)
 	if err := e.index.check(s.limits); err != nil {
@@ -230,10 +232,10 @@ func (s *Local) readLayout(dir string) (imageEntry, error) {
 }
 
 func checkLayoutVersion(body []byte) error {
-	if err := checkJSON(body); err != nil {
+	if err := ocimaterial.CheckJSON(body); err != nil {
 		return err
 	}
-	o, err := decodeObject(body)
+	o, err := ocimaterial.DecodeObject(body)
 	if err != nil {
 		return err
 	}
@@ -252,26 +254,26 @@ func checkLayoutVersion(body []byte) error {
 // annotations. Other descriptor fields (platform, urls) are allowed, as the
 // OCI spec allows them, and not used.
 func parseLayoutIndex(body []byte, max int) ([]layoutDescriptor, error) {
-	if err := checkJSON(body); err != nil {
+	if err := ocimaterial.CheckJSON(body); err != nil {
 		return nil, err
 	}
-	o, err := decodeObject(body)
+	o, err := ocimaterial.DecodeObject(body)
 	if err != nil {
 		return nil, err
 	}
-	if v, ok, err := o.int64("schemaVersion"); err != nil {
+	if v, ok, err := o.Int64("schemaVersion"); err != nil {
 		return nil, err
 	} else if !ok || v != 2 {
 		return nil, errors.New("schemaVersion must be 2")
 	}
-	mt, err := o.str("mediaType")
+	mt, err := o.Str("mediaType")
 	if err != nil {
 		return nil, err
 	}
-	if mt != "" && mt != mediaTypeOCIIndex {
+	if mt != "" && mt != ocimaterial.MediaTypeOCIIndex {
 		return nil, fmt.Errorf("media type %q is not an OCI index", mt)
 	}
-	if o.has("layers") || o.has("config") {
+	if o.Has("layers") || o.Has("config") {
 		return nil, errors.New("ambiguous, has layers or config")
 	}
 	raw, err := requireArray(o, "manifests")
@@ -293,12 +295,12 @@ func parseLayoutIndex(body []byte, max int) ([]layoutDescriptor, error) {
 }
 
 func parseLayoutDescriptor(raw json.RawMessage) (layoutDescriptor, error) {
-	o, err := decodeObject(raw)
+	o, err := ocimaterial.DecodeObject(raw)
 	if err != nil {
 		return layoutDescriptor{}, err
 	}
 	var d layoutDescriptor
-	if d.mediaType, err = o.str("mediaType"); err != nil {
+	if d.mediaType, err = o.Str("mediaType"); err != nil {
 		return layoutDescriptor{}, err
 	}
 	ds, err := requireString(o, "digest")
@@ -308,7 +310,7 @@ func parseLayoutDescriptor(raw json.RawMessage) (layoutDescriptor, error) {
 	if d.digest, err = v1.NewHash(ds); err != nil {
 		return layoutDescriptor{}, fmt.Errorf("digest: %w", err)
 	}
-	size, ok, err := o.int64("size")
+	size, ok, err := o.Int64("size")
 	switch {
 	case err != nil:
 		return layoutDescriptor{}, err
@@ -318,7 +320,7 @@ func parseLayoutDescriptor(raw json.RawMessage) (layoutDescriptor, error) {
 		return layoutDescriptor{}, fmt.Errorf("negative size %d", size)
 	}
 	d.size = size
-	ann, err := o.stringMap("annotations")
+	ann, err := o.StringMap("annotations")
 	if err != nil {
 		return layoutDescriptor{}, err
 	}

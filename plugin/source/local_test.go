@@ -22,6 +22,8 @@ import (
 
 	"github.com/sealgate/sealgate/internal/testenv"
 	"github.com/sealgate/sealgate/plugin/artifact"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 // material is everything a source has for one image.
@@ -127,10 +129,10 @@ func newRegistryFixture(t *testing.T) registryFixture {
 		testSig{payload: []byte(`{"critical":{},"optional":{"n":2}}`), signature: []byte("second")},
 	)
 	pushAttestations(t, reg.host, f.image,
-		testAtt{envelope: envelope(1), ann: map[string]string{annotationSignature: "", annotationCertificate: "CERT", annotationBundle: `{"x":1}`}},
+		testAtt{envelope: envelope(1), ann: map[string]string{ocimaterial.AnnotationSignature: "", ocimaterial.AnnotationCertificate: "CERT", ocimaterial.AnnotationBundle: `{"x":1}`}},
 		testAtt{envelope: envelope(2)})
-	pushReferrer(t, reg.host, f.image, testReferrer{artifactType: BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
-	pushReferrer(t, reg.host, f.image, testReferrer{artifactType: BundleMediaTypeV01, layers: [][]byte{fakeBundle(2)}})
+	pushReferrer(t, reg.host, f.image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
+	pushReferrer(t, reg.host, f.image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV01, layers: [][]byte{fakeBundle(2)}})
 
 	idx, err := random.Index(128, 1, 2)
 	if err != nil {
@@ -291,7 +293,7 @@ func smallExport(t *testing.T) (file []byte, image name.Digest) {
 	t.Helper()
 	image, _ = name.NewDigest("registry.example/app@" + digestOf([]byte("image")).String())
 	src := &fakeSource{sigs: []artifact.Signature{{Payload: simpleSigning(image), Signature: []byte("sig"), Attached: image.DigestStr()}},
-		bundles: []artifact.Bundle{{JSON: fakeBundle(1), MediaType: BundleMediaTypeV03, ArtifactType: BundleMediaTypeV03, Attached: image.DigestStr()}}}
+		bundles: []artifact.Bundle{{JSON: fakeBundle(1), MediaType: ocimaterial.BundleMediaTypeV03, ArtifactType: ocimaterial.BundleMediaTypeV03, Attached: image.DigestStr()}}}
 	return exportTo(t, src, image), image
 }
 
@@ -322,7 +324,7 @@ func (f *fakeSource) Describe(_ context.Context, image name.Digest) (artifact.Ma
 	if f.descErr != nil {
 		return artifact.Manifest{}, f.descErr
 	}
-	return artifact.Manifest{Digest: image.DigestStr(), MediaType: mediaTypeOCIManifest}, nil
+	return artifact.Manifest{Digest: image.DigestStr(), MediaType: ocimaterial.MediaTypeOCIManifest}, nil
 }
 
 // holdingSource is a fakeSource that is a Holder.
@@ -451,11 +453,11 @@ func TestImportArchiveRefuses(t *testing.T) {
 func TestParseLocalIndex(t *testing.T) {
 	image := digestOf([]byte("image"))
 	blob := digestOf([]byte("blob")).String()
-	lim, _ := Limits{Signatures: 2, Referrers: 1, PayloadBytes: 100}.withDefaults()
-	sig := `{"mediaType":"` + SimpleSigningMediaType + `","digest":"` + blob + `","size":4}`
-	att := `{"mediaType":"` + DSSEMediaType + `","digest":"` + blob + `","size":4}`
-	bun := `{"mediaType":"` + BundleMediaTypeV03 + `","artifactType":"` + BundleMediaTypeV03 + `","digest":"` + blob + `","size":4}`
-	man := `{"mediaType":"` + mediaTypeOCIManifest + `","digest":"` + image.String() + `","size":4}`
+	lim, _ := ocimaterial.Limits{Signatures: 2, Referrers: 1, PayloadBytes: 100}.WithDefaults()
+	sig := `{"mediaType":"` + ocimaterial.SimpleSigningMediaType + `","digest":"` + blob + `","size":4}`
+	att := `{"mediaType":"` + ocimaterial.DSSEMediaType + `","digest":"` + blob + `","size":4}`
+	bun := `{"mediaType":"` + ocimaterial.BundleMediaTypeV03 + `","artifactType":"` + ocimaterial.BundleMediaTypeV03 + `","digest":"` + blob + `","size":4}`
+	man := `{"mediaType":"` + ocimaterial.MediaTypeOCIManifest + `","digest":"` + image.String() + `","size":4}`
 	doc := func(fields ...string) string {
 		return `{"mediaType":"` + localIndexMediaType + `","image":"` + image.String() + `",` + strings.Join(fields, ",") + `}`
 	}
@@ -481,11 +483,11 @@ func TestParseLocalIndex(t *testing.T) {
 		{"too many bundles", doc(lists("", "", bun+","+bun)), "2 bundles, limit 1"},
 		{"payload over the limit", doc(lists(strings.Replace(sig, `"size":4`, `"size":101`, 1), "", "")), "limit 100"},
 		{"negative size", doc(lists(strings.Replace(sig, `"size":4`, `"size":-1`, 1), "", "")), "negative size"},
-		{"signature of another media type", doc(lists(att, "", "")), "want \"" + SimpleSigningMediaType},
-		{"attestation of another media type", doc(lists("", sig, "")), "want \"" + DSSEMediaType},
-		{"bundle without artifact type", doc(lists("", "", strings.Replace(bun, `"artifactType":"`+BundleMediaTypeV03+`",`, "", 1))), "not a Sigstore bundle"},
+		{"signature of another media type", doc(lists(att, "", "")), "want \"" + ocimaterial.SimpleSigningMediaType},
+		{"attestation of another media type", doc(lists("", sig, "")), "want \"" + ocimaterial.DSSEMediaType},
+		{"bundle without artifact type", doc(lists("", "", strings.Replace(bun, `"artifactType":"`+ocimaterial.BundleMediaTypeV03+`",`, "", 1))), "not a Sigstore bundle"},
 		{"manifest of another digest", doc(`"manifest":`+strings.Replace(man, image.String(), blob, 1), lists("", "", "")), "is not the image's"},
-		{"manifest not a manifest", doc(`"manifest":`+strings.Replace(man, mediaTypeOCIManifest, "text/plain", 1), lists("", "", "")), "not an image manifest"},
+		{"manifest not a manifest", doc(`"manifest":`+strings.Replace(man, ocimaterial.MediaTypeOCIManifest, "text/plain", 1), lists("", "", "")), "not an image manifest"},
 		{"bad digest", doc(lists(strings.Replace(sig, blob, "sha256:XYZ", 1), "", "")), "digest"},
 		{"trailing data", doc(lists("", "", "")) + "{}", "after the top-level value"},
 		{"not an object", `[]`, "not a JSON object"},
@@ -576,7 +578,7 @@ func TestLocalDamagedStore(t *testing.T) {
 		}, "index.json", nil},
 		{"index huge", func(t *testing.T, l *Local, image name.Digest, h v1.Hash) {
 			p := filepath.Join(l.Dir(), filepath.FromSlash(indexPath(h)))
-			os.WriteFile(p, bytes.Repeat([]byte(" "), int(DefaultManifestBytes)+1), 0o644)
+			os.WriteFile(p, bytes.Repeat([]byte(" "), int(ocimaterial.DefaultManifestBytes)+1), 0o644)
 		}, "limit", ErrLimit},
 	}
 	for _, tc := range tests {
@@ -627,7 +629,7 @@ func TestLocalNothing(t *testing.T) {
 	if _, err := NewLocal(""); err == nil {
 		t.Error("NewLocal(\"\") accepted")
 	}
-	if _, err := NewLocal("x", WithLocalLimits(Limits{Signatures: -1})); err == nil {
+	if _, err := NewLocal("x", WithLocalLimits(ocimaterial.Limits{Signatures: -1})); err == nil {
 		t.Error("negative limits accepted")
 	}
 }
@@ -643,7 +645,7 @@ func TestLocalMerge(t *testing.T) {
 	}
 	first := exportTo(t, &fakeSource{sigs: []artifact.Signature{sig(1), sig(2)}}, image)
 	second := exportTo(t, &fakeSource{sigs: []artifact.Signature{sig(2), sig(3)}, atts: []artifact.Attestation{{Envelope: envelope(1)}}}, image)
-	l := newTestLocal(t, WithLocalLimits(Limits{Signatures: 3}))
+	l := newTestLocal(t, WithLocalLimits(ocimaterial.Limits{Signatures: 3}))
 	for _, f := range [][]byte{first, first, second, second} {
 		if _, err := l.ImportArchive(bytes.NewReader(f)); err != nil {
 			t.Fatal(err)
@@ -689,7 +691,7 @@ func TestExportFails(t *testing.T) {
 		want error
 	}{
 		{"registry unreachable", &fakeSource{err: ErrUnreachable}, ErrUnreachable},
-		{"more signatures than a node reads", &fakeSource{sigs: manySignatures(DefaultSignatures + 1)}, ErrLimit},
+		{"more signatures than a node reads", &fakeSource{sigs: manySignatures(ocimaterial.DefaultSignatures + 1)}, ErrLimit},
 		{"a bundle of another type", &fakeSource{bundles: []artifact.Bundle{{JSON: []byte("{}"), MediaType: "application/json"}}}, nil},
 	}
 	for _, tc := range tests {
@@ -921,7 +923,7 @@ func TestLocalCosign(t *testing.T) {
 // TestImportLayoutRefuses: a layout that is not what cosign save writes,
 // or whose content does not match its digests, is refused.
 func TestImportLayoutRefuses(t *testing.T) {
-	image := []byte(`{"schemaVersion":2,"mediaType":"` + mediaTypeOCIManifest + `","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"` + digestOf([]byte("{}")).String() + `"},"layers":[]}`)
+	image := []byte(`{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIManifest + `","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"` + digestOf([]byte("{}")).String() + `"},"layers":[]}`)
 	ih := digestOf(image)
 	write := func(t *testing.T, files map[string][]byte) string {
 		dir := t.TempDir()
@@ -935,10 +937,10 @@ func TestImportLayoutRefuses(t *testing.T) {
 		return dir
 	}
 	index := func(descs ...string) []byte {
-		return []byte(`{"schemaVersion":2,"mediaType":"` + mediaTypeOCIIndex + `","manifests":[` + strings.Join(descs, ",") + `]}`)
+		return []byte(`{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","manifests":[` + strings.Join(descs, ",") + `]}`)
 	}
 	desc := func(h v1.Hash, size int, kind string) string {
-		return fmt.Sprintf(`{"mediaType":%q,"size":%d,"digest":%q,"annotations":{"kind":%q}}`, mediaTypeOCIManifest, size, h, kind)
+		return fmt.Sprintf(`{"mediaType":%q,"size":%d,"digest":%q,"annotations":{"kind":%q}}`, ocimaterial.MediaTypeOCIManifest, size, h, kind)
 	}
 	base := func() map[string][]byte {
 		return map[string][]byte{

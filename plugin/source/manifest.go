@@ -7,6 +7,8 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 var _ ManifestSource = (*Registry)(nil)
@@ -39,7 +41,7 @@ func (r *Registry) Manifest(ctx context.Context, image name.Digest) (string, []b
 		if err != nil {
 			return raw{}, err
 		}
-		m, err := parseDescription(h, string(desc.MediaType), desc.Manifest)
+		m, err := ocimaterial.ParseDescription(h, string(desc.MediaType), desc.Manifest)
 		if err != nil {
 			return raw{}, err
 		}

@@ -17,6 +17,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 func readTestdata(t testing.TB, file string) []byte {
@@ -28,8 +30,8 @@ func readTestdata(t testing.TB, file string) []byte {
 	return b
 }
 
-func defaultLimits() Limits {
-	l, _ := Limits{}.withDefaults()
+func defaultLimits() ocimaterial.Limits {
+	l, _ := ocimaterial.Limits{}.WithDefaults()
 	return l
 }
 
@@ -62,18 +64,18 @@ func TestSignatureTag(t *testing.T) {
 // The manifest and payload that cosign v2.6.5 wrote (testdata), read and
 // checked against cosign's public key.
 func TestParseCosignFixture(t *testing.T) {
-	layers, err := parseSignatureManifest(readTestdata(t, "cosign-signature-manifest.json"), defaultLimits())
+	layers, err := ocimaterial.ParseSignatureManifest(readTestdata(t, "cosign-signature-manifest.json"), defaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(layers) != 1 || layers[0].MediaType != SimpleSigningMediaType {
+	if len(layers) != 1 || layers[0].MediaType != ocimaterial.SimpleSigningMediaType {
 		t.Fatalf("layers = %+v", layers)
 	}
 	payload := readTestdata(t, "cosign-payload.json")
-	if err := checkBlob(layers[0].Digest, layers[0].Size, payload); err != nil {
+	if err := ocimaterial.CheckBlob(layers[0].Digest, layers[0].Size, payload); err != nil {
 		t.Fatalf("fixture payload does not match its descriptor: %v", err)
 	}
-	sig := newSignature(layers[0], payload, "sha256:x", "origin")
+	sig := ocimaterial.NewSignature(layers[0], payload, "sha256:x", "origin")
 	block, _ := pem.Decode(readTestdata(t, "cosign.pub"))
 	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
 	if err != nil {
@@ -88,7 +90,7 @@ func TestParseCosignFixture(t *testing.T) {
 func TestParseSignatureManifest(t *testing.T) {
 	digest := "sha256:" + strings.Repeat("a", 64)
 	layer := func(extra string) string {
-		return `{"mediaType":"` + SimpleSigningMediaType + `","size":10,"digest":"` + digest + `"` + extra + `}`
+		return `{"mediaType":"` + ocimaterial.SimpleSigningMediaType + `","size":10,"digest":"` + digest + `"` + extra + `}`
 	}
 	manifest := func(layers ...string) string {
 		return `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[` + strings.Join(layers, ",") + `]}`
@@ -96,7 +98,7 @@ func TestParseSignatureManifest(t *testing.T) {
 	tests := []struct {
 		name      string
 		body      string
-		limits    Limits
+		limits    ocimaterial.Limits
 		wantN     int
 		wantErr   bool
 		wantLimit bool
@@ -106,8 +108,8 @@ func TestParseSignatureManifest(t *testing.T) {
 		{name: "no media type", body: `{"schemaVersion":2,"layers":[` + layer("") + `]}`, wantN: 1},
 		{name: "no layers", body: `{"schemaVersion":2,"layers":null}`, wantN: 0},
 		{name: "keyless fixture", body: string(readTestdata(t, "keyless-signature-manifest.json")), wantN: 1},
-		{name: "too many layers: the first are kept", body: manifest(layer(""), layer(""), layer("")), limits: Limits{Signatures: 2}, wantN: 2},
-		{name: "layer too large: skipped", body: manifest(layer(""), `{"size":1,"digest":"`+digest+`"}`), limits: Limits{PayloadBytes: 9}, wantN: 1},
+		{name: "too many layers: the first are kept", body: manifest(layer(""), layer(""), layer("")), limits: ocimaterial.Limits{Signatures: 2}, wantN: 2},
+		{name: "layer too large: skipped", body: manifest(layer(""), `{"size":1,"digest":"`+digest+`"}`), limits: ocimaterial.Limits{PayloadBytes: 9}, wantN: 1},
 		{name: "negative size: skipped", body: manifest(`{"size":-1,"digest":"`+digest+`"}`, layer("")), wantN: 1},
 		{name: "missing size: skipped", body: manifest(`{"digest":"`+digest+`"}`, layer("")), wantN: 1},
 		{name: "fractional size: skipped", body: manifest(`{"size":1.5,"digest":"`+digest+`"}`, layer("")), wantN: 1},
@@ -130,11 +132,11 @@ func TestParseSignatureManifest(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			lim, err := tc.limits.withDefaults()
+			lim, err := tc.limits.WithDefaults()
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := parseSignatureManifest([]byte(tc.body), lim)
+			got, err := ocimaterial.ParseSignatureManifest([]byte(tc.body), lim)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
 			}
@@ -149,15 +151,15 @@ func TestParseSignatureManifest(t *testing.T) {
 }
 
 func TestNewSignature(t *testing.T) {
-	l := signatureLayer{Annotations: map[string]string{
-		annotationSignature:   "c2ln",
-		annotationCertificate: "CERT",
-		annotationChain:       "CHAIN",
-		annotationBundle:      "BUNDLE",
-		annotationTimestamp:   "TSA",
-		"other":               "ignored",
+	l := ocimaterial.Layer{Annotations: map[string]string{
+		ocimaterial.AnnotationSignature:   "c2ln",
+		ocimaterial.AnnotationCertificate: "CERT",
+		ocimaterial.AnnotationChain:       "CHAIN",
+		ocimaterial.AnnotationBundle:      "BUNDLE",
+		ocimaterial.AnnotationTimestamp:   "TSA",
+		"other":                           "ignored",
 	}}
-	got := newSignature(l, []byte("payload"), "sha256:x", "repo:tag layer 0")
+	got := ocimaterial.NewSignature(l, []byte("payload"), "sha256:x", "repo:tag layer 0")
 	want := artifact.Signature{Payload: []byte("payload"), Signature: []byte("sig"), Certificate: []byte("CERT"),
 		Chain: []byte("CHAIN"), RekorBundle: []byte("BUNDLE"), Attached: "sha256:x", Origin: "repo:tag layer 0"}
 	if string(got.Payload) != string(want.Payload) || string(got.Signature) != string(want.Signature) ||
@@ -167,11 +169,11 @@ func TestNewSignature(t *testing.T) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 
-	bad := newSignature(signatureLayer{Annotations: map[string]string{annotationSignature: "%%%"}}, nil, "", "o")
+	bad := ocimaterial.NewSignature(ocimaterial.Layer{Annotations: map[string]string{ocimaterial.AnnotationSignature: "%%%"}}, nil, "", "o")
 	if len(bad.Signature) != 0 || !strings.Contains(bad.Origin, "not valid base64") {
 		t.Fatalf("bad base64: %+v", bad)
 	}
-	none := newSignature(signatureLayer{}, nil, "", "o")
+	none := ocimaterial.NewSignature(ocimaterial.Layer{}, nil, "", "o")
 	if none.Signature != nil || none.Certificate != nil || none.Timestamp != nil || none.Origin != "o" {
 		t.Fatalf("no annotations: %+v", none)
 	}
@@ -180,18 +182,18 @@ func TestNewSignature(t *testing.T) {
 func TestCheckBlob(t *testing.T) {
 	b := []byte("hello")
 	h, _, _ := v1.SHA256(strings.NewReader("hello"))
-	if err := checkBlob(h, 5, b); err != nil {
+	if err := ocimaterial.CheckBlob(h, 5, b); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkBlob(h, 4, b); err == nil {
+	if err := ocimaterial.CheckBlob(h, 4, b); err == nil {
 		t.Error("size mismatch accepted")
 	}
-	if err := checkBlob(h, 5, []byte("hellO")); err == nil {
+	if err := ocimaterial.CheckBlob(h, 5, []byte("hellO")); err == nil {
 		t.Error("digest mismatch accepted")
 	}
 	sum := sha512.Sum512(b)
 	h512 := v1.Hash{Algorithm: "sha512", Hex: hex.EncodeToString(sum[:])}
-	if err := checkBlob(h512, 5, b); err != nil {
+	if err := ocimaterial.CheckBlob(h512, 5, b); err != nil {
 		t.Errorf("sha512: %v", err)
 	}
 }
@@ -210,32 +212,32 @@ func TestParseDescription(t *testing.T) {
 		wantChildren []string // "platform" per child
 		wantErr      bool
 	}{
-		{name: "oci index", body: string(readTestdata(t, "oci-index.json")), wantType: mediaTypeOCIIndex,
+		{name: "oci index", body: string(readTestdata(t, "oci-index.json")), wantType: ocimaterial.MediaTypeOCIIndex,
 			wantChildren: []string{"linux/amd64", "linux/arm64/v8", "unknown/unknown"}},
-		{name: "docker list", body: string(readTestdata(t, "docker-manifest-list.json")), wantType: mediaTypeDockerList,
+		{name: "docker list", body: string(readTestdata(t, "docker-manifest-list.json")), wantType: ocimaterial.MediaTypeDockerList,
 			wantChildren: []string{"linux/arm/v7"}},
-		{name: "docker manifest", body: string(readTestdata(t, "docker-manifest.json")), wantType: mediaTypeDockerManifest},
-		{name: "type from header", body: `{"schemaVersion":2,"manifests":[]}`, contentType: mediaTypeDockerList + "; charset=utf-8", wantType: mediaTypeDockerList},
-		{name: "body wins over header", body: `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIIndex + `","manifests":[]}`, contentType: mediaTypeOCIManifest, wantType: mediaTypeOCIIndex},
-		{name: "inferred index", body: `{"schemaVersion":2,"manifests":[]}`, wantType: mediaTypeOCIIndex},
-		{name: "inferred manifest", body: `{"schemaVersion":2,"layers":[]}`, wantType: mediaTypeOCIManifest},
-		{name: "child without platform", body: `{"mediaType":"` + mediaTypeOCIIndex + `","manifests":[{"digest":"sha256:` + strings.Repeat("1", 64) + `"}]}`,
-			wantType: mediaTypeOCIIndex, wantChildren: []string{""}},
-		{name: "child with os only", body: `{"mediaType":"` + mediaTypeOCIIndex + `","manifests":[{"digest":"sha256:` + strings.Repeat("1", 64) + `","platform":{"os":"linux"}}]}`,
-			wantType: mediaTypeOCIIndex, wantChildren: []string{""}},
-		{name: "manifest header but manifests in body", body: `{"schemaVersion":2,"manifests":[]}`, contentType: mediaTypeOCIManifest, wantErr: true},
-		{name: "index with layers", body: `{"mediaType":"` + mediaTypeOCIIndex + `","manifests":[],"layers":[]}`, wantErr: true},
-		{name: "manifest with manifests", body: `{"mediaType":"` + mediaTypeOCIManifest + `","manifests":[],"layers":[]}`, wantErr: true},
+		{name: "docker manifest", body: string(readTestdata(t, "docker-manifest.json")), wantType: ocimaterial.MediaTypeDockerManifest},
+		{name: "type from header", body: `{"schemaVersion":2,"manifests":[]}`, contentType: ocimaterial.MediaTypeDockerList + "; charset=utf-8", wantType: ocimaterial.MediaTypeDockerList},
+		{name: "body wins over header", body: `{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","manifests":[]}`, contentType: ocimaterial.MediaTypeOCIManifest, wantType: ocimaterial.MediaTypeOCIIndex},
+		{name: "inferred index", body: `{"schemaVersion":2,"manifests":[]}`, wantType: ocimaterial.MediaTypeOCIIndex},
+		{name: "inferred manifest", body: `{"schemaVersion":2,"layers":[]}`, wantType: ocimaterial.MediaTypeOCIManifest},
+		{name: "child without platform", body: `{"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","manifests":[{"digest":"sha256:` + strings.Repeat("1", 64) + `"}]}`,
+			wantType: ocimaterial.MediaTypeOCIIndex, wantChildren: []string{""}},
+		{name: "child with os only", body: `{"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","manifests":[{"digest":"sha256:` + strings.Repeat("1", 64) + `","platform":{"os":"linux"}}]}`,
+			wantType: ocimaterial.MediaTypeOCIIndex, wantChildren: []string{""}},
+		{name: "manifest header but manifests in body", body: `{"schemaVersion":2,"manifests":[]}`, contentType: ocimaterial.MediaTypeOCIManifest, wantErr: true},
+		{name: "index with layers", body: `{"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","manifests":[],"layers":[]}`, wantErr: true},
+		{name: "manifest with manifests", body: `{"mediaType":"` + ocimaterial.MediaTypeOCIManifest + `","manifests":[],"layers":[]}`, wantErr: true},
 		{name: "unknown shape", body: `{"schemaVersion":2}`, wantErr: true},
-		{name: "bad child digest", body: `{"mediaType":"` + mediaTypeOCIIndex + `","manifests":[{"digest":"sha256:1"}]}`, wantErr: true},
-		{name: "slash in platform", body: `{"mediaType":"` + mediaTypeOCIIndex + `","manifests":[{"digest":"sha256:` + strings.Repeat("1", 64) + `","platform":{"os":"linux/amd64","architecture":"x"}}]}`, wantErr: true},
-		{name: "platform not an object", body: `{"mediaType":"` + mediaTypeOCIIndex + `","manifests":[{"digest":"sha256:` + strings.Repeat("1", 64) + `","platform":"linux/amd64"}]}`, wantErr: true},
-		{name: "duplicate media type", body: `{"mediaType":"` + mediaTypeOCIManifest + `","layers":[],"mediaType":"` + mediaTypeOCIIndex + `"}`, wantErr: true},
+		{name: "bad child digest", body: `{"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","manifests":[{"digest":"sha256:1"}]}`, wantErr: true},
+		{name: "slash in platform", body: `{"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","manifests":[{"digest":"sha256:` + strings.Repeat("1", 64) + `","platform":{"os":"linux/amd64","architecture":"x"}}]}`, wantErr: true},
+		{name: "platform not an object", body: `{"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","manifests":[{"digest":"sha256:` + strings.Repeat("1", 64) + `","platform":"linux/amd64"}]}`, wantErr: true},
+		{name: "duplicate media type", body: `{"mediaType":"` + ocimaterial.MediaTypeOCIManifest + `","layers":[],"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `"}`, wantErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			body := []byte(tc.body)
-			got, err := parseDescription(digestOf(body), tc.contentType, body)
+			got, err := ocimaterial.ParseDescription(digestOf(body), tc.contentType, body)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
 			}
@@ -257,7 +259,7 @@ func TestParseDescription(t *testing.T) {
 	}
 	// Bytes that do not hash to the requested digest are refused first.
 	body := readTestdata(t, "oci-index.json")
-	if _, err := parseDescription(digestOf([]byte("other")), "", body); err == nil {
+	if _, err := ocimaterial.ParseDescription(digestOf([]byte("other")), "", body); err == nil {
 		t.Fatal("digest mismatch accepted")
 	}
 }
@@ -280,8 +282,8 @@ func TestCheckJSON(t *testing.T) {
 		{`{"a":}`, true},
 	}
 	for _, tc := range tests {
-		if err := checkJSON([]byte(tc.body)); (err != nil) != tc.wantErr {
-			t.Errorf("checkJSON(%s) = %v, wantErr %v", tc.body, err, tc.wantErr)
+		if err := ocimaterial.CheckJSON([]byte(tc.body)); (err != nil) != tc.wantErr {
+			t.Errorf("ocimaterial.CheckJSON(%s) = %v, wantErr %v", tc.body, err, tc.wantErr)
 		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 func TestAttestationAndReferrersTags(t *testing.T) {
@@ -52,11 +54,11 @@ func TestIsBundleMediaType(t *testing.T) {
 		"application/vnd.dev.sigstore.bundle.v0.4+json":          false,
 		"application/vnd.dev.sigstore.bundle+json;version=0.3.1": false,
 		"APPLICATION/VND.DEV.SIGSTORE.BUNDLE.V0.3+JSON":          false,
-		mediaTypeEmptyConfig: false,
-		"":                   false,
+		ocimaterial.MediaTypeEmptyConfig:                         false,
+		"":                                                       false,
 	} {
-		if got := IsBundleMediaType(mt); got != want {
-			t.Errorf("IsBundleMediaType(%q) = %v, want %v", mt, got, want)
+		if got := ocimaterial.IsBundleMediaType(mt); got != want {
+			t.Errorf("ocimaterial.IsBundleMediaType(%q) = %v, want %v", mt, got, want)
 		}
 	}
 }
@@ -74,23 +76,23 @@ func TestParseCosignReferrerFixtures(t *testing.T) {
 		}
 	}
 	fallback, _ := parseReferrers(readTestdata(t, "cosign-referrers-fallback.json"), lim)
-	if fallback[0].Digest != digestOf(manifest) || fallback[0].ArtifactType != mediaTypeEmptyConfig {
+	if fallback[0].Digest != digestOf(manifest) || fallback[0].ArtifactType != ocimaterial.MediaTypeEmptyConfig {
 		t.Fatalf("fallback entry %+v does not name the bundle manifest %s", fallback[0], digestOf(manifest))
 	}
-	m, err := parseReferrerManifest(manifest)
+	m, err := ocimaterial.ParseReferrerManifest(manifest)
 	if err != nil {
 		t.Fatal(err)
 	}
 	subject, _ := v1.NewHash(m.Subject)
-	l, ok, err := bundleLayer(m, subject, lim)
+	l, ok, err := ocimaterial.BundleLayer(m, subject, lim)
 	if err != nil || !ok {
-		t.Fatalf("bundleLayer: %v, %v", ok, err)
+		t.Fatalf("ocimaterial.BundleLayer: %v, %v", ok, err)
 	}
-	if m.ArtifactType != BundleMediaTypeV03Alt || l.MediaType != BundleMediaTypeV03Alt {
+	if m.ArtifactType != ocimaterial.BundleMediaTypeV03Alt || l.MediaType != ocimaterial.BundleMediaTypeV03Alt {
 		t.Fatalf("artifact type %q, layer %q", m.ArtifactType, l.MediaType)
 	}
 	bundle := readTestdata(t, "cosign-bundle.json")
-	if err := checkBlob(l.Digest, l.Size, bundle); err != nil {
+	if err := ocimaterial.CheckBlob(l.Digest, l.Size, bundle); err != nil {
 		t.Fatalf("bundle fixture does not match its layer: %v", err)
 	}
 	var b struct {
@@ -99,7 +101,7 @@ func TestParseCosignReferrerFixtures(t *testing.T) {
 			Payload string `json:"payload"`
 		} `json:"dsseEnvelope"`
 	}
-	if err := json.Unmarshal(bundle, &b); err != nil || b.MediaType != BundleMediaTypeV03Alt {
+	if err := json.Unmarshal(bundle, &b); err != nil || b.MediaType != ocimaterial.BundleMediaTypeV03Alt {
 		t.Fatalf("bundle: %+v, %v", b, err)
 	}
 	stmt := decodeStatement(t, b.DSSEEnvelope.Payload)
@@ -110,15 +112,15 @@ func TestParseCosignReferrerFixtures(t *testing.T) {
 
 // The attestation manifest and envelope cosign attest wrote (testdata).
 func TestParseCosignAttestationFixture(t *testing.T) {
-	layers, err := parseAttestationManifest(readTestdata(t, "cosign-attestation-manifest.json"), defaultLimits())
+	layers, err := ocimaterial.ParseAttestationManifest(readTestdata(t, "cosign-attestation-manifest.json"), defaultLimits())
 	if err != nil || len(layers) != 1 {
 		t.Fatalf("%+v, %v", layers, err)
 	}
 	env := readTestdata(t, "cosign-dsse-envelope.json")
-	if err := checkBlob(layers[0].Digest, layers[0].Size, env); err != nil {
+	if err := ocimaterial.CheckBlob(layers[0].Digest, layers[0].Size, env); err != nil {
 		t.Fatal(err)
 	}
-	a := newAttestation(layers[0], env, "sha256:x", "o")
+	a := ocimaterial.NewAttestation(layers[0], env, "sha256:x", "o")
 	if string(a.Envelope) != string(env) || a.Certificate != nil || a.RekorBundle != nil || a.Attached != "sha256:x" {
 		t.Fatalf("attestation %+v", a)
 	}
@@ -134,45 +136,45 @@ func TestParseCosignAttestationFixture(t *testing.T) {
 func TestParseReferrers(t *testing.T) {
 	d := func(c string) string { return "sha256:" + strings.Repeat(c, 64) }
 	entry := func(digest, artifactType string, extra ...string) string {
-		s := `{"mediaType":"` + mediaTypeOCIManifest + `","size":100,"digest":"` + digest + `"`
+		s := `{"mediaType":"` + ocimaterial.MediaTypeOCIManifest + `","size":100,"digest":"` + digest + `"`
 		if artifactType != "" {
 			s += `,"artifactType":"` + artifactType + `"`
 		}
 		return s + strings.Join(extra, "") + `}`
 	}
 	index := func(entries ...string) string {
-		return `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIIndex + `","manifests":[` + strings.Join(entries, ",") + `]}`
+		return `{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","manifests":[` + strings.Join(entries, ",") + `]}`
 	}
 	tests := []struct {
 		name      string
 		body      string
-		limits    Limits
+		limits    ocimaterial.Limits
 		want      []string // candidate digests
 		wantErr   bool
 		wantLimit bool
 	}{
-		{name: "bundle", body: index(entry(d("1"), BundleMediaTypeV03Alt)), want: []string{d("1")}},
-		{name: "every bundle version", body: index(entry(d("1"), BundleMediaTypeV01), entry(d("2"), BundleMediaTypeV02), entry(d("3"), BundleMediaTypeV03)),
+		{name: "bundle", body: index(entry(d("1"), ocimaterial.BundleMediaTypeV03Alt)), want: []string{d("1")}},
+		{name: "every bundle version", body: index(entry(d("1"), ocimaterial.BundleMediaTypeV01), entry(d("2"), ocimaterial.BundleMediaTypeV02), entry(d("3"), ocimaterial.BundleMediaTypeV03)),
 			want: []string{d("1"), d("2"), d("3")}},
-		{name: "empty config type and none are candidates", body: index(entry(d("1"), mediaTypeEmptyConfig), entry(d("2"), "")),
+		{name: "empty config type and none are candidates", body: index(entry(d("1"), ocimaterial.MediaTypeEmptyConfig), entry(d("2"), "")),
 			want: []string{d("1"), d("2")}},
-		{name: "other artifact types dropped", body: index(entry(d("1"), "application/spdx+json"), entry(d("2"), "application/vnd.in-toto+json"), entry(d("3"), BundleMediaTypeV03Alt)),
+		{name: "other artifact types dropped", body: index(entry(d("1"), "application/spdx+json"), entry(d("2"), "application/vnd.in-toto+json"), entry(d("3"), ocimaterial.BundleMediaTypeV03Alt)),
 			want: []string{d("3")}},
-		{name: "index entries dropped", body: index(`{"mediaType":"` + mediaTypeOCIIndex + `","size":1,"digest":"` + d("1") + `"}`), want: nil},
+		{name: "index entries dropped", body: index(`{"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","size":1,"digest":"` + d("1") + `"}`), want: nil},
 		{name: "no media type is a candidate", body: index(`{"size":1,"digest":"` + d("1") + `"}`), want: []string{d("1")}},
-		{name: "duplicates once", body: index(entry(d("1"), BundleMediaTypeV03Alt), entry(d("1"), BundleMediaTypeV03Alt), entry(d("1"), ""), entry(d("1"), BundleMediaTypeV03Alt)),
-			limits: Limits{Referrers: 1}, want: []string{d("1")}},
+		{name: "duplicates once", body: index(entry(d("1"), ocimaterial.BundleMediaTypeV03Alt), entry(d("1"), ocimaterial.BundleMediaTypeV03Alt), entry(d("1"), ""), entry(d("1"), ocimaterial.BundleMediaTypeV03Alt)),
+			limits: ocimaterial.Limits{Referrers: 1}, want: []string{d("1")}},
 		{name: "annotations", body: index(entry(d("1"), "", `,"annotations":{"a":"b"}`)), want: []string{d("1")}},
 		{name: "empty", body: index(), want: nil},
 		{name: "no manifests", body: `{"schemaVersion":2}`, want: nil},
 		{name: "no media type", body: `{"schemaVersion":2,"manifests":[]}`, want: nil},
-		{name: "at the limit", body: index(entry(d("1"), ""), entry(d("2"), "")), limits: Limits{Referrers: 2}, want: []string{d("1"), d("2")}},
-		{name: "over the limit: the first are kept", body: index(entry(d("1"), ""), entry(d("2"), ""), entry(d("3"), "")), limits: Limits{Referrers: 2}, want: []string{d("1"), d("2")}},
-		{name: "others do not count", body: index(entry(d("1"), "x/y"), entry(d("2"), "x/y"), entry(d("3"), "")), limits: Limits{Referrers: 1}, want: []string{d("3")}},
-		{name: "candidate larger than a manifest may be: skipped", body: index(entry(d("1"), ""), `{"size":1,"digest":"`+d("2")+`"}`), limits: Limits{ManifestBytes: 99}, want: []string{d("2")}},
-		{name: "large non-candidate", body: index(entry(d("1"), "x/y")), limits: Limits{ManifestBytes: 99}, want: nil},
-		{name: "manifest media type", body: `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIManifest + `","manifests":[]}`, wantErr: true},
-		{name: "docker list media type", body: `{"schemaVersion":2,"mediaType":"` + mediaTypeDockerList + `","manifests":[]}`, wantErr: true},
+		{name: "at the limit", body: index(entry(d("1"), ""), entry(d("2"), "")), limits: ocimaterial.Limits{Referrers: 2}, want: []string{d("1"), d("2")}},
+		{name: "over the limit: the first are kept", body: index(entry(d("1"), ""), entry(d("2"), ""), entry(d("3"), "")), limits: ocimaterial.Limits{Referrers: 2}, want: []string{d("1"), d("2")}},
+		{name: "others do not count", body: index(entry(d("1"), "x/y"), entry(d("2"), "x/y"), entry(d("3"), "")), limits: ocimaterial.Limits{Referrers: 1}, want: []string{d("3")}},
+		{name: "candidate larger than a manifest may be: skipped", body: index(entry(d("1"), ""), `{"size":1,"digest":"`+d("2")+`"}`), limits: ocimaterial.Limits{ManifestBytes: 99}, want: []string{d("2")}},
+		{name: "large non-candidate", body: index(entry(d("1"), "x/y")), limits: ocimaterial.Limits{ManifestBytes: 99}, want: nil},
+		{name: "manifest media type", body: `{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIManifest + `","manifests":[]}`, wantErr: true},
+		{name: "docker list media type", body: `{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeDockerList + `","manifests":[]}`, wantErr: true},
 		{name: "layers", body: `{"schemaVersion":2,"manifests":[],"layers":[]}`, wantErr: true},
 		{name: "schema 1", body: `{"schemaVersion":1,"manifests":[]}`, wantErr: true},
 		{name: "no schema", body: `{"manifests":[]}`, wantErr: true},
@@ -182,14 +184,14 @@ func TestParseReferrers(t *testing.T) {
 		{name: "artifact type not a string: skipped", body: index(`{"size":1,"digest":"` + d("1") + `","artifactType":1}`), want: nil},
 		{name: "annotation not a string: skipped", body: index(entry(d("1"), "", `,"annotations":{"a":1}`)), want: nil},
 		{name: "entry not an object: skipped", body: index(`"x"`, entry(d("2"), "")), want: []string{d("2")}},
-		{name: "duplicate key", body: index(`{"size":1,"digest":"` + d("1") + `","artifactType":"x/y","artifactType":"` + BundleMediaTypeV03Alt + `"}`), wantErr: true},
+		{name: "duplicate key", body: index(`{"size":1,"digest":"` + d("1") + `","artifactType":"x/y","artifactType":"` + ocimaterial.BundleMediaTypeV03Alt + `"}`), wantErr: true},
 		{name: "trailing data", body: index() + "{}", wantErr: true},
 		{name: "not an object", body: `[]`, wantErr: true},
 		{name: "empty body", body: ``, wantErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			lim, err := tc.limits.withDefaults()
+			lim, err := tc.limits.WithDefaults()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -218,7 +220,7 @@ func TestBundleLayer(t *testing.T) {
 		return fmt.Sprintf(`{"mediaType":%q,"size":%d,"digest":"sha256:%s"}`, mt, size, strings.Repeat("7", 64))
 	}
 	manifest := func(artifactType, configType, subj string, layers ...string) string {
-		s := `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIManifest + `"`
+		s := `{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIManifest + `"`
 		if artifactType != "" {
 			s += `,"artifactType":"` + artifactType + `"`
 		}
@@ -226,41 +228,41 @@ func TestBundleLayer(t *testing.T) {
 			s += `,"config":{"mediaType":"` + configType + `","size":2,"digest":"sha256:` + strings.Repeat("8", 64) + `"}`
 		}
 		if subj != "" {
-			s += `,"subject":{"mediaType":"` + mediaTypeOCIManifest + `","size":1,"digest":"` + subj + `"}`
+			s += `,"subject":{"mediaType":"` + ocimaterial.MediaTypeOCIManifest + `","size":1,"digest":"` + subj + `"}`
 		}
 		return s + `,"layers":[` + strings.Join(layers, ",") + `]}`
 	}
-	v03 := BundleMediaTypeV03Alt
+	v03 := ocimaterial.BundleMediaTypeV03Alt
 	tests := []struct {
 		name      string
 		body      string
-		limits    Limits
+		limits    ocimaterial.Limits
 		want      bool
 		wantErr   bool
 		wantLimit bool
 	}{
 		{name: "cosign", body: string(readTestdata(t, "cosign-bundle-manifest.json")), want: false}, // another subject
-		{name: "bundle", body: manifest(v03, mediaTypeEmptyConfig, subject, layer(v03, 10)), want: true},
-		{name: "v0.1 layer in a v0.3 manifest", body: manifest(v03, mediaTypeEmptyConfig, subject, layer(BundleMediaTypeV01, 10)), want: true},
-		{name: "type from config", body: manifest("", BundleMediaTypeV02, subject, layer(BundleMediaTypeV02, 10)), want: true},
+		{name: "bundle", body: manifest(v03, ocimaterial.MediaTypeEmptyConfig, subject, layer(v03, 10)), want: true},
+		{name: "v0.1 layer in a v0.3 manifest", body: manifest(v03, ocimaterial.MediaTypeEmptyConfig, subject, layer(ocimaterial.BundleMediaTypeV01, 10)), want: true},
+		{name: "type from config", body: manifest("", ocimaterial.BundleMediaTypeV02, subject, layer(ocimaterial.BundleMediaTypeV02, 10)), want: true},
 		{name: "artifactType wins over config", body: manifest("application/spdx+json", v03, subject, layer(v03, 10)), want: false},
-		{name: "empty config only", body: manifest("", mediaTypeEmptyConfig, subject, layer(v03, 10)), want: false},
-		{name: "other artifact type", body: manifest("application/spdx+json", mediaTypeEmptyConfig, subject, layer(v03, 10)), want: false},
+		{name: "empty config only", body: manifest("", ocimaterial.MediaTypeEmptyConfig, subject, layer(v03, 10)), want: false},
+		{name: "other artifact type", body: manifest("application/spdx+json", ocimaterial.MediaTypeEmptyConfig, subject, layer(v03, 10)), want: false},
 		{name: "type with a space", body: manifest("application/vnd.dev.sigstore.bundle+json; version=0.3", "", subject, layer(v03, 10)), want: false},
-		{name: "another subject", body: manifest(v03, mediaTypeEmptyConfig, other, layer(v03, 10)), want: false},
-		{name: "no subject", body: manifest(v03, mediaTypeEmptyConfig, "", layer(v03, 10)), want: false},
-		{name: "an index", body: `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIIndex + `","artifactType":"` + v03 + `","manifests":[],"subject":{"digest":"` + subject + `"}}`, want: false},
+		{name: "another subject", body: manifest(v03, ocimaterial.MediaTypeEmptyConfig, other, layer(v03, 10)), want: false},
+		{name: "no subject", body: manifest(v03, ocimaterial.MediaTypeEmptyConfig, "", layer(v03, 10)), want: false},
+		{name: "an index", body: `{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","artifactType":"` + v03 + `","manifests":[],"subject":{"digest":"` + subject + `"}}`, want: false},
 		{name: "an artifact manifest", body: `{"schemaVersion":2,"mediaType":"application/vnd.oci.artifact.manifest.v1+json","artifactType":"` + v03 + `","blobs":[` + layer(v03, 1) + `],"subject":{"digest":"` + subject + `"}}`, want: false},
-		{name: "no media type", body: strings.Replace(manifest(v03, "", subject, layer(v03, 10)), `"mediaType":"`+mediaTypeOCIManifest+`",`, "", 1), want: true},
+		{name: "no media type", body: strings.Replace(manifest(v03, "", subject, layer(v03, 10)), `"mediaType":"`+ocimaterial.MediaTypeOCIManifest+`",`, "", 1), want: true},
 		{name: "two layers", body: manifest(v03, "", subject, layer(v03, 10), layer(v03, 10)), wantErr: true},
 		{name: "no layers", body: manifest(v03, "", subject), wantErr: true},
 		{name: "layer not a bundle", body: manifest(v03, "", subject, layer("application/json", 10)), wantErr: true},
-		{name: "bundle too large", body: manifest(v03, "", subject, layer(v03, 1025)), limits: Limits{BundleBytes: 1024}, wantErr: true, wantLimit: true},
-		{name: "bundle at the limit", body: manifest(v03, "", subject, layer(v03, 1024)), limits: Limits{BundleBytes: 1024}, want: true},
+		{name: "bundle too large", body: manifest(v03, "", subject, layer(v03, 1025)), limits: ocimaterial.Limits{BundleBytes: 1024}, wantErr: true, wantLimit: true},
+		{name: "bundle at the limit", body: manifest(v03, "", subject, layer(v03, 1024)), limits: ocimaterial.Limits{BundleBytes: 1024}, want: true},
 		{name: "layer without size", body: manifest(v03, "", subject, `{"mediaType":"`+v03+`","digest":"`+subject+`"}`), wantErr: true},
 		{name: "bad subject digest", body: manifest(v03, "", "sha256:zz", layer(v03, 10)), wantErr: true},
 		{name: "subject not an object", body: `{"schemaVersion":2,"artifactType":"` + v03 + `","subject":"` + subject + `","layers":[]}`, wantErr: true},
-		{name: "index with layers", body: `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIIndex + `","layers":[]}`, wantErr: true},
+		{name: "index with layers", body: `{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","layers":[]}`, wantErr: true},
 		{name: "layers and manifests", body: `{"schemaVersion":2,"layers":[],"manifests":[]}`, wantErr: true},
 		{name: "schema 1", body: `{"schemaVersion":1,"layers":[]}`, wantErr: true},
 		{name: "duplicate artifactType", body: `{"schemaVersion":2,"artifactType":"x/y","artifactType":"` + v03 + `","layers":[]}`, wantErr: true},
@@ -268,15 +270,15 @@ func TestBundleLayer(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			lim, err := tc.limits.withDefaults()
+			lim, err := tc.limits.WithDefaults()
 			if err != nil {
 				t.Fatal(err)
 			}
 			h, _ := v1.NewHash(subject)
-			m, err := parseReferrerManifest([]byte(tc.body))
+			m, err := ocimaterial.ParseReferrerManifest([]byte(tc.body))
 			var ok bool
 			if err == nil {
-				_, ok, err = bundleLayer(m, h, lim)
+				_, ok, err = ocimaterial.BundleLayer(m, h, lim)
 			}
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
@@ -300,34 +302,34 @@ func TestParseAttestationManifest(t *testing.T) {
 		return s + "}"
 	}
 	manifest := func(layers ...string) string {
-		return `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIManifest + `","layers":[` + strings.Join(layers, ",") + `]}`
+		return `{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIManifest + `","layers":[` + strings.Join(layers, ",") + `]}`
 	}
 	tests := []struct {
 		name      string
 		body      string
-		limits    Limits
+		limits    ocimaterial.Limits
 		wantN     int
 		wantErr   bool
 		wantLimit bool
 	}{
 		{name: "cosign", body: string(readTestdata(t, "cosign-attestation-manifest.json")), wantN: 1},
-		{name: "two", body: manifest(layer(DSSEMediaType, 10, ""), layer(DSSEMediaType, 10, `{"predicateType":"x"}`)), wantN: 2},
+		{name: "two", body: manifest(layer(ocimaterial.DSSEMediaType, 10, ""), layer(ocimaterial.DSSEMediaType, 10, `{"predicateType":"x"}`)), wantN: 2},
 		{name: "none", body: manifest(), wantN: 0},
-		{name: "not DSSE: skipped", body: manifest(layer(SimpleSigningMediaType, 10, ""), layer(DSSEMediaType, 10, "")), wantN: 1},
+		{name: "not DSSE: skipped", body: manifest(layer(ocimaterial.SimpleSigningMediaType, 10, ""), layer(ocimaterial.DSSEMediaType, 10, "")), wantN: 1},
 		{name: "no media type: skipped", body: manifest(`{"size":1,"digest":"sha256:` + strings.Repeat("a", 64) + `"}`), wantN: 0},
-		{name: "envelope too large: skipped", body: manifest(layer(DSSEMediaType, 1025, "")), limits: Limits{EnvelopeBytes: 1024}, wantN: 0},
-		{name: "payload limit does not apply", body: manifest(layer(DSSEMediaType, 1025, "")), limits: Limits{PayloadBytes: 1024}, wantN: 1},
-		{name: "too many: the first is kept", body: manifest(layer(DSSEMediaType, 1, ""), layer(DSSEMediaType, 1, "")), limits: Limits{Signatures: 1}, wantN: 1},
-		{name: "index", body: `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIIndex + `","manifests":[]}`, wantErr: true},
+		{name: "envelope too large: skipped", body: manifest(layer(ocimaterial.DSSEMediaType, 1025, "")), limits: ocimaterial.Limits{EnvelopeBytes: 1024}, wantN: 0},
+		{name: "payload limit does not apply", body: manifest(layer(ocimaterial.DSSEMediaType, 1025, "")), limits: ocimaterial.Limits{PayloadBytes: 1024}, wantN: 1},
+		{name: "too many: the first is kept", body: manifest(layer(ocimaterial.DSSEMediaType, 1, ""), layer(ocimaterial.DSSEMediaType, 1, "")), limits: ocimaterial.Limits{Signatures: 1}, wantN: 1},
+		{name: "index", body: `{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","manifests":[]}`, wantErr: true},
 		{name: "duplicate key", body: `{"schemaVersion":2,"layers":[],"layers":[]}`, wantErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			lim, err := tc.limits.withDefaults()
+			lim, err := tc.limits.WithDefaults()
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := parseAttestationManifest([]byte(tc.body), lim)
+			got, err := ocimaterial.ParseAttestationManifest([]byte(tc.body), lim)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
 			}
@@ -342,16 +344,16 @@ func TestParseAttestationManifest(t *testing.T) {
 }
 
 func TestNewAttestation(t *testing.T) {
-	l := signatureLayer{Annotations: map[string]string{
-		annotationSignature:   "", // cosign writes it empty on attestations
-		annotationCertificate: "CERT",
-		annotationChain:       "CHAIN",
-		annotationBundle:      "BUNDLE",
-		annotationTimestamp:   "TSA",
-		"predicateType":       "https://slsa.dev/provenance/v1",
+	l := ocimaterial.Layer{Annotations: map[string]string{
+		ocimaterial.AnnotationSignature:   "", // cosign writes it empty on attestations
+		ocimaterial.AnnotationCertificate: "CERT",
+		ocimaterial.AnnotationChain:       "CHAIN",
+		ocimaterial.AnnotationBundle:      "BUNDLE",
+		ocimaterial.AnnotationTimestamp:   "TSA",
+		"predicateType":                   "https://slsa.dev/provenance/v1",
 	}}
 	env := []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"","signatures":[]}`)
-	a := newAttestation(l, env, "sha256:x", "o")
+	a := ocimaterial.NewAttestation(l, env, "sha256:x", "o")
 	if string(a.Envelope) != string(env) || string(a.Certificate) != "CERT" || string(a.Chain) != "CHAIN" ||
 		string(a.RekorBundle) != "BUNDLE" || string(a.Timestamp) != "TSA" || a.Attached != "sha256:x" || a.Origin != "o" {
 		t.Fatalf("got %+v", a)
@@ -360,7 +362,7 @@ func TestNewAttestation(t *testing.T) {
 	if a.Envelope[0] == 'X' {
 		t.Fatal("the envelope shares the caller's buffer")
 	}
-	if none := newAttestation(signatureLayer{}, nil, "", "o"); none.Certificate != nil || none.Timestamp != nil {
+	if none := ocimaterial.NewAttestation(ocimaterial.Layer{}, nil, "", "o"); none.Certificate != nil || none.Timestamp != nil {
 		t.Fatalf("no annotations: %+v", none)
 	}
 }

@@ -19,6 +19,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 // blobJobs bounds the blobs (signature payloads, envelopes, referrer
@@ -34,7 +36,7 @@ const blobJobs = 4
 type Registry struct {
 	keychain authn.Keychain
 	timeout  time.Duration
-	limits   Limits
+	limits   ocimaterial.Limits
 	hosts    *hostConfig
 
 	signatures   flightGroup
@@ -150,9 +152,9 @@ func (r *Registry) fetchSignatures(ctx context.Context, image name.Digest) ([]ar
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := r.fetchTagged(ctx, image, tag, func(body []byte) ([]signatureLayer, error) {
+	blobs, err := r.fetchTagged(ctx, image, tag, func(body []byte) ([]ocimaterial.Layer, error) {
 		var skipped int
-		layers, err := parseLayerManifest(body, "signature", r.limits.Signatures, r.limits.PayloadBytes, &skipped)
+		layers, err := ocimaterial.ParseSignatureManifestCounted(body, r.limits, &skipped)
 		r.skipped.Add(int64(skipped))
 		return layers, err
 	}, r.limits.PayloadBytes)
@@ -161,7 +163,7 @@ func (r *Registry) fetchSignatures(ctx context.Context, image name.Digest) ([]ar
 	}
 	sigs := make([]artifact.Signature, len(blobs))
 	for i, b := range blobs {
-		sigs[i] = newSignature(b.layer, b.blob, image.DigestStr(), b.origin)
+		sigs[i] = ocimaterial.NewSignature(b.layer, b.blob, image.DigestStr(), b.origin)
 	}
 	return sigs, nil
 }
@@ -171,9 +173,9 @@ func (r *Registry) fetchAttestations(ctx context.Context, image name.Digest) ([]
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := r.fetchTagged(ctx, image, tag, func(body []byte) ([]signatureLayer, error) {
+	blobs, err := r.fetchTagged(ctx, image, tag, func(body []byte) ([]ocimaterial.Layer, error) {
 		var skipped int
-		layers, err := parseAttestationManifestCounted(body, r.limits, &skipped)
+		layers, err := ocimaterial.ParseAttestationManifestCounted(body, r.limits, &skipped)
 		r.skipped.Add(int64(skipped))
 		return layers, err
 	}, r.limits.EnvelopeBytes)
@@ -182,7 +184,7 @@ func (r *Registry) fetchAttestations(ctx context.Context, image name.Digest) ([]
 	}
 	atts := make([]artifact.Attestation, len(blobs))
 	for i, b := range blobs {
-		atts[i] = newAttestation(b.layer, b.blob, image.DigestStr(), b.origin)
+		atts[i] = ocimaterial.NewAttestation(b.layer, b.blob, image.DigestStr(), b.origin)
 	}
 	return atts, nil
 }
@@ -190,7 +192,7 @@ func (r *Registry) fetchAttestations(ctx context.Context, image name.Digest) ([]
 // layerBlob is one layer of a manifest at one of cosign's tags, with its
 // blob.
 type layerBlob struct {
-	layer  signatureLayer
+	layer  ocimaterial.Layer
 	blob   []byte
 	origin string
 }
@@ -201,7 +203,7 @@ type layerBlob struct {
 // allowed to pull, each bounded by blobLimit. A tag that no host has is
 // none: an empty slice and a nil error.
 func (r *Registry) fetchTagged(ctx context.Context, image name.Digest, tag name.Tag,
-	parse func([]byte) ([]signatureLayer, error), blobLimit int64) ([]layerBlob, error) {
+	parse func([]byte) ([]ocimaterial.Layer, error), blobLimit int64) ([]layerBlob, error) {
 	targets, err := r.targets(image)
 	if err != nil {
 		return nil, err
@@ -210,7 +212,7 @@ func (r *Registry) fetchTagged(ctx context.Context, image name.Digest, tag name.
 	if len(resolvers) == 0 {
 		return nil, fmt.Errorf("no host of %s may resolve tags (capabilities pull and resolve)", image.RegistryStr())
 	}
-	layers, err := tryHosts(ctx, resolvers, func(ctx context.Context, t *target) ([]signatureLayer, error) {
+	layers, err := tryHosts(ctx, resolvers, func(ctx context.Context, t *target) ([]ocimaterial.Layer, error) {
 		desc, err := t.puller.Get(withBodyLimit(ctx, r.limits.ManifestBytes), t.repo.Tag(tag.TagStr()))
 		if err != nil {
 			return nil, err
@@ -275,7 +277,7 @@ func keepFetched[T any](got []*T, errs []error) ([]T, error) {
 // fetchBlob reads one layer blob as stored (signature payloads, envelopes
 // and bundles are not compressed, whatever their media type), bounded by
 // limit and by the descriptor's size, and checks its size and digest.
-func (r *Registry) fetchBlob(ctx context.Context, t *target, l signatureLayer, limit int64) ([]byte, error) {
+func (r *Registry) fetchBlob(ctx context.Context, t *target, l ocimaterial.Layer, limit int64) ([]byte, error) {
 	layer, err := t.puller.Layer(withBodyLimit(ctx, limit), t.repo.Digest(l.Digest.String()))
 	if err != nil {
 		return nil, err
@@ -289,7 +291,7 @@ func (r *Registry) fetchBlob(ctx context.Context, t *target, l signatureLayer, l
 	if err != nil {
 		return nil, err
 	}
-	if err := checkBlob(l.Digest, l.Size, b); err != nil {
+	if err := ocimaterial.CheckBlob(l.Digest, l.Size, b); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -313,7 +315,7 @@ func (r *Registry) fetchDescription(ctx context.Context, image name.Digest) (art
 		if err != nil {
 			return artifact.Manifest{}, err
 		}
-		return parseDescription(h, string(desc.MediaType), desc.Manifest)
+		return ocimaterial.ParseDescription(h, string(desc.MediaType), desc.Manifest)
 	})
 }
 

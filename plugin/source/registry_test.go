@@ -32,6 +32,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 func TestSignaturesFound(t *testing.T) {
@@ -233,13 +235,13 @@ func TestLimits(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		limits Limits
+		limits ocimaterial.Limits
 		hook   func(w http.ResponseWriter, r *http.Request) bool
 		// notLimit: any error but ErrUnreachable will do.
 		notLimit bool
 	}{
-		{name: "manifest larger than limit", limits: Limits{ManifestBytes: 1024}},
-		{name: "streamed manifest without length", limits: Limits{ManifestBytes: 64 << 10},
+		{name: "manifest larger than limit", limits: ocimaterial.Limits{ManifestBytes: 1024}},
+		{name: "streamed manifest without length", limits: ocimaterial.Limits{ManifestBytes: 64 << 10},
 			hook: func(w http.ResponseWriter, r *http.Request) bool {
 				if r.URL.Path != tagPath {
 					return false
@@ -254,7 +256,7 @@ func TestLimits(t *testing.T) {
 			}},
 		// The descriptor's size bounds the read: more bytes than it says are
 		// a mismatch, found before any limit is reached.
-		{name: "streamed blob without length", limits: Limits{}, notLimit: true,
+		{name: "streamed blob without length", limits: ocimaterial.Limits{}, notLimit: true,
 			hook: func(w http.ResponseWriter, r *http.Request) bool {
 				if !strings.Contains(r.URL.Path, "/blobs/") {
 					return false
@@ -286,9 +288,9 @@ func TestLimits(t *testing.T) {
 	// Junk is skipped, not fatal: a layer over the payload limit, layers
 	// past the count limit; the others are read.
 	for _, tc := range []struct {
-		lim  Limits
+		lim  ocimaterial.Limits
 		want int
-	}{{Limits{PayloadBytes: 1024}, 2}, {Limits{Signatures: 2}, 2}} {
+	}{{ocimaterial.Limits{PayloadBytes: 1024}, 2}, {ocimaterial.Limits{Signatures: 2}, 2}} {
 		if got, err := newTestSource(t, WithLimits(tc.lim)).Signatures(context.Background(), image); err != nil || len(got) != tc.want {
 			t.Errorf("limits %+v: %d signatures, %v; want %d", tc.lim, len(got), err, tc.want)
 		}
@@ -303,7 +305,7 @@ func TestLimits(t *testing.T) {
 func TestDescribeLimit(t *testing.T) {
 	reg := newTestRegistry(t)
 	image := pushImage(t, reg.host, reg.host, "app")
-	_, err := newTestSource(t, WithLimits(Limits{ManifestBytes: 64})).Describe(context.Background(), image)
+	_, err := newTestSource(t, WithLimits(ocimaterial.Limits{ManifestBytes: 64})).Describe(context.Background(), image)
 	if !errors.Is(err, ErrLimit) {
 		t.Fatalf("err = %v, want ErrLimit", err)
 	}
@@ -789,11 +791,11 @@ func TestNewRegistryOptions(t *testing.T) {
 		{"negative timeout", []Option{WithTimeout(-time.Second)}, true},
 		{"nil keychain", []Option{WithKeychain(nil)}, true},
 		{"nil transport", []Option{WithTransport(nil)}, true},
-		{"negative limit", []Option{WithLimits(Limits{PayloadBytes: -1})}, true},
-		{"negative envelope limit", []Option{WithLimits(Limits{EnvelopeBytes: -1})}, true},
-		{"negative bundle limit", []Option{WithLimits(Limits{BundleBytes: -1})}, true},
-		{"negative referrers limit", []Option{WithLimits(Limits{Referrers: -1})}, true},
-		{"partial limits", []Option{WithLimits(Limits{Signatures: 3})}, false},
+		{"negative limit", []Option{WithLimits(ocimaterial.Limits{PayloadBytes: -1})}, true},
+		{"negative envelope limit", []Option{WithLimits(ocimaterial.Limits{EnvelopeBytes: -1})}, true},
+		{"negative bundle limit", []Option{WithLimits(ocimaterial.Limits{BundleBytes: -1})}, true},
+		{"negative referrers limit", []Option{WithLimits(ocimaterial.Limits{Referrers: -1})}, true},
+		{"partial limits", []Option{WithLimits(ocimaterial.Limits{Signatures: 3})}, false},
 		{"nil option", []Option{nil}, true},
 	}
 	for _, tc := range tests {
@@ -901,7 +903,7 @@ func TestSkippedCounted(t *testing.T) {
 		testSig{payload: simpleSigning(image), signature: []byte("b")},
 		testSig{payload: simpleSigning(image), signature: []byte("c")},
 	)
-	src := newTestSource(t, WithLimits(Limits{Signatures: 1}))
+	src := newTestSource(t, WithLimits(ocimaterial.Limits{Signatures: 1}))
 	got, err := src.Signatures(context.Background(), image)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("%d signatures, %v", len(got), err)

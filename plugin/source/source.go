@@ -70,6 +70,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
+
+	"github.com/sealgate/sealgate/plugin/ocimaterial"
 )
 
 // Source finds signature material for an image digest.
@@ -95,8 +97,9 @@ var (
 	// (connection refused, DNS, timeouts). Callers branch on it to decide
 	// whether a cached verdict may serve offline.
 	ErrUnreachable = errors.New("signature source unreachable")
-	// ErrLimit wraps replies that exceed a size or count limit.
-	ErrLimit = errors.New("reply exceeds limit")
+	// ErrLimit wraps replies that exceed a size or count limit (the
+	// sentinel of package ocimaterial, which applies the limits).
+	ErrLimit = ocimaterial.ErrLimit
 	// ErrNotFound wraps a digest the registry does not have.
 	ErrNotFound = errors.New("not found")
 )

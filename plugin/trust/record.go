@@ -1,7 +1,6 @@
 package trust
 
 import (
-	"bytes"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -18,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/strictjson"
 	"github.com/sealgate/sealgate/tpm"
 )
 
@@ -65,14 +65,9 @@ func ParseRecord(data []byte) (*Record, error) {
 	if len(data) > maxRecordSize {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrRecord, maxRecordSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var r Record
-	if err := dec.Decode(&r); err != nil {
+	if err := strictjson.Unmarshal(data, &r, 8); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRecord, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: data after the record", ErrRecord)
 	}
 	if err := r.check(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRecord, err)

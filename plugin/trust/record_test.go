@@ -52,12 +52,12 @@ func TestParseRecord(t *testing.T) {
 		data []byte
 		want string
 	}{
-		{"empty", nil, "EOF"},
+		{"empty", nil, "truncated"},
 		{"not an object", []byte(`[]`), "cannot unmarshal"},
 		{"unknown field", edit(t, func(m map[string]any) { m["trusted"] = true }), `unknown field "trusted"`},
 		{"unknown field in sealed", edit(t, func(m map[string]any) { m["sealed"].(map[string]any)["x"] = 1 }), `unknown field "x"`},
 		{"unknown field in a file", edit(t, func(m map[string]any) { file(m, 0)["mode"] = 1 }), `unknown field "mode"`},
-		{"trailing data", append(fixtureRecord(t), []byte(`{}`)...), "data after the record"},
+		{"trailing data", append(fixtureRecord(t), []byte(`{}`)...), "data after the top-level value"},
 		{"version 2", edit(t, func(m map[string]any) { m["version"] = 2 }), "version 2"},
 		{"generation 0", edit(t, func(m map[string]any) { m["generation"] = 0 }), "generation 0"},
 		{"negative generation", edit(t, func(m map[string]any) { m["generation"] = -1 }), "cannot unmarshal"},

@@ -1,13 +1,11 @@
 package verify
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/sealgate/sealgate/internal/strictjson"
 )
 
 // MaxPayloadSize bounds a simple-signing payload. cosign's payloads are a
@@ -130,102 +128,13 @@ func payloadErr(msg string) error {
 	return reasonf(ErrPayload, ErrPayload.Error()+": "+msg)
 }
 
-// decodeStrict decodes exactly one JSON value from b into generic Go
-// values (objects map[string]any, arrays []any), rejecting invalid UTF-8,
-// duplicate object keys (encoding/json keeps the last one silently, while
-// other parsers keep the first), nesting deeper than maxDepth and trailing
-// data. Numbers are json.Number, or float64 when floats is set (the form
-// CEL conditions expect); a number float64 cannot hold is an error.
+// decodeStrict decodes exactly one JSON value from b with the project's
+// one strict reader (strictjson): invalid UTF-8, duplicate keys, nesting
+// deeper than maxDepth and trailing data are refused. Numbers are
+// json.Number, or float64 when floats is set (the form CEL conditions
+// expect).
 func decodeStrict(b []byte, maxDepth int, floats bool) (any, error) {
-	if !utf8.Valid(b) {
-		return nil, errors.New("not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	r := strictReader{dec: dec, maxDepth: maxDepth, floats: floats}
-	doc, err := r.value(0, "")
-	if err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("trailing data after the JSON document")
-	}
-	return doc, nil
-}
-
-// strictReader reads JSON values for decodeStrict.
-type strictReader struct {
-	dec      *json.Decoder
-	maxDepth int
-	floats   bool
-}
-
-func (r *strictReader) value(depth int, path string) (any, error) {
-	tok, err := r.dec.Token()
-	if err != nil {
-		return nil, jsonErr(err)
-	}
-	delim, ok := tok.(json.Delim)
-	if !ok {
-		if n, isNum := tok.(json.Number); isNum && r.floats {
-			f, err := strconv.ParseFloat(string(n), 64)
-			if err != nil {
-				return nil, fmt.Errorf("number %s out of range%s", truncate(string(n), 40), at(path))
-			}
-			return f, nil
-		}
-		return tok, nil
-	}
-	if depth >= r.maxDepth {
-		return nil, fmt.Errorf("JSON nested deeper than %d levels", r.maxDepth)
-	}
-	switch delim {
-	case '{':
-		obj := map[string]any{}
-		for r.dec.More() {
-			kt, err := r.dec.Token()
-			if err != nil {
-				return nil, jsonErr(err)
-			}
-			key, ok := kt.(string)
-			if !ok {
-				return nil, fmt.Errorf("malformed JSON object%s", at(path))
-			}
-			if _, dup := obj[key]; dup {
-				return nil, fmt.Errorf("duplicate key %q%s", truncate(key, 80), at(path))
-			}
-			v, err := r.value(depth+1, join(path, key))
-			if err != nil {
-				return nil, err
-			}
-			obj[key] = v
-		}
-		if _, err := r.dec.Token(); err != nil { // '}'
-			return nil, jsonErr(err)
-		}
-		return obj, nil
-	case '[':
-		arr := []any{}
-		for i := 0; r.dec.More(); i++ {
-			v, err := r.value(depth+1, fmt.Sprintf("%s[%d]", path, i))
-			if err != nil {
-				return nil, err
-			}
-			arr = append(arr, v)
-		}
-		if _, err := r.dec.Token(); err != nil { // ']'
-			return nil, jsonErr(err)
-		}
-		return arr, nil
-	}
-	return nil, fmt.Errorf("malformed JSON%s", at(path))
-}
-
-func jsonErr(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return errors.New("truncated JSON")
-	}
-	return fmt.Errorf("malformed JSON: %v", err)
+	return strictjson.Decode(b, strictjson.Options{MaxDepth: maxDepth, Floats: floats})
 }
 
 // object returns v as a JSON object whose keys are all in allowed.

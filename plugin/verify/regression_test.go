@@ -283,7 +283,7 @@ func TestRegressionUnparseablePayloadReportedAsSuccess(t *testing.T) {
 	ecAuth := keyAuthority(t, "keys/ec.pub", ec.Public())
 	attReq := &policy.Attestation{PredicateType: slsaV1, Authorities: []*policy.Authority{ecAuth}}
 	for _, st := range []struct{ json, want string }{
-		{"not json", "invalid in-toto statement: malformed JSON"},
+		{"not json", "invalid in-toto statement: invalid JSON"},
 		{`{"_type":"https://example.com/Statement/v1","subject":[{"digest":{"sha256":"` + strings.TrimPrefix(testDigest, "sha256:") + `"}}],"predicateType":"` + slsaV1 + `"}`, "is not an in-toto statement type"},
 		{`{"_type":"` + StatementTypeV1 + `","subject":[{"digest":{"sha256":"` + strings.TrimPrefix(testDigest, "sha256:") + `"}}],"predicateType":"` + slsaV1 + `","extra":1}`, `unknown key "extra" in statement`},
 		{`{"_type":"` + StatementTypeV1 + `","subject":[],"predicateType":"` + slsaV1 + `"}`, "subject is empty"},

@@ -43,7 +43,7 @@ func TestParseStatement(t *testing.T) {
 		{name: "duplicate key in predicate", in: `{"_type":"` + StatementTypeV1 + `",` + subj + `,"predicateType":"p","predicate":{"a":1,"a":2}}`, wantErr: `duplicate key "a" in predicate`},
 		{name: "number out of range", in: `{"_type":"` + StatementTypeV1 + `",` + subj + `,"predicateType":"p","predicate":{"a":1e999}}`, wantErr: "number 1e999 out of range in predicate.a"},
 		{name: "too deep", in: `{"_type":"` + StatementTypeV1 + `",` + subj + `,"predicateType":"p","predicate":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}`, wantErr: "nested deeper than 64"},
-		{name: "trailing data", in: `{"_type":"` + StatementTypeV1 + `",` + subj + `,"predicateType":"p"}{}`, wantErr: "trailing data"},
+		{name: "trailing data", in: `{"_type":"` + StatementTypeV1 + `",` + subj + `,"predicateType":"p"}{}`, wantErr: "data after the top-level value"},
 		{name: "invalid UTF-8", in: "{\"_type\":\"\xff\"}", wantErr: "not valid UTF-8"},
 	}
 	for _, tt := range tests {

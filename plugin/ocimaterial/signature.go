@@ -1,4 +1,4 @@
-package source
+package ocimaterial
 
 import (
 	"bytes"
@@ -9,7 +9,6 @@ import (
 	"mime"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -23,82 +22,77 @@ const (
 	// simple-signing JSON payload that the signature covers.
 	SimpleSigningMediaType = "application/vnd.dev.cosign.simplesigning.v1+json"
 
-	annotationSignature   = "dev.cosignproject.cosign/signature"
-	annotationCertificate = "dev.sigstore.cosign/certificate"
-	annotationChain       = "dev.sigstore.cosign/chain"
-	annotationBundle      = "dev.sigstore.cosign/bundle"
-	annotationTimestamp   = "dev.sigstore.cosign/rfc3161timestamp"
+	AnnotationSignature   = "dev.cosignproject.cosign/signature"
+	AnnotationCertificate = "dev.sigstore.cosign/certificate"
+	AnnotationChain       = "dev.sigstore.cosign/chain"
+	AnnotationBundle      = "dev.sigstore.cosign/bundle"
+	AnnotationTimestamp   = "dev.sigstore.cosign/rfc3161timestamp"
 )
 
 // Manifest media types that a digest may name.
 const (
-	mediaTypeOCIManifest    = "application/vnd.oci.image.manifest.v1+json"
-	mediaTypeOCIIndex       = "application/vnd.oci.image.index.v1+json"
-	mediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
-	mediaTypeDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeOCIManifest    = "application/vnd.oci.image.manifest.v1+json"
+	MediaTypeOCIIndex       = "application/vnd.oci.image.index.v1+json"
+	MediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
 )
 
-func isIndexMediaType(mt string) bool {
-	return mt == mediaTypeOCIIndex || mt == mediaTypeDockerList
+func IsIndexMediaType(mt string) bool {
+	return mt == MediaTypeOCIIndex || mt == MediaTypeDockerList
 }
 
-// SignatureTag names the tag under which cosign stores the signatures of
-// image: "<repo>:sha256-<hex>.sig" (likewise for sha512). Exported so that
-// tests and tools put signatures exactly where Registry looks for them.
-func SignatureTag(image name.Digest) (name.Tag, error) {
-	h, err := v1.NewHash(image.DigestStr())
-	if err != nil {
-		return name.Tag{}, fmt.Errorf("image digest: %w", err)
-	}
-	return image.Context().Tag(h.Algorithm + "-" + h.Hex + ".sig"), nil
-}
-
-// signatureLayer is one layer descriptor of a manifest at one of cosign's
+// Layer is one layer descriptor of a manifest at one of cosign's
 // tags (a signature or an attestation), before its blob is fetched.
-type signatureLayer struct {
+type Layer struct {
 	Digest      v1.Hash
 	Size        int64
 	MediaType   string
 	Annotations map[string]string
 }
 
-// parseSignatureManifest reads the manifest found at a signature tag. It
+// ParseSignatureManifest reads the manifest found at a signature tag. It
 // checks sizes and counts against lim before any blob is fetched, so a
 // hostile manifest cannot make us fetch more than lim allows.
-func parseSignatureManifest(body []byte, lim Limits) ([]signatureLayer, error) {
+func ParseSignatureManifest(body []byte, lim Limits) ([]Layer, error) {
 	return parseLayerManifest(body, "signature", lim.Signatures, lim.PayloadBytes, nil)
+}
+
+// ParseSignatureManifestCounted is ParseSignatureManifest, adding the
+// layers it leaves out (malformed, over a limit) to skipped when not nil.
+func ParseSignatureManifestCounted(body []byte, lim Limits, skipped *int) ([]Layer, error) {
+	return parseLayerManifest(body, "signature", lim.Signatures, lim.PayloadBytes, skipped)
 }
 
 // parseLayerManifest reads an image manifest whose layers are cosign's
 // signatures or attestations: at most maxLayers layers of at most maxBytes
 // each.
 // skipped, when not nil, is increased by the layers left out.
-func parseLayerManifest(body []byte, kind string, maxLayers int, maxBytes int64, skipped *int) ([]signatureLayer, error) {
-	if err := checkJSON(body); err != nil {
+func parseLayerManifest(body []byte, kind string, maxLayers int, maxBytes int64, skipped *int) ([]Layer, error) {
+	if err := CheckJSON(body); err != nil {
 		return nil, err
 	}
-	m, err := decodeObject(body)
+	m, err := DecodeObject(body)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	if v, ok, err := m.int64("schemaVersion"); err != nil {
+	if v, ok, err := m.Int64("schemaVersion"); err != nil {
 		return nil, err
 	} else if !ok || v != 2 {
 		return nil, fmt.Errorf("manifest: schemaVersion must be 2")
 	}
-	mt, err := m.str("mediaType")
+	mt, err := m.Str("mediaType")
 	if err != nil {
 		return nil, err
 	}
 	switch mt {
-	case "", mediaTypeOCIManifest, mediaTypeDockerManifest:
+	case "", MediaTypeOCIManifest, MediaTypeDockerManifest:
 	default:
 		return nil, fmt.Errorf("manifest: media type %q is not an image manifest", mt)
 	}
-	if m.has("manifests") {
+	if m.Has("manifests") {
 		return nil, errors.New("manifest: ambiguous, has both layers and manifests")
 	}
-	raw, err := m.array("layers")
+	raw, err := m.Array("layers")
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
@@ -107,13 +101,13 @@ func parseLayerManifest(body []byte, kind string, maxLayers int, maxBytes int64,
 	// the bytes all layers may add up to) are not fetched. The first layers
 	// are kept: cosign appends, so what was signed first cannot be pushed
 	// out by what is appended after it.
-	layers := make([]signatureLayer, 0, min(len(raw), maxLayers))
+	layers := make([]Layer, 0, min(len(raw), maxLayers))
 	var total int64
 	for _, r := range raw {
 		if len(layers) == maxLayers {
 			break
 		}
-		l, err := parseSignatureLayer(r, maxBytes)
+		l, err := ParseLayer(r, maxBytes)
 		if err != nil || total+l.Size > maxLayerBytes(maxBytes, maxLayers) {
 			continue
 		}
@@ -134,49 +128,49 @@ func maxLayerBytes(maxBytes int64, maxLayers int) int64 {
 	return max(maxBytes, maxBytes*int64(maxLayers)/16)
 }
 
-func parseSignatureLayer(raw []byte, maxBytes int64) (signatureLayer, error) {
-	d, err := decodeObject(raw)
+func ParseLayer(raw []byte, maxBytes int64) (Layer, error) {
+	d, err := DecodeObject(raw)
 	if err != nil {
-		return signatureLayer{}, err
+		return Layer{}, err
 	}
-	var l signatureLayer
-	ds, err := d.str("digest")
+	var l Layer
+	ds, err := d.Str("digest")
 	if err != nil {
-		return signatureLayer{}, err
+		return Layer{}, err
 	}
 	if l.Digest, err = v1.NewHash(ds); err != nil {
-		return signatureLayer{}, fmt.Errorf("digest: %w", err)
+		return Layer{}, fmt.Errorf("digest: %w", err)
 	}
-	size, ok, err := d.int64("size")
+	size, ok, err := d.Int64("size")
 	switch {
 	case err != nil:
-		return signatureLayer{}, err
+		return Layer{}, err
 	case !ok:
-		return signatureLayer{}, errors.New("size missing")
+		return Layer{}, errors.New("size missing")
 	case size < 0:
-		return signatureLayer{}, fmt.Errorf("negative size %d", size)
+		return Layer{}, fmt.Errorf("negative size %d", size)
 	case size > maxBytes:
-		return signatureLayer{}, fmt.Errorf("size %d, limit %d: %w", size, maxBytes, ErrLimit)
+		return Layer{}, fmt.Errorf("size %d, limit %d: %w", size, maxBytes, ErrLimit)
 	}
 	l.Size = size
-	if l.MediaType, err = d.str("mediaType"); err != nil {
-		return signatureLayer{}, err
+	if l.MediaType, err = d.Str("mediaType"); err != nil {
+		return Layer{}, err
 	}
-	if l.Annotations, err = d.stringMap("annotations"); err != nil {
-		return signatureLayer{}, err
+	if l.Annotations, err = d.StringMap("annotations"); err != nil {
+		return Layer{}, err
 	}
 	return l, nil
 }
 
-// checkBlob checks a fetched blob against the descriptor that named it.
-func checkBlob(want v1.Hash, size int64, blob []byte) error {
+// CheckBlob checks a fetched blob against the descriptor that named it.
+func CheckBlob(want v1.Hash, size int64, blob []byte) error {
 	if int64(len(blob)) != size {
 		return fmt.Errorf("blob %s has %d bytes, descriptor says %d", want, len(blob), size)
 	}
-	return checkDigest(want, blob)
+	return CheckDigest(want, blob)
 }
 
-func checkDigest(want v1.Hash, b []byte) error {
+func CheckDigest(want v1.Hash, b []byte) error {
 	h, err := v1.Hasher(want.Algorithm)
 	if err != nil {
 		return err
@@ -188,21 +182,21 @@ func checkDigest(want v1.Hash, b []byte) error {
 	return nil
 }
 
-// newSignature turns a signature layer and its payload into the material
+// NewSignature turns a signature layer and its payload into the material
 // that package verify checks. The payload must already be checked against
-// the layer's digest (checkBlob).
+// the layer's digest (CheckBlob).
 //
 // A signature annotation that is not valid base64 is not dropped: the
 // signature is returned with an empty Signature and the problem written into
 // Origin, so that verify rejects it with a reason an operator can read
 // instead of it vanishing silently.
-func newSignature(l signatureLayer, payload []byte, attached, origin string) artifact.Signature {
+func NewSignature(l Layer, payload []byte, attached, origin string) artifact.Signature {
 	s := artifact.Signature{
 		Payload:  bytes.Clone(payload),
 		Attached: attached,
 		Origin:   origin,
 	}
-	if b64, ok := l.Annotations[annotationSignature]; ok {
+	if b64, ok := l.Annotations[AnnotationSignature]; ok {
 		sig, err := base64.StdEncoding.DecodeString(b64)
 		if err != nil {
 			s.Origin += " (signature annotation is not valid base64)"
@@ -210,43 +204,43 @@ func newSignature(l signatureLayer, payload []byte, attached, origin string) art
 			s.Signature = sig
 		}
 	}
-	if v, ok := l.Annotations[annotationCertificate]; ok {
+	if v, ok := l.Annotations[AnnotationCertificate]; ok {
 		s.Certificate = []byte(v)
 	}
-	if v, ok := l.Annotations[annotationChain]; ok {
+	if v, ok := l.Annotations[AnnotationChain]; ok {
 		s.Chain = []byte(v)
 	}
-	if v, ok := l.Annotations[annotationBundle]; ok {
+	if v, ok := l.Annotations[AnnotationBundle]; ok {
 		s.RekorBundle = []byte(v)
 	}
-	if v, ok := l.Annotations[annotationTimestamp]; ok {
+	if v, ok := l.Annotations[AnnotationTimestamp]; ok {
 		s.Timestamp = []byte(v)
 	}
 	return s
 }
 
-// parseDescription reads the manifest or index that digest names. body must
+// ParseDescription reads the manifest or index that digest names. body must
 // hash to want; the media type comes from the body, which the digest covers,
 // and only when the body has none from the Content-Type header. A body that
 // could be read both as an index and as a manifest is rejected, so a signed
 // index cannot be presented as a single manifest (or the reverse).
-func parseDescription(want v1.Hash, contentType string, body []byte) (artifact.Manifest, error) {
-	if err := checkDigest(want, body); err != nil {
+func ParseDescription(want v1.Hash, contentType string, body []byte) (artifact.Manifest, error) {
+	if err := CheckDigest(want, body); err != nil {
 		return artifact.Manifest{}, err
 	}
-	if err := checkJSON(body); err != nil {
+	if err := CheckJSON(body); err != nil {
 		return artifact.Manifest{}, err
 	}
-	m, err := decodeObject(body)
+	m, err := DecodeObject(body)
 	if err != nil {
 		return artifact.Manifest{}, fmt.Errorf("manifest: %w", err)
 	}
-	mt, err := m.str("mediaType")
+	mt, err := m.Str("mediaType")
 	if err != nil {
 		return artifact.Manifest{}, err
 	}
-	hasManifests := m.has("manifests")
-	hasImage := m.has("layers") || m.has("config")
+	hasManifests := m.Has("manifests")
+	hasImage := m.Has("layers") || m.Has("config")
 	if mt == "" && contentType != "" {
 		if ct, _, err := mime.ParseMediaType(contentType); err == nil {
 			mt = ct
@@ -255,24 +249,24 @@ func parseDescription(want v1.Hash, contentType string, body []byte) (artifact.M
 	if mt == "" {
 		switch {
 		case hasManifests:
-			mt = mediaTypeOCIIndex
+			mt = MediaTypeOCIIndex
 		case hasImage:
-			mt = mediaTypeOCIManifest
+			mt = MediaTypeOCIManifest
 		default:
 			return artifact.Manifest{}, errors.New("manifest: no media type and neither layers nor manifests")
 		}
 	}
 	switch {
-	case isIndexMediaType(mt) && hasImage:
+	case IsIndexMediaType(mt) && hasImage:
 		return artifact.Manifest{}, fmt.Errorf("manifest: ambiguous, %s with layers or config", mt)
-	case !isIndexMediaType(mt) && hasManifests:
+	case !IsIndexMediaType(mt) && hasManifests:
 		return artifact.Manifest{}, fmt.Errorf("manifest: ambiguous, %s with manifests", mt)
 	}
 	out := artifact.Manifest{Digest: want.String(), MediaType: mt}
-	if !isIndexMediaType(mt) {
+	if !IsIndexMediaType(mt) {
 		return out, nil
 	}
-	raw, err := m.array("manifests")
+	raw, err := m.Array("manifests")
 	if err != nil {
 		return artifact.Manifest{}, fmt.Errorf("index: %w", err)
 	}
@@ -287,11 +281,11 @@ func parseDescription(want v1.Hash, contentType string, body []byte) (artifact.M
 }
 
 func parseChild(raw []byte) (artifact.Child, error) {
-	d, err := decodeObject(raw)
+	d, err := DecodeObject(raw)
 	if err != nil {
 		return artifact.Child{}, err
 	}
-	ds, err := d.str("digest")
+	ds, err := d.Str("digest")
 	if err != nil {
 		return artifact.Child{}, err
 	}
@@ -299,12 +293,12 @@ func parseChild(raw []byte) (artifact.Child, error) {
 	if err != nil {
 		return artifact.Child{}, fmt.Errorf("digest: %w", err)
 	}
-	mt, err := d.str("mediaType")
+	mt, err := d.Str("mediaType")
 	if err != nil {
 		return artifact.Child{}, err
 	}
 	c := artifact.Child{Digest: h.String(), MediaType: mt}
-	p, err := d.obj("platform")
+	p, err := d.Obj("platform")
 	if err != nil || p == nil {
 		return c, err
 	}
@@ -312,14 +306,14 @@ func parseChild(raw []byte) (artifact.Child, error) {
 	// normalises it (x86_64, case, variants) when it chooses.
 	var spec specs.Platform
 	for key, dst := range map[string]*string{"os": &spec.OS, "architecture": &spec.Architecture, "variant": &spec.Variant, "os.version": &spec.OSVersion} {
-		if *dst, err = p.str(key); err != nil {
+		if *dst, err = p.Str(key); err != nil {
 			return artifact.Child{}, fmt.Errorf("platform: %w", err)
 		}
 		if key != "os.version" && strings.Contains(*dst, "/") {
 			return artifact.Child{}, fmt.Errorf("platform: %s %q contains a slash", key, *dst)
 		}
 	}
-	if spec.OSFeatures, err = p.strings("os.features"); err != nil {
+	if spec.OSFeatures, err = p.Strings("os.features"); err != nil {
 		return artifact.Child{}, fmt.Errorf("platform: %w", err)
 	}
 	c.Spec = &spec

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"fmt"
@@ -19,16 +19,22 @@ import (
 	"github.com/sealgate/sealgate/tpm/tpmtest"
 )
 
+// open opens the node of cfg with log, as the daemon does.
+func open(cfg Config, log *slog.Logger) (*Node, error) {
+	cfg.Logger = log
+	return Open(cfg)
+}
+
 // sealedStore makes a trust store sealed to a fresh swtpm and a verdict
 // cache holding n verdicts under its key.
-func sealedStore(t testing.TB, n int) *anchorFlags {
+func sealedStore(t testing.TB, n int) Config {
 	t.Helper()
 	f, _ := sealedStoreOn(t, n)
 	return f
 }
 
 // sealedStoreOn is sealedStore, with the swtpm it runs on.
-func sealedStoreOn(t testing.TB, n int) (*anchorFlags, *tpmtest.Swtpm) {
+func sealedStoreOn(t testing.TB, n int) (Config, *tpmtest.Swtpm) {
 	t.Helper()
 	sw := tpmtest.StartSwtpm(t)
 	dir := filepath.Join(t.TempDir(), "trust")
@@ -63,40 +69,43 @@ func sealedStoreOn(t testing.TB, n int) (*anchorFlags, *tpmtest.Swtpm) {
 	if err := cache.WriteClockMark(state, opened.DeriveKey(clockMarkPurpose), opened.Generation, time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	return &anchorFlags{dir: dir, tpm: sw.Spec, stateDir: state}, sw
+	return Config{TrustDir: dir, TPM: sw.Spec, StateDir: state, HostsDir: t.TempDir()}, sw
 }
 
 func TestAnchorLoadsSealedState(t *testing.T) {
 	f := sealedStore(t, 100)
-	a, err := f.anchor(slog.New(slog.DiscardHandler))
+	a, err := open(f, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.closeFn()
-	if len(a.store.Entries()) != 100 || len(a.opts) != 2 {
-		t.Errorf("loaded %d verdicts, %d options", len(a.store.Entries()), len(a.opts))
+	defer a.Close()
+	if len(a.Verdicts().Entries()) != 100 || a.OfflineUnavailable() != "" {
+		t.Errorf("loaded %d verdicts, offline off: %q", len(a.Verdicts().Entries()), a.OfflineUnavailable())
 	}
-	a.closeFn()
+	a.Close()
 	// The policy edited after sealing: start-up refuses, naming it.
-	pol := filepath.Join(f.dir, "policy.yaml")
+	pol := filepath.Join(f.TrustDir, "policy.yaml")
 	b, _ := os.ReadFile(pol)
 	if err := os.WriteFile(pol, append(b, "# edited\n"...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.anchor(slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "policy.yaml was changed") {
+	if _, err := open(f, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "policy.yaml was changed") {
 		t.Errorf("anchor on a changed store: %v", err)
 	}
 }
 
 func TestAnchorWithoutTPM(t *testing.T) {
-	f := &anchorFlags{tpm: "swtpm:127.0.0.1:1", dir: t.TempDir(), stateDir: t.TempDir()}
-	if _, err := f.anchor(slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "--insecure-no-tpm") {
+	f := Config{TPM: "swtpm:127.0.0.1:1", TrustDir: t.TempDir(), StateDir: t.TempDir(), HostsDir: t.TempDir()}
+	if _, err := open(f, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "--insecure-no-tpm") {
 		t.Errorf("no TPM: err = %v, want the way out named", err)
 	}
-	f.noTPM = true
+	f.InsecureNoTPM = true
+	if err := trust.Init(f.TrustDir); err != nil {
+		t.Fatal(err)
+	}
 	var logs testenv.SyncBuffer
-	a, err := f.anchor(slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil || a.store != nil {
+	a, err := open(f, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil || a.Verdicts() != nil || a.Trust() != nil {
 		t.Fatalf("--insecure-no-tpm: %v", err)
 	}
 	if !strings.Contains(logs.String(), "RUNNING WITHOUT A TPM") {
@@ -113,36 +122,19 @@ func BenchmarkStartup(b *testing.B) {
 	var lat []time.Duration
 	for b.Loop() {
 		start := time.Now()
-		a, err := f.anchor(log)
+		a, err := open(f, log)
 		if err != nil {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(start))
-		if n := len(a.store.Entries()); n != 10000 {
+		if n := len(a.Verdicts().Entries()); n != 10000 {
 			b.Fatalf("loaded %d verdicts", n)
 		}
-		a.closeFn()
+		a.Close()
 	}
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
-}
-
-func TestCacheCommand(t *testing.T) {
-	f := sealedStore(t, 3)
-	code, stdout, stderr := runMain("cache", "list", "--trust-dir", f.dir, "--tpm", f.tpm, "--state-dir", f.stateDir)
-	if code != exitOK || !strings.Contains(stdout, "3 verdicts") || !strings.Contains(stdout, "allow registry.example.com/app@sha256:") {
-		t.Fatalf("list: exit %d\n%s%s", code, stdout, stderr)
-	}
-	if code, stdout, stderr = runMain("cache", "purge", "--trust-dir", f.dir, "--tpm", f.tpm, "--state-dir", f.stateDir); code != exitOK {
-		t.Fatalf("purge: exit %d\n%s%s", code, stdout, stderr)
-	}
-	if _, stdout, _ = runMain("cache", "list", "--trust-dir", f.dir, "--tpm", f.tpm, "--state-dir", f.stateDir); !strings.Contains(stdout, "0 verdicts") {
-		t.Errorf("after purge: %s", stdout)
-	}
-	if code, _, _ := runMain("cache"); code != exitUsage {
-		t.Errorf("no subcommand: exit %d", code)
-	}
 }
 
 // TestRegressionTPMClockReset: the TPM's clock goes back (swtpm restarted
@@ -154,75 +146,75 @@ func TestRegressionTPMClockReset(t *testing.T) {
 	f, sw := sealedStoreOn(t, 10)
 	var logs testenv.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	a, err := f.anchor(log)
+	a, err := open(f, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(a.opts) != 2 || strings.Contains(logs.String(), "OFFLINE VERDICTS ARE OFF") {
+	if a.OfflineUnavailable() != "" || strings.Contains(logs.String(), "OFFLINE VERDICTS ARE OFF") {
 		t.Fatalf("a sane clock turned offline verdicts off:\n%s", logs.String())
 	}
-	a.closeFn() // writes the mark at the clock now
-	opened := a.opened
+	a.Close() // writes the mark at the clock now
+	opened := a.Trust()
 	key := opened.DeriveKey(clockMarkPurpose)
-	mark, ok, err := cache.ReadClockMark(f.stateDir, key, opened.Generation)
+	mark, ok, err := cache.ReadClockMark(f.StateDir, key, opened.Generation)
 	if err != nil || !ok {
 		t.Fatalf("no clock mark after a run: %v", err)
 	}
 	// The clock as the review saw it after the restart: far behind.
-	if err := cache.WriteClockMark(f.stateDir, key, opened.Generation, mark+7*time.Minute); err != nil {
+	if err := cache.WriteClockMark(f.StateDir, key, opened.Generation, mark+7*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	logs.Reset()
-	a, err = f.anchor(log)
+	a, err = open(f, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.closeFn()
-	if len(a.opts) != 3 || !strings.Contains(logs.String(), "OFFLINE VERDICTS ARE OFF") || !strings.Contains(logs.String(), "behind the highest value seen") {
-		t.Errorf("clock behind the mark: %d options, log:\n%s", len(a.opts), logs.String())
+	defer a.Close()
+	if a.OfflineUnavailable() == "" || !strings.Contains(logs.String(), "OFFLINE VERDICTS ARE OFF") || !strings.Contains(logs.String(), "behind the highest value seen") {
+		t.Errorf("clock behind the mark: offline %q, log:\n%s", a.OfflineUnavailable(), logs.String())
 	}
-	a.closeFn()
+	a.Close()
 
 	// Lowering the mark by hand breaks its MAC: still off.
-	p := filepath.Join(f.stateDir, cache.ClockMarkFile)
+	p := filepath.Join(f.StateDir, cache.ClockMarkFile)
 	b, _ := os.ReadFile(p)
 	if err := os.WriteFile(p, []byte(strings.Replace(string(b), " ", "  ", 1)+"x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logs.Reset()
-	a2, err := f.anchor(log)
+	a2, err := open(f, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(a2.opts) != 3 {
+	if a2.OfflineUnavailable() == "" {
 		t.Errorf("damaged mark: offline verdicts stayed on; log:\n%s", logs.String())
 	}
-	a2.closeFn()
+	a2.Close()
 
 	// Removing the mark purges the verdicts it vouched for.
 	if err := os.Remove(p); err != nil {
 		t.Fatal(err)
 	}
-	a3, err := f.anchor(log)
+	a3, err := open(f, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a3.closeFn()
-	if n := a3.store.Len(); n != 0 {
+	defer a3.Close()
+	if n := a3.Verdicts().Len(); n != 0 {
 		t.Errorf("mark removed: %d verdicts kept whose age nothing vouches for", n)
 	}
 
 	// A real restart of the TPM simulator, which loses its clock.
 	sw.Restart(t)
-	f.tpm = sw.Spec
-	a3.closeFn()
+	f.TPM = sw.Spec
+	a3.Close()
 	logs.Reset()
-	a4, err := f.anchor(log)
+	a4, err := open(f, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a4.closeFn()
-	if len(a4.opts) != 3 || !strings.Contains(logs.String(), "OFFLINE VERDICTS ARE OFF") {
+	defer a4.Close()
+	if a4.OfflineUnavailable() == "" || !strings.Contains(logs.String(), "OFFLINE VERDICTS ARE OFF") {
 		t.Errorf("after a swtpm restart: offline verdicts stayed on; log:\n%s", logs.String())
 	}
 }
@@ -236,15 +228,15 @@ func TestRegressionPolicySwappedAfterCheck(t *testing.T) {
 	f, _ := sealedStoreOn(t, 1)
 	const strict = "mode: enforce\ndefault: deny\nrules: []\n"
 	const permissive = "mode: enforce\ndefault: allow\nrules: []\n"
-	polPath := filepath.Join(f.dir, "policy.yaml")
+	polPath := filepath.Join(f.TrustDir, "policy.yaml")
 	if err := os.WriteFile(polPath, []byte(strict), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tp, err := tpm.Open(f.tpm)
+	tp, err := tpm.Open(f.TPM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := trust.Seal(f.dir, tp, trust.SealOptions{MeasurePCR: trust.NoMeasurement}); err != nil {
+	if _, err := trust.Seal(f.TrustDir, tp, trust.SealOptions{MeasurePCR: trust.NoMeasurement}); err != nil {
 		t.Fatal(err)
 	}
 	tp.Close()
@@ -275,16 +267,13 @@ func TestRegressionPolicySwappedAfterCheck(t *testing.T) {
 	}()
 	opened, refused := 0, 0
 	for range 60 {
-		a, err := f.anchor(slog.New(slog.DiscardHandler))
+		a, err := open(f, slog.New(slog.DiscardHandler))
 		if err != nil {
 			refused++
 			continue
 		}
-		pol, err := sealedPolicy(a.opened)
-		a.closeFn()
-		if err != nil {
-			t.Fatalf("sealed policy: %v", err)
-		}
+		pol := a.Engine().Policy()
+		a.Close()
 		opened++
 		if pol.Default != policy.ActionDeny || pol.Digest != sealed.Digest {
 			t.Fatalf("a start enforced policy %s (default %s), not the sealed %s", pol.Digest, pol.Default, sealed.Digest)

@@ -1,0 +1,153 @@
+// Package node is sealgate's composition root: from one Config it opens the
+// TPM, reads the sealed trust store once, builds the policy, the sources and
+// the decision engine from the bytes that were checked, and runs the
+// long-lived parts (the runtime connection, the runtime gate, the warmer,
+// the pull watcher) with one owner.
+//
+// Every command that decides builds a Node (run, verify) or opens its parts
+// the same way (cache, bundle), so that a decision made in the shell is made
+// exactly as the daemon makes it: same anchoring, same offline cache, same
+// sources.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/sealgate/sealgate/plugin"
+	"github.com/sealgate/sealgate/plugin/cache"
+	"github.com/sealgate/sealgate/plugin/decision"
+	"github.com/sealgate/sealgate/plugin/source"
+	"github.com/sealgate/sealgate/plugin/trust"
+	"github.com/sealgate/sealgate/runtimegate"
+	"github.com/sealgate/sealgate/tpm"
+)
+
+// Access says what opening a node may change.
+type Access int
+
+const (
+	// Daemon: measure the trust store into its PCR, persist verdicts,
+	// keep the TPM clock mark (sealgate run).
+	Daemon Access = iota
+	// Inspect: read everything, change nothing (sealgate verify and cache
+	// list beside a running daemon).
+	Inspect
+	// Maintain: write the verdict store, nothing else (sealgate cache
+	// purge, with the daemon stopped).
+	Maintain
+)
+
+// ErrConfig is wrapped by every error that a change of configuration (a
+// flag, the policy, the trust store) fixes, as opposed to a failure of the
+// node (a TPM that does not answer, a disk error).
+var ErrConfig = errors.New("configuration")
+
+// Config is everything a node is built from; cmd/sealgate fills it from
+// flags. The zero values of the optional fields are the defaults below.
+type Config struct {
+	// TrustDir is the sealed trust store (trust.DefaultDir).
+	TrustDir string
+	// TPM is the TPM: a device or swtpm:HOST:PORT (tpm.DefaultDevice).
+	TPM string
+	// StateDir holds the persisted verdicts and the clock mark.
+	StateDir string
+	// InsecureNoTPM runs without a TPM: the policy is read as it is on disk
+	// (PolicyFile, else the trust store's), unchecked, and nothing is
+	// persisted.
+	InsecureNoTPM bool
+	// PolicyFile is a policy to use unchecked; only with InsecureNoTPM.
+	PolicyFile string
+	// Access says what opening may change.
+	Access Access
+
+	// HostsDir is containerd's registry host configuration.
+	HostsDir string
+	// RegistryTimeout bounds one registry request.
+	RegistryTimeout time.Duration
+	// CacheSize is the number of verdicts kept in memory.
+	CacheSize int
+	// BundleStore is the local bundle store asked before the registry;
+	// empty disables it.
+	BundleStore string
+	// RevalidateAfter is how long a verified verdict decides before the
+	// sources are asked again.
+	RevalidateAfter time.Duration
+
+	// Runtime side, used by Run.
+	NRISocket   string
+	PluginName  string
+	PluginIndex string
+	Deadline    time.Duration
+	// ContainerdAddress is containerd's socket for sandbox images and pull
+	// events; empty disables both.
+	ContainerdAddress   string
+	ContainerdNamespace string
+	// GateSocket is the runtime gate's socket; empty disables the gate.
+	GateSocket string
+	// LaunchedByRuntime: the runtime started the process and handed over
+	// one connection, which cannot be redialled.
+	LaunchedByRuntime bool
+
+	// Logger receives what the node says; nil discards.
+	Logger *slog.Logger
+}
+
+// Defaults a node uses on a production host.
+const (
+	DefaultStateDir            = "/var/lib/sealgate"
+	DefaultNRISocket           = "/var/run/nri/nri.sock"
+	DefaultContainerdAddress   = "/run/containerd/containerd.sock"
+	DefaultContainerdNamespace = "k8s.io"
+	DefaultHostsDir            = source.DefaultHostsDir
+	DefaultBundleStore         = source.DefaultLocalDir
+)
+
+// withDefaults fills what is unset and rejects what cannot work.
+func (c Config) withDefaults() (Config, error) {
+	set := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	set(&c.TrustDir, trust.DefaultDir)
+	set(&c.TPM, tpm.DefaultDevice)
+	set(&c.StateDir, DefaultStateDir)
+	set(&c.NRISocket, DefaultNRISocket)
+	set(&c.PluginName, plugin.DefaultName)
+	set(&c.PluginIndex, plugin.DefaultIndex)
+	if c.RegistryTimeout == 0 {
+		c.RegistryTimeout = source.DefaultTimeout
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = cache.DefaultMaxEntries
+	}
+	if c.RevalidateAfter == 0 {
+		c.RevalidateAfter = decision.DefaultRevalidateAfter
+	}
+	if c.Deadline == 0 {
+		c.Deadline = plugin.DefaultDeadline
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case c.PolicyFile != "" && !c.InsecureNoTPM:
+		return c, fmt.Errorf("%w: with a TPM the policy is the sealed trust store's (%s/%s); a policy file is only for --insecure-no-tpm", ErrConfig, c.TrustDir, trust.PolicyName)
+	case c.RegistryTimeout < 0, c.Deadline < 0, c.RevalidateAfter < 0:
+		return c, fmt.Errorf("%w: durations must be positive", ErrConfig)
+	case c.CacheSize < 1:
+		return c, fmt.Errorf("%w: the verdict cache holds at least one verdict", ErrConfig)
+	case c.Access < Daemon || c.Access > Maintain:
+		return c, fmt.Errorf("%w: unknown access %d", ErrConfig, c.Access)
+	}
+	return c, nil
+}
+
+// gateEnabled says whether Run serves the runtime gate.
+func (c Config) gateEnabled() bool { return c.GateSocket != "" }
+
+// DefaultGateSocket is where sealgate-runc asks.
+const DefaultGateSocket = runtimegate.DefaultSocket

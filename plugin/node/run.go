@@ -1,0 +1,144 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sealgate/sealgate/plugin"
+	"github.com/sealgate/sealgate/plugin/decision"
+	"github.com/sealgate/sealgate/runtimegate"
+)
+
+// ErrHandedOverConnectionClosed: the runtime launched the process with one
+// connection and closed it; it starts its plugins again when it restarts.
+var ErrHandedOverConnectionClosed = errors.New("the runtime closed the connection it launched the plugin with")
+
+// reconnectEvery is how often a disconnected plugin dials the runtime
+// again. Dialling a unix socket that is not there costs nothing, and every
+// moment without the plugin is a moment the node refuses containers.
+const reconnectEvery = 200 * time.Millisecond
+
+// pullRetry is the pause before the pull watcher subscribes again.
+const pullRetry = 2 * time.Second
+
+// Run serves until ctx is done: the runtime gate (before the plugin
+// connects, so that containers created meanwhile are refused with a reason,
+// not left to a timeout), the watcher that verifies pulled images before
+// any container of them is created, and the NRI connection, dialled again
+// whenever the runtime restarts, keeping the engine and its verdicts. It
+// returns nil when ctx ends; an error wrapping ErrConfig when the
+// configuration cannot work; ErrHandedOverConnectionClosed when the
+// runtime closed the one connection it launched the process with.
+func (n *Node) Run(ctx context.Context) error {
+	cfg, log := n.cfg, n.log
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pol := n.engine.Policy()
+	log.Info("policy loaded", "file", pol.Path, "digest", pol.Digest, "mode", pol.Mode, "default", pol.Default, "rules", len(pol.Rules))
+
+	warmer := plugin.NewWarmer(n.engine, log)
+	opts := []plugin.Option{
+		plugin.WithLogger(log), plugin.WithSocketPath(cfg.NRISocket), plugin.WithPluginName(cfg.PluginName),
+		plugin.WithPluginIndex(cfg.PluginIndex), plugin.WithDeadline(cfg.Deadline), plugin.WithWarmer(warmer),
+	}
+	var resolver plugin.Resolver
+	tasks := make(chan error, 2)
+	running := 0
+	if cfg.ContainerdAddress != "" {
+		r, err := plugin.NewContainerdResolver(cfg.ContainerdAddress, cfg.ContainerdNamespace)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		defer r.Close()
+		resolver = r
+		opts = append(opts, plugin.WithResolver(r))
+	}
+	if cfg.gateEnabled() {
+		gate := plugin.NewGate(n.engine, resolver, cfg.Deadline, log)
+		if n.opened != nil {
+			gate.SetTrust(false, n.opened.Dir, n.opened.Generation, n.opened.Record.Digest)
+		} else {
+			gate.SetTrust(true, "", 0, "")
+		}
+		srv, err := runtimegate.Listen(cfg.GateSocket, gate, func(err error) { log.Warn(err.Error()) })
+		if err != nil {
+			return err
+		}
+		gate.LogEscapes(cfg.GateSocket)
+		running++
+		go func() {
+			err := srv.Serve(ctx)
+			if err != nil {
+				log.Error("runtime gate stopped", "error", err)
+			}
+			tasks <- err
+		}()
+		log.Info("runtime gate listening", "socket", cfg.GateSocket)
+		opts = append(opts, plugin.WithGate(gate), plugin.WithOnClose(func() { gate.LogEscapes(cfg.GateSocket) }))
+	}
+	if r, ok := resolver.(*plugin.ContainerdResolver); ok {
+		running++
+		go func() { tasks <- n.watchPulls(ctx, r, warmer) }()
+	}
+	err := n.connect(ctx, opts)
+	cancel()
+	for range running {
+		<-tasks
+	}
+	return err
+}
+
+// watchPulls verifies every image containerd pulls, so that its first
+// container finds the verdict; the subscription is renewed when it drops.
+func (n *Node) watchPulls(ctx context.Context, r *plugin.ContainerdResolver, warmer *plugin.Warmer) error {
+	for ctx.Err() == nil {
+		err := r.WatchPulls(ctx, func(name, digest string) {
+			warmer.Warm(decision.Request{Image: name, Digest: digest}, "image pulled")
+		})
+		if ctx.Err() != nil {
+			break
+		}
+		n.log.Warn("watching containerd's image events stopped; retrying", "error", err, "in", pullRetry.String())
+		select {
+		case <-ctx.Done():
+		case <-time.After(pullRetry):
+		}
+	}
+	return nil
+}
+
+// connect keeps the plugin connected: the runtime closes the connection
+// when it restarts, and the plugin dials again until it is back.
+func (n *Node) connect(ctx context.Context, opts []plugin.Option) error {
+	log := n.log
+	warned := false
+	for {
+		p, err := plugin.New(n.engine, opts...)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		started := time.Now()
+		err = p.Run(ctx)
+		if ctx.Err() != nil {
+			log.Info("stopping", "allowed", p.Stats().Allowed.Load(), "denied", p.Stats().Denied.Load())
+			return nil
+		}
+		if n.cfg.LaunchedByRuntime {
+			return fmt.Errorf("%w: %w", ErrHandedOverConnectionClosed, err)
+		}
+		// One warning per lost connection, not one per attempt.
+		if time.Since(started) > 2*reconnectEvery || !warned {
+			log.Warn("disconnected from the runtime; reconnecting", "error", err, "every", reconnectEvery.String())
+			warned = true
+		} else {
+			log.Debug("runtime not back yet", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(reconnectEvery):
+		}
+	}
+}
