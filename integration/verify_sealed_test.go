@@ -4,6 +4,7 @@ package integration
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,9 +48,19 @@ func TestVerifyOnSealedNode(t *testing.T) {
 	if v, out, code := verify(n.f.signed.String()); code != 0 || v.Source != "offline-cache" {
 		t.Errorf("signed, registry down: exit %d, %+v; want the daemon's verdict from the offline cache\n%s", code, v, out)
 	}
-	// A key added after sealing: verify refuses, as the daemon would.
+	// A file the policy does not name changes nothing; the policy edited
+	// after sealing: verify refuses, as the daemon would.
 	writeFile(t, filepath.Join(n.trustDir, "keys", "added.pub"), "x")
-	if _, out, code := verify(n.f.signed.String()); code != 2 || !strings.Contains(out, "keys/added.pub") {
+	if _, out, code := verify(n.f.signed.String()); code != 0 {
+		t.Errorf("a file the policy does not name stopped verify: exit %d\n%s", code, out)
+	}
+	pol := filepath.Join(n.trustDir, "policy.yaml")
+	b, err := os.ReadFile(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, pol, string(b)+"# edited\n")
+	if _, out, code := verify(n.f.signed.String()); code != 2 || !strings.Contains(out, "policy.yaml was changed") {
 		t.Errorf("changed trust store: exit %d, want 2 naming the file\n%s", code, out)
 	}
 }

@@ -59,7 +59,7 @@ func readLine(r io.Reader, v any) error {
 		}
 		return fmt.Errorf("read message: %w", err)
 	}
-	if err := strictjson.Unmarshal(bytes.TrimRight(line, "\n"), v, 4); err != nil {
+	if err := strictjson.Unmarshal(bytes.TrimRight(line, "\n"), v, 16); err != nil {
 		return fmt.Errorf("decode message: %w", err)
 	}
 	return nil

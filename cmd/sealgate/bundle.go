@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/sealgate/sealgate/plugin/bundlestore"
+	"github.com/sealgate/sealgate/plugin/node"
 	"github.com/sealgate/sealgate/plugin/source"
 )
 
@@ -82,7 +84,9 @@ func bundleExport(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		images = append(images, d)
 	}
-	reg, err := source.NewRegistry(source.WithHostsDir(*hostsDir), source.WithTimeout(*timeout))
+	// The registry source exactly as the node builds it, so that what is
+	// exported is what the node would fetch.
+	reg, err := node.NewRegistry(node.Config{HostsDir: *hostsDir, RegistryTimeout: *timeout})
 	if err != nil {
 		fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
 		return exitUsage
@@ -91,7 +95,7 @@ func bundleExport(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	report := stdout
 	if out == "-" {
 		report = stderr
-		sums, err := source.Export(ctx, reg, images, stdout)
+		sums, err := bundlestore.Export(ctx, reg, images, stdout)
 		if err != nil {
 			fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
 			return exitFailed
@@ -111,13 +115,13 @@ func bundleExport(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // exportToFile writes the export beside out and renames it into place, so
 // that a failed export leaves no half-written file to be carried to a node.
-func exportToFile(ctx context.Context, src source.Source, images []name.Digest, out string) ([]source.ImageSummary, error) {
+func exportToFile(ctx context.Context, src source.Source, images []name.Digest, out string) ([]bundlestore.ImageSummary, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
 	if err != nil {
 		return nil, err
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	sums, err := source.Export(ctx, src, images, tmp)
+	sums, err := bundlestore.Export(ctx, src, images, tmp)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -139,8 +143,8 @@ func exportToFile(ctx context.Context, src source.Source, images []name.Digest, 
 func bundleImport(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sealgate bundle import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	store := fs.String("store", source.DefaultLocalDir, "the node's local bundle store")
-	maxSize := fs.Int64("max-size", source.DefaultArchiveBytes, "largest export file (or cosign layout content) to read, in bytes")
+	store := fs.String("store", bundlestore.DefaultDir, "the node's local bundle store")
+	maxSize := fs.Int64("max-size", bundlestore.DefaultArchiveBytes, "largest export file (or cosign layout content) to read, in bytes")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sealgate bundle import FILE|DIR [--store DIR]")
 		fmt.Fprintln(stderr, "\nFILE is what `sealgate bundle export` wrote; DIR is what `cosign save --dir DIR IMAGE` wrote.")
@@ -154,7 +158,7 @@ func bundleImport(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sealgate bundle import: give exactly one FILE or DIR")
 		return exitUsage
 	}
-	local, err := source.NewLocal(*store, source.WithArchiveBytes(*maxSize))
+	local, err := bundlestore.New(*store, bundlestore.WithArchiveBytes(*maxSize))
 	if err != nil {
 		fmt.Fprintf(stderr, "sealgate bundle import: %v\n", err)
 		return exitUsage
@@ -174,7 +178,7 @@ func bundleImport(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func printSummaries(w io.Writer, verb string, sums []source.ImageSummary) {
+func printSummaries(w io.Writer, verb string, sums []bundlestore.ImageSummary) {
 	for _, s := range sums {
 		manifest := "no manifest"
 		if s.Manifest {

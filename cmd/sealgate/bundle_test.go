@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/sealgate/sealgate/internal/testenv"
+	"github.com/sealgate/sealgate/plugin/bundlestore"
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/source"
@@ -108,9 +109,9 @@ func runBundle(args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
-func openLocal(t *testing.T, dir string) *source.Local {
+func openLocal(t *testing.T, dir string) *bundlestore.Store {
 	t.Helper()
-	l, err := source.NewLocal(dir)
+	l, err := bundlestore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

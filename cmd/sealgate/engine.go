@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 
+	"github.com/sealgate/sealgate/plugin/bundlestore"
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/node"
@@ -31,7 +32,7 @@ func (f *nodeFlags) registerEngine(fs *flag.FlagSet, noTPMUsage string) {
 	fs.StringVar(&f.cfg.HostsDir, "registry-hosts-dir", source.DefaultHostsDir, "containerd's registry host configuration (certs.d/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs")
 	fs.DurationVar(&f.cfg.RegistryTimeout, "registry-timeout", source.DefaultTimeout, "timeout of one registry request")
 	fs.IntVar(&f.cfg.CacheSize, "cache-size", cache.DefaultMaxEntries, "verdicts kept in memory")
-	fs.StringVar(&f.cfg.BundleStore, "bundle-store", source.DefaultLocalDir, "local bundle store (sealgate bundle import), asked before the registry; empty disables")
+	fs.StringVar(&f.cfg.BundleStore, "bundle-store", bundlestore.DefaultDir, "local bundle store (sealgate bundle import), asked before the registry; empty disables")
 	fs.DurationVar(&f.cfg.RevalidateAfter, "revalidate-after", decision.DefaultRevalidateAfter, "how long a verified verdict decides before the sources are asked again")
 }
 
@@ -43,4 +44,3 @@ func exitFor(err error) int {
 	}
 	return exitFailed
 }
-

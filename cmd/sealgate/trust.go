@@ -299,4 +299,3 @@ func trustPrintStatus(w io.Writer, st *trust.StatusReport) {
 		fmt.Fprintf(w, "  - %s\n", p)
 	}
 }
-

@@ -88,4 +88,3 @@ func printText(w io.Writer, d decision.Decision) {
 		fmt.Fprintf(w, "  - %s\n", r)
 	}
 }
-

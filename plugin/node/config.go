@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/plugin"
+	"github.com/sealgate/sealgate/plugin/bundlestore"
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/source"
@@ -102,7 +103,7 @@ const (
 	DefaultContainerdAddress   = "/run/containerd/containerd.sock"
 	DefaultContainerdNamespace = "k8s.io"
 	DefaultHostsDir            = source.DefaultHostsDir
-	DefaultBundleStore         = source.DefaultLocalDir
+	DefaultBundleStore         = bundlestore.DefaultDir
 )
 
 // withDefaults fills what is unset and rejects what cannot work.

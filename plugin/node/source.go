@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 
+	"github.com/sealgate/sealgate/plugin/bundlestore"
 	"github.com/sealgate/sealgate/plugin/source"
 )
 
@@ -19,7 +20,7 @@ func NewSource(cfg Config) (source.Source, error) {
 	if cfg.BundleStore == "" {
 		return reg, nil
 	}
-	local, err := source.NewLocal(cfg.BundleStore)
+	local, err := bundlestore.New(cfg.BundleStore)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}

@@ -1,3 +1,9 @@
+// Package ocimaterial reads the shapes in which cosign and Sigstore store
+// signature material in OCI: signature and attestation manifests at
+// cosign's tags, bundle referrers, image manifests and indexes. It parses
+// them strictly and within Limits into the artifact types package verify
+// checks, for every place material comes from (the registry source, the
+// local bundle store, an export file), so that all read it one way.
 package ocimaterial
 
 import (

@@ -10,54 +10,16 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/static"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/sealgate/sealgate/plugin/ocimaterial"
+	"github.com/sealgate/sealgate/plugin/source/sourcetest"
 )
 
-// testAtt is one layer of an attestation manifest as the test writes it.
-type testAtt struct {
-	envelope  []byte
-	mediaType string // default ocimaterial.DSSEMediaType
-	ann       map[string]string
-}
-
-// pushAttestations writes atts at image's attestation tag, laid out as
-// cosign attest writes them.
-func pushAttestations(t testing.TB, host string, image name.Digest, atts ...testAtt) {
-	t.Helper()
-	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	for _, a := range atts {
-		mt := a.mediaType
-		if mt == "" {
-			mt = ocimaterial.DSSEMediaType
-		}
-		var err error
-		img, err = mutate.Append(img, mutate.Addendum{Layer: static.NewLayer(a.envelope, types.MediaType(mt)), Annotations: a.ann})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	tag, err := AttestationTag(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, host+"/"+image.RepositoryStr()+":"+tag.TagStr(), img)
-}
-
-func envelope(n int) []byte {
-	return fmt.Appendf(nil, `{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"","sig":"%d"}]}`, n)
-}
-
 func TestAttestationsFound(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "team/app")
-	want := []testAtt{
-		{envelope: envelope(1), ann: map[string]string{
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "team/app")
+	want := []sourcetest.Att{
+		{Envelope: sourcetest.Envelope(1), Ann: map[string]string{
 			ocimaterial.AnnotationSignature:   "",
 			ocimaterial.AnnotationCertificate: "CERT",
 			ocimaterial.AnnotationChain:       "CHAIN",
@@ -65,11 +27,11 @@ func TestAttestationsFound(t *testing.T) {
 			ocimaterial.AnnotationTimestamp:   `{"SignedRFC3161Timestamp":"MEUC"}`,
 			"predicateType":                   "https://slsa.dev/provenance/v1",
 		}},
-		{envelope: envelope(2)},
+		{Envelope: sourcetest.Envelope(2)},
 	}
-	pushAttestations(t, reg.host, image, want...)
+	sourcetest.PushAttestations(t, reg.Host, image, want...)
 	// Signatures of the same image are not attestations, nor the reverse.
-	pushSignatures(t, reg.host, image, testSig{payload: simpleSigning(image), signature: []byte("s")})
+	sourcetest.PushSignatures(t, reg.Host, image, sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("s")})
 
 	src := newTestSource(t)
 	got, err := src.Attestations(context.Background(), image)
@@ -82,11 +44,11 @@ func TestAttestationsFound(t *testing.T) {
 	tag, _ := AttestationTag(image)
 	for i, w := range want {
 		g := got[i]
-		if !bytes.Equal(g.Envelope, w.envelope) {
-			t.Errorf("att %d envelope = %s, want %s", i, g.Envelope, w.envelope)
+		if !bytes.Equal(g.Envelope, w.Envelope) {
+			t.Errorf("att %d envelope = %s, want %s", i, g.Envelope, w.Envelope)
 		}
-		if string(g.Certificate) != w.ann[ocimaterial.AnnotationCertificate] || string(g.Chain) != w.ann[ocimaterial.AnnotationChain] ||
-			string(g.RekorBundle) != w.ann[ocimaterial.AnnotationBundle] || string(g.Timestamp) != w.ann[ocimaterial.AnnotationTimestamp] {
+		if string(g.Certificate) != w.Ann[ocimaterial.AnnotationCertificate] || string(g.Chain) != w.Ann[ocimaterial.AnnotationChain] ||
+			string(g.RekorBundle) != w.Ann[ocimaterial.AnnotationBundle] || string(g.Timestamp) != w.Ann[ocimaterial.AnnotationTimestamp] {
 			t.Errorf("att %d annotations: %q %q %q %q", i, g.Certificate, g.Chain, g.RekorBundle, g.Timestamp)
 		}
 		if g.Attached != image.DigestStr() || g.Origin != fmt.Sprintf("%s layer %d", tag, i) {
@@ -107,9 +69,9 @@ func TestAttestationsFound(t *testing.T) {
 }
 
 func TestAttestationsNone(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
-	pushSignatures(t, reg.host, image, testSig{payload: simpleSigning(image), signature: []byte("s")})
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+	sourcetest.PushSignatures(t, reg.Host, image, sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("s")})
 	got, err := newTestSource(t).Attestations(context.Background(), image)
 	if err != nil || got == nil || len(got) != 0 {
 		t.Fatalf("got %#v, %v; want an empty non-nil slice", got, err)
@@ -117,12 +79,12 @@ func TestAttestationsNone(t *testing.T) {
 }
 
 func TestAttestationsErrors(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
-	pushAttestations(t, reg.host, image, testAtt{envelope: envelope(1)}, testAtt{envelope: bytes.Repeat([]byte("e"), 2048)})
-	notDSSE := pushImage(t, reg.host, reg.host, "app")
-	pushAttestations(t, reg.host, notDSSE, testAtt{envelope: simpleSigning(notDSSE), mediaType: ocimaterial.SimpleSigningMediaType})
-	dead, _ := name.NewDigest(deadHost(t) + "/app@" + image.DigestStr())
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+	sourcetest.PushAttestations(t, reg.Host, image, sourcetest.Att{Envelope: sourcetest.Envelope(1)}, sourcetest.Att{Envelope: bytes.Repeat([]byte("e"), 2048)})
+	notDSSE := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+	sourcetest.PushAttestations(t, reg.Host, notDSSE, sourcetest.Att{Envelope: sourcetest.SimpleSigning(notDSSE), MediaType: ocimaterial.SimpleSigningMediaType})
+	dead, _ := name.NewDigest(sourcetest.DeadHost(t) + "/app@" + image.DigestStr())
 
 	tests := []struct {
 		name   string
@@ -141,7 +103,7 @@ func TestAttestationsErrors(t *testing.T) {
 		}},
 		{name: "envelope does not match its digest", image: image, hook: func(w http.ResponseWriter, r *http.Request) bool {
 			if strings.Contains(r.URL.Path, "/blobs/") {
-				w.Write(envelope(9))
+				w.Write(sourcetest.Envelope(9))
 				return true
 			}
 			return false
@@ -149,8 +111,8 @@ func TestAttestationsErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			reg.setHook(tc.hook)
-			defer reg.setHook(nil)
+			reg.SetHook(tc.hook)
+			defer reg.SetHook(nil)
 			got, err := newTestSource(t, WithLimits(tc.limits)).Attestations(context.Background(), tc.image)
 			if tc.want != nil && !errors.Is(err, tc.want) {
 				t.Fatalf("got %+v, %v; want %v", got, err, tc.want)

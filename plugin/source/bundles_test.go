@@ -20,15 +20,16 @@ import (
 	"github.com/sealgate/sealgate/plugin/artifact"
 
 	"github.com/sealgate/sealgate/plugin/ocimaterial"
+	"github.com/sealgate/sealgate/plugin/source/sourcetest"
 )
 
 // referrerModes are the two ways a registry lists referrers: the OCI 1.1
 // referrers API, and the tag fallback of registries without it.
 var referrerModes = []struct {
 	name string
-	opts []registryOption
+	opts []sourcetest.RegistryOption
 }{
-	{"referrers API", []registryOption{withReferrers()}},
+	{"referrers API", []sourcetest.RegistryOption{sourcetest.WithReferrers()}},
 	{"tag fallback", nil},
 }
 
@@ -62,20 +63,20 @@ func sortedDigests(hs ...v1.Hash) []string {
 func TestBundlesFound(t *testing.T) {
 	for _, mode := range referrerModes {
 		t.Run(mode.name, func(t *testing.T) {
-			reg := newTestRegistry(t, mode.opts...)
-			image := pushImage(t, reg.host, reg.host, "team/app")
-			want := map[string]testReferrer{}
+			reg := sourcetest.NewRegistry(t, mode.opts...)
+			image := sourcetest.PushImage(t, reg.Host, reg.Host, "team/app")
+			want := map[string]sourcetest.Referrer{}
 			for i, at := range []string{ocimaterial.BundleMediaTypeV03Alt, ocimaterial.BundleMediaTypeV01} {
-				r := testReferrer{artifactType: at, layers: [][]byte{fakeBundle(i)}}
-				want[pushReferrer(t, reg.host, image, r).String()] = r
+				r := sourcetest.Referrer{ArtifactType: at, Layers: [][]byte{sourcetest.FakeBundle(i)}}
+				want[sourcetest.PushReferrer(t, reg.Host, image, r).String()] = r
 			}
 			// Another kind of referrer, and another image's bundle in the
 			// same repository.
-			pushReferrer(t, reg.host, image, testReferrer{artifactType: "application/spdx+json", layerType: "application/spdx+json", layers: [][]byte{[]byte("{}")}})
-			other := pushImage(t, reg.host, reg.host, "team/app")
-			pushReferrer(t, reg.host, other, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(9)}})
+			sourcetest.PushReferrer(t, reg.Host, image, sourcetest.Referrer{ArtifactType: "application/spdx+json", LayerType: "application/spdx+json", Layers: [][]byte{[]byte("{}")}})
+			other := sourcetest.PushImage(t, reg.Host, reg.Host, "team/app")
+			sourcetest.PushReferrer(t, reg.Host, other, sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV03Alt, Layers: [][]byte{sourcetest.FakeBundle(9)}})
 
-			pushed := len(reg.requests())
+			pushed := len(reg.Requests())
 			got, err := newTestSource(t).Bundles(context.Background(), image)
 			if err != nil {
 				t.Fatalf("Bundles: %v", err)
@@ -89,14 +90,14 @@ func TestBundlesFound(t *testing.T) {
 				if !ok {
 					t.Fatalf("unexpected bundle %+v", b)
 				}
-				if !bytes.Equal(b.JSON, w.layers[0]) || b.MediaType != w.artifactType || b.ArtifactType != w.artifactType ||
+				if !bytes.Equal(b.JSON, w.Layers[0]) || b.MediaType != w.ArtifactType || b.ArtifactType != w.ArtifactType ||
 					b.Attached != image.DigestStr() || b.Origin != "referrer "+image.Context().String()+"@"+d {
-					t.Errorf("bundle %+v, want JSON %s, types %s", b, w.layers[0], w.artifactType)
+					t.Errorf("bundle %+v, want JSON %s, types %s", b, w.Layers[0], w.ArtifactType)
 				}
 			}
 
 			api, fallback := false, false
-			for _, r := range reg.requests()[pushed:] {
+			for _, r := range reg.Requests()[pushed:] {
 				api = api || strings.HasPrefix(r, "GET ") && strings.Contains(r, "/referrers/"+image.DigestStr())
 				fallback = fallback || strings.HasPrefix(r, "GET ") && strings.Contains(r, "/manifests/sha256-")
 			}
@@ -116,15 +117,15 @@ func TestBundlesFound(t *testing.T) {
 func TestBundlesSelectedByOwnManifest(t *testing.T) {
 	for _, mode := range referrerModes {
 		t.Run(mode.name, func(t *testing.T) {
-			reg := newTestRegistry(t, mode.opts...)
-			image := pushImage(t, reg.host, reg.host, "app")
-			other := pushImage(t, reg.host, reg.host, "app")
-			good := pushReferrer(t, reg.host, image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
-			sbom := pushReferrer(t, reg.host, image, testReferrer{artifactType: "application/spdx+json", layerType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(2)}})
-			foreign := pushReferrer(t, reg.host, other, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(3)}})
+			reg := sourcetest.NewRegistry(t, mode.opts...)
+			image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+			other := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+			good := sourcetest.PushReferrer(t, reg.Host, image, sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV03Alt, Layers: [][]byte{sourcetest.FakeBundle(1)}})
+			sbom := sourcetest.PushReferrer(t, reg.Host, image, sourcetest.Referrer{ArtifactType: "application/spdx+json", LayerType: ocimaterial.BundleMediaTypeV03Alt, Layers: [][]byte{sourcetest.FakeBundle(2)}})
+			foreign := sourcetest.PushReferrer(t, reg.Host, other, sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV03Alt, Layers: [][]byte{sourcetest.FakeBundle(3)}})
 			gone := digestOf([]byte("a manifest that was never pushed"))
 
-			reg.setRewrite(func(r *http.Request, body []byte) []byte {
+			reg.SetRewrite(func(r *http.Request, body []byte) []byte {
 				if !listingPath(r, image) {
 					return body
 				}
@@ -144,7 +145,7 @@ func TestBundlesSelectedByOwnManifest(t *testing.T) {
 				out, _ := json.Marshal(idx)
 				return out
 			})
-			pushed := len(reg.requests())
+			pushed := len(reg.Requests())
 			got, err := newTestSource(t).Bundles(context.Background(), image)
 			if err != nil {
 				t.Fatalf("Bundles: %v", err)
@@ -153,7 +154,7 @@ func TestBundlesSelectedByOwnManifest(t *testing.T) {
 				t.Fatalf("bundles %v, want only %s", d, good)
 			}
 			// Skipped because of what their manifests say, not unasked.
-			reqs := strings.Join(reg.requests()[pushed:], "\n")
+			reqs := strings.Join(reg.Requests()[pushed:], "\n")
 			for _, h := range []v1.Hash{sbom, foreign, gone} {
 				if !strings.Contains(reqs, "GET /v2/app/manifests/"+h.String()) {
 					t.Errorf("manifest %s was not fetched", h)
@@ -166,8 +167,8 @@ func TestBundlesSelectedByOwnManifest(t *testing.T) {
 func TestBundlesNone(t *testing.T) {
 	for _, mode := range referrerModes {
 		t.Run(mode.name, func(t *testing.T) {
-			reg := newTestRegistry(t, mode.opts...)
-			image := pushImage(t, reg.host, reg.host, "app")
+			reg := sourcetest.NewRegistry(t, mode.opts...)
+			image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
 			src := newTestSource(t)
 			check := func(what string, image name.Digest) {
 				t.Helper()
@@ -177,9 +178,9 @@ func TestBundlesNone(t *testing.T) {
 				}
 			}
 			check("no referrers", image)
-			unknown, _ := name.NewDigest(reg.host + "/nowhere@" + image.DigestStr())
+			unknown, _ := name.NewDigest(reg.Host + "/nowhere@" + image.DigestStr())
 			check("unknown repository", unknown)
-			pushReferrer(t, reg.host, image, testReferrer{artifactType: "application/spdx+json", layers: [][]byte{[]byte("{}")}})
+			sourcetest.PushReferrer(t, reg.Host, image, sourcetest.Referrer{ArtifactType: "application/spdx+json", Layers: [][]byte{[]byte("{}")}})
 			check("only other referrers", image)
 		})
 	}
@@ -188,10 +189,10 @@ func TestBundlesNone(t *testing.T) {
 func TestBundlesLimits(t *testing.T) {
 	for _, mode := range referrerModes {
 		t.Run(mode.name, func(t *testing.T) {
-			reg := newTestRegistry(t, mode.opts...)
-			image := pushImage(t, reg.host, reg.host, "app")
+			reg := sourcetest.NewRegistry(t, mode.opts...)
+			image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
 			for i := range 3 {
-				pushReferrer(t, reg.host, image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(i)}})
+				sourcetest.PushReferrer(t, reg.Host, image, sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV03Alt, Layers: [][]byte{sourcetest.FakeBundle(i)}})
 			}
 			tests := []struct {
 				name    string
@@ -216,8 +217,8 @@ func TestBundlesLimits(t *testing.T) {
 			}
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {
-					reg.setRewrite(tc.rewrite)
-					defer reg.setRewrite(nil)
+					reg.SetRewrite(tc.rewrite)
+					defer reg.SetRewrite(nil)
 					_, err := newTestSource(t, WithLimits(tc.limits)).Bundles(context.Background(), image)
 					if !errors.Is(err, ErrLimit) {
 						t.Fatalf("err = %v, want ErrLimit", err)
@@ -239,17 +240,17 @@ func TestBundlesLimits(t *testing.T) {
 // The default bounds hold against a registry that lists more referrers
 // than a node should fetch.
 func TestBundlesDefaultReferrersLimit(t *testing.T) {
-	reg := newTestRegistry(t, withReferrers())
-	image := pushImage(t, reg.host, reg.host, "app")
+	reg := sourcetest.NewRegistry(t, sourcetest.WithReferrers())
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
 	for i := range ocimaterial.DefaultReferrers + 1 {
-		pushReferrer(t, reg.host, image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(i)}})
+		sourcetest.PushReferrer(t, reg.Host, image, sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV03Alt, Layers: [][]byte{sourcetest.FakeBundle(i)}})
 	}
-	before := reg.manifestGets.Load()
+	before := reg.ManifestGets.Load()
 	got, err := newTestSource(t).Bundles(context.Background(), image)
 	if err != nil || len(got) != ocimaterial.DefaultReferrers {
 		t.Fatalf("%d referrers: %d bundles, %v; want the first %d", ocimaterial.DefaultReferrers+1, len(got), err, ocimaterial.DefaultReferrers)
 	}
-	if n := reg.manifestGets.Load() - before; n != ocimaterial.DefaultReferrers {
+	if n := reg.ManifestGets.Load() - before; n != ocimaterial.DefaultReferrers {
 		t.Errorf("%d referrer manifests fetched, want %d: the rest are not fetched", n, ocimaterial.DefaultReferrers)
 	}
 }
@@ -257,19 +258,19 @@ func TestBundlesDefaultReferrersLimit(t *testing.T) {
 // Content that does not match what names it, or a bundle manifest of the
 // wrong shape, is an error, never a bundle and never "none".
 func TestBundlesBadContent(t *testing.T) {
-	reg := newTestRegistry(t)
+	reg := sourcetest.NewRegistry(t)
 	tests := []struct {
 		name     string
-		referrer testReferrer
+		referrer sourcetest.Referrer
 		hook     func(w http.ResponseWriter, r *http.Request) bool
 	}{
-		{name: "two layers", referrer: testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1), fakeBundle(2)}}},
-		{name: "no layer", referrer: testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt}},
-		{name: "layer not a bundle", referrer: testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layerType: "application/json", layers: [][]byte{fakeBundle(1)}}},
-		{name: "blob does not match its digest", referrer: testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}},
+		{name: "two layers", referrer: sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV03Alt, Layers: [][]byte{sourcetest.FakeBundle(1), sourcetest.FakeBundle(2)}}},
+		{name: "no layer", referrer: sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV03Alt}},
+		{name: "layer not a bundle", referrer: sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV03Alt, LayerType: "application/json", Layers: [][]byte{sourcetest.FakeBundle(1)}}},
+		{name: "blob does not match its digest", referrer: sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV03Alt, Layers: [][]byte{sourcetest.FakeBundle(1)}},
 			hook: func(w http.ResponseWriter, r *http.Request) bool {
 				if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
-					b := fakeBundle(7)
+					b := sourcetest.FakeBundle(7)
 					w.Header().Set("Content-Length", fmt.Sprint(len(b)))
 					w.Write(b)
 					return true
@@ -279,10 +280,10 @@ func TestBundlesBadContent(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			image := pushImage(t, reg.host, reg.host, "app")
-			pushReferrer(t, reg.host, image, tc.referrer)
-			reg.setHook(tc.hook)
-			defer reg.setHook(nil)
+			image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+			sourcetest.PushReferrer(t, reg.Host, image, tc.referrer)
+			reg.SetHook(tc.hook)
+			defer reg.SetHook(nil)
 			got, err := newTestSource(t).Bundles(context.Background(), image)
 			if err == nil || errors.Is(err, ErrUnreachable) {
 				t.Fatalf("got %+v, %v; want a failure that is not ErrUnreachable", got, err)
@@ -292,15 +293,15 @@ func TestBundlesBadContent(t *testing.T) {
 }
 
 func TestBundlesUnreachable(t *testing.T) {
-	dead, _ := name.NewDigest(deadHost(t) + "/app@sha256:" + strings.Repeat("a", 64))
+	dead, _ := name.NewDigest(sourcetest.DeadHost(t) + "/app@sha256:" + strings.Repeat("a", 64))
 	if _, err := newTestSource(t).Bundles(context.Background(), dead); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("registry down: %v, want ErrUnreachable", err)
 	}
 	for _, mode := range referrerModes {
 		t.Run(mode.name, func(t *testing.T) {
-			reg := newTestRegistry(t, mode.opts...)
-			image := pushImage(t, reg.host, reg.host, "app")
-			ref := pushReferrer(t, reg.host, image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
+			reg := sourcetest.NewRegistry(t, mode.opts...)
+			image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+			ref := sourcetest.PushReferrer(t, reg.Host, image, sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV03Alt, Layers: [][]byte{sourcetest.FakeBundle(1)}})
 			tests := []struct {
 				name  string
 				match func(r *http.Request) bool
@@ -314,14 +315,14 @@ func TestBundlesUnreachable(t *testing.T) {
 			}
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {
-					reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+					reg.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
 						if r.Method == http.MethodGet && tc.match(r) {
 							http.Error(w, "no", tc.code)
 							return true
 						}
 						return false
 					})
-					defer reg.setHook(nil)
+					defer reg.SetHook(nil)
 					got, err := newTestSource(t).Bundles(context.Background(), image)
 					if tc.want != nil && !errors.Is(err, tc.want) {
 						t.Fatalf("got %+v, %v; want %v", got, err, tc.want)
@@ -340,14 +341,14 @@ func TestBundlesUnreachable(t *testing.T) {
 // no host has that capability, hosts that may resolve tags are asked for the
 // fallback tag only.
 func TestBundlesMirror(t *testing.T) {
-	upstreamAddr := deadHost(t)
+	upstreamAddr := sourcetest.DeadHost(t)
 	tests := []struct {
 		name       string
-		mirrorOpts []registryOption
+		mirrorOpts []sourcetest.RegistryOption
 		toml       string
 		wantAPI    bool
 	}{
-		{"mirror with the referrers API", []registryOption{withReferrers()}, `
+		{"mirror with the referrers API", []sourcetest.RegistryOption{sourcetest.WithReferrers()}, `
 server = "http://%[1]s"
 [host."http://%[2]s"]
   capabilities = ["pull", "resolve", "referrers"]
@@ -361,19 +362,19 @@ capabilities = ["pull", "resolve"]
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			mirror := newTestRegistry(t, tc.mirrorOpts...)
-			image := pushImage(t, mirror.host, upstreamAddr, "app")
-			stored, _ := name.NewDigest(mirror.host + "/app@" + image.DigestStr())
-			want := pushReferrer(t, mirror.host, stored, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
-			dir := writeHosts(t, t.TempDir(), upstreamAddr, fmt.Sprintf(tc.toml, upstreamAddr, mirror.host))
+			mirror := sourcetest.NewRegistry(t, tc.mirrorOpts...)
+			image := sourcetest.PushImage(t, mirror.Host, upstreamAddr, "app")
+			stored, _ := name.NewDigest(mirror.Host + "/app@" + image.DigestStr())
+			want := sourcetest.PushReferrer(t, mirror.Host, stored, sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV03Alt, Layers: [][]byte{sourcetest.FakeBundle(1)}})
+			dir := sourcetest.WriteHosts(t, t.TempDir(), upstreamAddr, fmt.Sprintf(tc.toml, upstreamAddr, mirror.Host))
 			src := newTestSource(t, WithHostsDir(dir))
-			pushed := len(mirror.requests())
+			pushed := len(mirror.Requests())
 			got, err := src.Bundles(context.Background(), image)
 			if err != nil || len(got) != 1 || !strings.HasSuffix(got[0].Origin, want.String()) {
 				t.Fatalf("Bundles via mirror: %+v, %v", got, err)
 			}
 			api := false
-			for _, r := range mirror.requests()[pushed:] {
+			for _, r := range mirror.Requests()[pushed:] {
 				if !strings.HasPrefix(r, "GET ") || r == "GET /v2/" {
 					continue
 				}
@@ -387,7 +388,7 @@ capabilities = ["pull", "resolve"]
 			}
 
 			// Nothing on the mirror and the upstream down: not "none".
-			other := pushImage(t, mirror.host, upstreamAddr, "app")
+			other := sourcetest.PushImage(t, mirror.Host, upstreamAddr, "app")
 			if _, err := src.Bundles(context.Background(), other); !errors.Is(err, ErrUnreachable) {
 				t.Fatalf("mirror without bundles, upstream down: %v, want ErrUnreachable", err)
 			}
@@ -398,12 +399,12 @@ capabilities = ["pull", "resolve"]
 // N concurrent calls for one digest make one listing request, and the
 // kinds do not share flights.
 func TestBundlesSingleflight(t *testing.T) {
-	reg := newTestRegistry(t, withReferrers())
-	image := pushImage(t, reg.host, reg.host, "app")
-	pushReferrer(t, reg.host, image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
+	reg := sourcetest.NewRegistry(t, sourcetest.WithReferrers())
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+	sourcetest.PushReferrer(t, reg.Host, image, sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV03Alt, Layers: [][]byte{sourcetest.FakeBundle(1)}})
 	var listings atomic.Int64
 	gate := make(chan struct{})
-	reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+	reg.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
 		if listingPath(r, image) {
 			listings.Add(1)
 			<-gate
@@ -440,9 +441,9 @@ func TestBundlesSingleflight(t *testing.T) {
 // The caller owns what it gets: changing it does not change the next
 // caller's copy.
 func TestBundlesCopied(t *testing.T) {
-	reg := newTestRegistry(t, withReferrers())
-	image := pushImage(t, reg.host, reg.host, "app")
-	pushReferrer(t, reg.host, image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
+	reg := sourcetest.NewRegistry(t, sourcetest.WithReferrers())
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+	sourcetest.PushReferrer(t, reg.Host, image, sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV03Alt, Layers: [][]byte{sourcetest.FakeBundle(1)}})
 	src := newTestSource(t)
 	var wg sync.WaitGroup
 	results := make([][]artifact.Bundle, 4)

@@ -26,6 +26,7 @@ import (
 	"github.com/sealgate/sealgate/internal/testenv"
 
 	"github.com/sealgate/sealgate/plugin/ocimaterial"
+	"github.com/sealgate/sealgate/plugin/source/sourcetest"
 )
 
 // cosignPath finds the real cosign CLI, or skips (fails with
@@ -50,8 +51,8 @@ func cosignPath(t *testing.T) string {
 // comes back and verifies with cosign's public key.
 func TestCosignSigned(t *testing.T) {
 	cosign := cosignPath(t)
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "signed/app")
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "signed/app")
 
 	dir := t.TempDir()
 	env := append(os.Environ(), "COSIGN_PASSWORD=", "HOME="+dir, "TUF_ROOT="+filepath.Join(dir, "tuf"))

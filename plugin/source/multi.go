@@ -14,7 +14,7 @@ import (
 )
 
 // Holder is implemented by sources that can say whether they know an image
-// at all (Local: the store has an entry for it). Multi asks it to tell
+// at all (bundlestore.Store: it has an entry for it). Multi asks it to tell
 // "this source knows the image and has none of this kind" (an answer) from
 // "this source knows nothing of the image" (no answer), which an empty
 // slice alone cannot say.

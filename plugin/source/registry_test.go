@@ -34,23 +34,24 @@ import (
 	"github.com/sealgate/sealgate/plugin/artifact"
 
 	"github.com/sealgate/sealgate/plugin/ocimaterial"
+	"github.com/sealgate/sealgate/plugin/source/sourcetest"
 )
 
 func TestSignaturesFound(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "team/app")
-	key := newKey(t)
-	payload := simpleSigning(image)
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "team/app")
+	key := sourcetest.NewKey(t)
+	payload := sourcetest.SimpleSigning(image)
 	other := []byte(`{"critical":{},"optional":{"n":2}}`)
-	want := []testSig{
-		{payload: payload, signature: signWithKey(t, key, payload),
-			certificate: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-			chain:       "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n",
-			bundle:      `{"SignedEntryTimestamp":"AAAA","Payload":{"logIndex":7}}`,
-			timestamp:   `{"SignedRFC3161Timestamp":"MEUC"}`},
-		{payload: other, signature: signWithKey(t, key, other)},
+	want := []sourcetest.Sig{
+		{Payload: payload, Signature: sourcetest.SignWithKey(t, key, payload),
+			Certificate: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+			Chain:       "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n",
+			Bundle:      `{"SignedEntryTimestamp":"AAAA","Payload":{"logIndex":7}}`,
+			Timestamp:   `{"SignedRFC3161Timestamp":"MEUC"}`},
+		{Payload: other, Signature: sourcetest.SignWithKey(t, key, other)},
 	}
-	pushSignatures(t, reg.host, image, want...)
+	sourcetest.PushSignatures(t, reg.Host, image, want...)
 
 	src := newTestSource(t)
 	got, err := src.Signatures(context.Background(), image)
@@ -63,18 +64,18 @@ func TestSignaturesFound(t *testing.T) {
 	tag, _ := SignatureTag(image)
 	for i, w := range want {
 		g := got[i]
-		if !bytes.Equal(g.Payload, w.payload) {
-			t.Errorf("sig %d payload = %q, want %q", i, g.Payload, w.payload)
+		if !bytes.Equal(g.Payload, w.Payload) {
+			t.Errorf("sig %d payload = %q, want %q", i, g.Payload, w.Payload)
 		}
-		if !bytes.Equal(g.Signature, w.signature) {
+		if !bytes.Equal(g.Signature, w.Signature) {
 			t.Errorf("sig %d signature bytes differ", i)
 		}
 		sum := sha256.Sum256(g.Payload)
 		if !ecdsa.VerifyASN1(&key.PublicKey, sum[:], g.Signature) {
 			t.Errorf("sig %d does not verify over its payload", i)
 		}
-		if string(g.Certificate) != w.certificate || string(g.Chain) != w.chain || string(g.RekorBundle) != w.bundle ||
-			string(g.Timestamp) != w.timestamp {
+		if string(g.Certificate) != w.Certificate || string(g.Chain) != w.Chain || string(g.RekorBundle) != w.Bundle ||
+			string(g.Timestamp) != w.Timestamp {
 			t.Errorf("sig %d annotations = %q %q %q %q", i, g.Certificate, g.Chain, g.RekorBundle, g.Timestamp)
 		}
 		if g.Attached != image.DigestStr() {
@@ -90,9 +91,9 @@ func TestSignaturesFound(t *testing.T) {
 }
 
 func TestSignaturesBadBase64Kept(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
-	pushSignatures(t, reg.host, image, testSig{payload: simpleSigning(image), rawB64: "!!not base64!!"})
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+	sourcetest.PushSignatures(t, reg.Host, image, sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), RawB64: "!!not base64!!"})
 	got, err := newTestSource(t).Signatures(context.Background(), image)
 	if err != nil {
 		t.Fatal(err)
@@ -103,8 +104,8 @@ func TestSignaturesBadBase64Kept(t *testing.T) {
 }
 
 func TestSignaturesNone(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
 	got, err := newTestSource(t).Signatures(context.Background(), image)
 	if err != nil {
 		t.Fatalf("Signatures: %v", err)
@@ -113,21 +114,21 @@ func TestSignaturesNone(t *testing.T) {
 		t.Fatalf("got %#v, want an empty non-nil slice", got)
 	}
 	// An unknown repository (NAME_UNKNOWN) is no signatures as well.
-	d, _ := name.NewDigest(reg.host + "/nowhere@" + image.DigestStr())
+	d, _ := name.NewDigest(reg.Host + "/nowhere@" + image.DigestStr())
 	if got, err := newTestSource(t).Signatures(context.Background(), d); err != nil || len(got) != 0 {
 		t.Fatalf("unknown repository: %v, %v", got, err)
 	}
 }
 
 func TestDescribe(t *testing.T) {
-	reg := newTestRegistry(t)
+	reg := sourcetest.NewRegistry(t)
 	img1, _ := random.Image(128, 1)
 	img2, _ := random.Image(128, 1)
 	idx := mutate.AppendManifests(empty.Index,
 		mutate.IndexAddendum{Add: img1, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
 		mutate.IndexAddendum{Add: img2, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}}},
 	)
-	ref, _ := name.ParseReference(reg.host + "/multi:latest")
+	ref, _ := name.ParseReference(reg.Host + "/multi:latest")
 	if err := remote.WriteIndex(ref, idx); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func TestDescribe(t *testing.T) {
 	d2, _ := img2.Digest()
 	src := newTestSource(t)
 
-	image, _ := name.NewDigest(reg.host + "/multi@" + idxDigest.String())
+	image, _ := name.NewDigest(reg.Host + "/multi@" + idxDigest.String())
 	got, err := src.Describe(context.Background(), image)
 	if err != nil {
 		t.Fatalf("Describe index: %v", err)
@@ -152,7 +153,7 @@ func TestDescribe(t *testing.T) {
 		t.Errorf("index helpers disagree: %+v", got)
 	}
 
-	child, _ := name.NewDigest(reg.host + "/multi@" + d1.String())
+	child, _ := name.NewDigest(reg.Host + "/multi@" + d1.String())
 	got, err = src.Describe(context.Background(), child)
 	if err != nil {
 		t.Fatalf("Describe manifest: %v", err)
@@ -162,7 +163,7 @@ func TestDescribe(t *testing.T) {
 		t.Fatalf("Describe manifest = %+v", got)
 	}
 
-	missing, _ := name.NewDigest(reg.host + "/multi@sha256:" + strings.Repeat("0", 64))
+	missing, _ := name.NewDigest(reg.Host + "/multi@sha256:" + strings.Repeat("0", 64))
 	if _, err := src.Describe(context.Background(), missing); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Describe missing: %v, want ErrNotFound", err)
 	}
@@ -182,10 +183,10 @@ func manifestEqual(a, b artifact.Manifest) bool {
 
 // The registry answers a digest with other bytes: Describe must refuse them.
 func TestDescribeDigestMismatch(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
-	other := pushImage(t, reg.host, reg.host, "app2")
-	reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+	other := sourcetest.PushImage(t, reg.Host, reg.Host, "app2")
+	reg.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.URL.Path != "/v2/app/manifests/"+image.DigestStr() {
 			return false
 		}
@@ -203,12 +204,12 @@ func TestDescribeDigestMismatch(t *testing.T) {
 
 // A signature blob whose bytes do not match its descriptor is refused.
 func TestSignaturesBlobMismatch(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
-	payload := simpleSigning(image)
-	pushSignatures(t, reg.host, image, testSig{payload: payload, signature: []byte("sig")})
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+	payload := sourcetest.SimpleSigning(image)
+	sourcetest.PushSignatures(t, reg.Host, image, sourcetest.Sig{Payload: payload, Signature: []byte("sig")})
 	forged := bytes.Replace(payload, []byte("sha256:"), []byte("sha256!"), 1)
-	reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+	reg.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
 		if !strings.Contains(r.URL.Path, "/blobs/") {
 			return false
 		}
@@ -222,13 +223,13 @@ func TestSignaturesBlobMismatch(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
 	big := bytes.Repeat([]byte("x"), 2048)
-	pushSignatures(t, reg.host, image,
-		testSig{payload: simpleSigning(image), signature: []byte("a")},
-		testSig{payload: big, signature: []byte("b"), certificate: string(bytes.Repeat([]byte("c"), 4096))},
-		testSig{payload: []byte("{}"), signature: []byte("c")},
+	sourcetest.PushSignatures(t, reg.Host, image,
+		sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("a")},
+		sourcetest.Sig{Payload: big, Signature: []byte("b"), Certificate: string(bytes.Repeat([]byte("c"), 4096))},
+		sourcetest.Sig{Payload: []byte("{}"), Signature: []byte("c")},
 	)
 	tag, _ := SignatureTag(image)
 	tagPath := "/v2/app/manifests/" + tag.TagStr()
@@ -271,8 +272,8 @@ func TestLimits(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			reg.setHook(tc.hook)
-			defer reg.setHook(nil)
+			reg.SetHook(tc.hook)
+			defer reg.SetHook(nil)
 			_, err := newTestSource(t, WithLimits(tc.limits)).Signatures(context.Background(), image)
 			if tc.notLimit {
 				if err == nil || errors.Is(err, ErrUnreachable) {
@@ -303,8 +304,8 @@ func TestLimits(t *testing.T) {
 }
 
 func TestDescribeLimit(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
 	_, err := newTestSource(t, WithLimits(ocimaterial.Limits{ManifestBytes: 64})).Describe(context.Background(), image)
 	if !errors.Is(err, ErrLimit) {
 		t.Fatalf("err = %v, want ErrLimit", err)
@@ -312,9 +313,9 @@ func TestDescribeLimit(t *testing.T) {
 }
 
 func TestUnreachable(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
-	reg.srv.Close() // the listener is gone: connection refused
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+	reg.Srv.Close() // the listener is gone: connection refused
 	src := newTestSource(t)
 	if _, err := src.Signatures(context.Background(), image); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("Signatures: %v, want ErrUnreachable", err)
@@ -339,18 +340,18 @@ func TestStatusClassification(t *testing.T) {
 		{http.StatusUnauthorized, false},
 		{http.StatusBadRequest, false},
 	}
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
 	for _, tc := range tests {
 		t.Run(http.StatusText(tc.status), func(t *testing.T) {
-			reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+			reg.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
 				if !strings.Contains(r.URL.Path, "/manifests/") {
 					return false
 				}
 				http.Error(w, `{"errors":[{"code":"DENIED","message":"no"}]}`, tc.status)
 				return true
 			})
-			defer reg.setHook(nil)
+			defer reg.SetHook(nil)
 			_, err := newTestSource(t).Signatures(context.Background(), image)
 			if err == nil {
 				t.Fatal("no error")
@@ -363,11 +364,11 @@ func TestStatusClassification(t *testing.T) {
 }
 
 func TestRequestTimeout(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
 	release := make(chan struct{})
 	defer close(release)
-	reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+	reg.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
 		if !strings.Contains(r.URL.Path, "/manifests/") {
 			return false
 		}
@@ -388,16 +389,16 @@ func TestRequestTimeout(t *testing.T) {
 }
 
 func TestMirror(t *testing.T) {
-	mirror := newTestRegistry(t)
-	upstreamAddr := deadHost(t)
-	image := pushImage(t, mirror.host, upstreamAddr, "app")
-	pushSignatures(t, mirror.host, image, testSig{payload: simpleSigning(image), signature: []byte("s")})
-	dir := writeHosts(t, t.TempDir(), upstreamAddr, fmt.Sprintf(`
+	mirror := sourcetest.NewRegistry(t)
+	upstreamAddr := sourcetest.DeadHost(t)
+	image := sourcetest.PushImage(t, mirror.Host, upstreamAddr, "app")
+	sourcetest.PushSignatures(t, mirror.Host, image, sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("s")})
+	dir := sourcetest.WriteHosts(t, t.TempDir(), upstreamAddr, fmt.Sprintf(`
 server = "http://%s"
 
 [host."http://%s"]
   capabilities = ["pull", "resolve"]
-`, upstreamAddr, mirror.host))
+`, upstreamAddr, mirror.Host))
 	src := newTestSource(t, WithHostsDir(dir))
 
 	got, err := src.Signatures(context.Background(), image)
@@ -409,7 +410,7 @@ server = "http://%s"
 		t.Fatalf("Describe via mirror: %+v, %v", m, err)
 	}
 	// containerd tells a mirror which registry it stands for.
-	for _, r := range mirror.requests() {
+	for _, r := range mirror.Requests() {
 		if strings.HasPrefix(r, "GET ") && strings.Contains(r, "/manifests/") && !strings.Contains(r, "ns="+url.QueryEscape(upstreamAddr)) {
 			t.Errorf("mirror request without ns parameter: %s", r)
 		}
@@ -417,39 +418,39 @@ server = "http://%s"
 
 	// Without signatures on the mirror and the upstream down, absence is not
 	// established: unreachable, not "no signatures".
-	other := pushImage(t, mirror.host, upstreamAddr, "app")
+	other := sourcetest.PushImage(t, mirror.Host, upstreamAddr, "app")
 	if _, err := src.Signatures(context.Background(), other); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("mirror without signatures, upstream down: %v, want ErrUnreachable", err)
 	}
 }
 
 func TestMirrorFallsThrough(t *testing.T) {
-	upstream := newTestRegistry(t)
-	mirror := newTestRegistry(t)
-	image := pushImage(t, upstream.host, upstream.host, "app")
-	pushSignatures(t, upstream.host, image, testSig{payload: simpleSigning(image), signature: []byte("u")})
+	upstream := sourcetest.NewRegistry(t)
+	mirror := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, upstream.Host, upstream.Host, "app")
+	sourcetest.PushSignatures(t, upstream.Host, image, sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("u")})
 
 	tests := []struct {
 		name       string
 		mirrorHost string
 	}{
-		{"mirror down", deadHost(t)},
-		{"mirror without the tag", mirror.host},
+		{"mirror down", sourcetest.DeadHost(t)},
+		{"mirror without the tag", mirror.Host},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := writeHosts(t, t.TempDir(), upstream.host, fmt.Sprintf(`
+			dir := sourcetest.WriteHosts(t, t.TempDir(), upstream.Host, fmt.Sprintf(`
 server = "http://%s"
 [host."http://%s"]
   capabilities = ["pull", "resolve"]
-`, upstream.host, tc.mirrorHost))
+`, upstream.Host, tc.mirrorHost))
 			got, err := newTestSource(t, WithHostsDir(dir)).Signatures(context.Background(), image)
 			if err != nil || len(got) != 1 || string(got[0].Signature) != "u" {
 				t.Fatalf("got %+v, %v", got, err)
 			}
 		})
 	}
-	if mirror.tagGets.Load() == 0 {
+	if mirror.TagGets.Load() == 0 {
 		t.Error("the mirror was never asked")
 	}
 }
@@ -457,28 +458,28 @@ server = "http://%s"
 // A mirror with only "pull" is never asked for the signature tag, but serves
 // the payloads.
 func TestMirrorCapabilities(t *testing.T) {
-	upstream := newTestRegistry(t)
-	mirror := newTestRegistry(t)
-	image := pushImage(t, upstream.host, upstream.host, "app")
-	sig := testSig{payload: simpleSigning(image), signature: []byte("u")}
-	pushSignatures(t, upstream.host, image, sig)
-	pushSignatures(t, mirror.host, image, sig)
-	dir := writeHosts(t, t.TempDir(), upstream.host, fmt.Sprintf(`
+	upstream := sourcetest.NewRegistry(t)
+	mirror := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, upstream.Host, upstream.Host, "app")
+	sig := sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("u")}
+	sourcetest.PushSignatures(t, upstream.Host, image, sig)
+	sourcetest.PushSignatures(t, mirror.Host, image, sig)
+	dir := sourcetest.WriteHosts(t, t.TempDir(), upstream.Host, fmt.Sprintf(`
 server = "http://%s"
 [host."http://%s"]
   capabilities = ["pull"]
-`, upstream.host, mirror.host))
+`, upstream.Host, mirror.Host))
 	got, err := newTestSource(t, WithHostsDir(dir)).Signatures(context.Background(), image)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("got %+v, %v", got, err)
 	}
-	if n := mirror.tagGets.Load(); n != 0 {
+	if n := mirror.TagGets.Load(); n != 0 {
 		t.Errorf("pull-only mirror was asked for the tag %d times", n)
 	}
-	if n := mirror.blobGets.Load(); n == 0 {
+	if n := mirror.BlobGets.Load(); n == 0 {
 		t.Error("pull-only mirror did not serve the payload")
 	}
-	if n := upstream.blobGets.Load(); n != 0 {
+	if n := upstream.BlobGets.Load(); n != 0 {
 		t.Errorf("upstream served %d payloads the mirror had", n)
 	}
 }
@@ -486,12 +487,12 @@ server = "http://%s"
 // The registry's name is only a key: hosts.toml's server says where it is,
 // with path prefixes and override_path as containerd reads them.
 func TestServerOverride(t *testing.T) {
-	plain := newTestRegistry(t)
-	prefixed := newTestRegistry(t, withPrefix("/prefix/v2/", "/v2/"))
-	overridden := newTestRegistry(t, withPrefix("/custom/api/", "/v2/"))
+	plain := sourcetest.NewRegistry(t)
+	prefixed := sourcetest.NewRegistry(t, sourcetest.WithPrefix("/prefix/v2/", "/v2/"))
+	overridden := sourcetest.NewRegistry(t, sourcetest.WithPrefix("/custom/api/", "/v2/"))
 	tests := []struct {
 		name string
-		reg  *testRegistry
+		reg  *sourcetest.Registry
 		toml string
 	}{
 		{"server", plain, `server = "http://%s"`},
@@ -502,8 +503,8 @@ func TestServerOverride(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			stored := pushImageVia(t, tc.reg, "app")
 			image, _ := name.NewDigest("registry.sealgate.invalid/app@" + stored.DigestStr())
-			pushSignaturesVia(t, tc.reg, image, testSig{payload: simpleSigning(image), signature: []byte("o")})
-			dir := writeHosts(t, t.TempDir(), "registry.sealgate.invalid", fmt.Sprintf(tc.toml, tc.reg.host))
+			pushSignaturesVia(t, tc.reg, image, sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("o")})
+			dir := sourcetest.WriteHosts(t, t.TempDir(), "registry.sealgate.invalid", fmt.Sprintf(tc.toml, tc.reg.Host))
 			src := newTestSource(t, WithHostsDir(dir))
 			got, err := src.Signatures(context.Background(), image)
 			if err != nil || len(got) != 1 || string(got[0].Signature) != "o" {
@@ -518,23 +519,23 @@ func TestServerOverride(t *testing.T) {
 
 // pushImageVia and pushSignaturesVia write through the prefix a registry
 // expects, by pushing with a transport that adds it.
-func pushImageVia(t *testing.T, reg *testRegistry, repo string) name.Digest {
+func pushImageVia(t *testing.T, reg *sourcetest.Registry, repo string) name.Digest {
 	t.Helper()
 	img, _ := random.Image(128, 1)
 	h, _ := img.Digest()
-	ref, _ := name.ParseReference(reg.host + "/" + repo + ":latest")
-	if err := remote.Write(ref, img, remote.WithTransport(prefixTransport{reg.strip})); err != nil {
+	ref, _ := name.ParseReference(reg.Host + "/" + repo + ":latest")
+	if err := remote.Write(ref, img, remote.WithTransport(prefixTransport{reg.PathPrefix()})); err != nil {
 		t.Fatal(err)
 	}
-	d, _ := name.NewDigest(reg.host + "/" + repo + "@" + h.String())
+	d, _ := name.NewDigest(reg.Host + "/" + repo + "@" + h.String())
 	return d
 }
 
-func pushSignaturesVia(t *testing.T, reg *testRegistry, image name.Digest, sigs ...testSig) {
+func pushSignaturesVia(t *testing.T, reg *sourcetest.Registry, image name.Digest, sigs ...sourcetest.Sig) {
 	t.Helper()
 	tag, _ := SignatureTag(image)
-	ref, _ := name.ParseReference(reg.host + "/" + image.RepositoryStr() + ":" + tag.TagStr())
-	if err := remote.Write(ref, signatureImage(t, sigs...), remote.WithTransport(prefixTransport{reg.strip})); err != nil {
+	ref, _ := name.ParseReference(reg.Host + "/" + image.RepositoryStr() + ":" + tag.TagStr())
+	if err := remote.Write(ref, sourcetest.SignatureImage(t, sigs...), remote.WithTransport(prefixTransport{reg.PathPrefix()})); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -552,10 +553,10 @@ func (p prefixTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // TLS settings come from hosts.toml: with the registry's CA the fetch works;
 // without it the certificate error is reported, not mistaken for an outage.
 func TestHostsTLS(t *testing.T) {
-	backend := newTestRegistry(t)
-	image := pushImage(t, backend.host, backend.host, "app")
-	pushSignatures(t, backend.host, image, testSig{payload: simpleSigning(image), signature: []byte("t")})
-	backendURL := backend.srv.URL
+	backend := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, backend.Host, backend.Host, "app")
+	sourcetest.PushSignatures(t, backend.Host, image, sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("t")})
+	backendURL := backend.Srv.URL
 	proxy := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, _ := http.NewRequestWithContext(r.Context(), r.Method, backendURL+r.URL.RequestURI(), nil)
 		req.Header = r.Header.Clone()
@@ -581,7 +582,7 @@ func TestHostsTLS(t *testing.T) {
 
 	dir := t.TempDir()
 	caPath := filepath.Join(dir, "secure.sealgate.invalid", "ca.pem")
-	writeHosts(t, dir, "secure.sealgate.invalid", fmt.Sprintf("server = \"https://%s\"\nca = \"ca.pem\"\n", tlsHost))
+	sourcetest.WriteHosts(t, dir, "secure.sealgate.invalid", fmt.Sprintf("server = \"https://%s\"\nca = \"ca.pem\"\n", tlsHost))
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: proxy.Certificate().Raw})
 	if err := os.WriteFile(caPath, ca, 0o644); err != nil {
 		t.Fatal(err)
@@ -591,7 +592,7 @@ func TestHostsTLS(t *testing.T) {
 		t.Fatalf("with ca: %+v, %v", got, err)
 	}
 
-	noCA := writeHosts(t, t.TempDir(), "secure.sealgate.invalid", fmt.Sprintf("server = \"https://%s\"\n", tlsHost))
+	noCA := sourcetest.WriteHosts(t, t.TempDir(), "secure.sealgate.invalid", fmt.Sprintf("server = \"https://%s\"\n", tlsHost))
 	_, err = newTestSource(t, WithHostsDir(noCA)).Signatures(context.Background(), named)
 	if err == nil || errors.Is(err, ErrUnreachable) {
 		t.Fatalf("without ca: %v, want a certificate error that is not ErrUnreachable", err)
@@ -600,18 +601,18 @@ func TestHostsTLS(t *testing.T) {
 
 // Editing hosts.toml takes effect on the next call.
 func TestHostsReload(t *testing.T) {
-	a := newTestRegistry(t)
-	b := newTestRegistry(t)
-	stored := pushImage(t, a.host, a.host, "app")
+	a := sourcetest.NewRegistry(t)
+	b := sourcetest.NewRegistry(t)
+	stored := sourcetest.PushImage(t, a.Host, a.Host, "app")
 	image, _ := name.NewDigest("moving.sealgate.invalid/app@" + stored.DigestStr())
-	pushSignatures(t, a.host, image, testSig{payload: simpleSigning(image), signature: []byte("a")})
-	pushSignatures(t, b.host, image, testSig{payload: simpleSigning(image), signature: []byte("b")})
+	sourcetest.PushSignatures(t, a.Host, image, sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("a")})
+	sourcetest.PushSignatures(t, b.Host, image, sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("b")})
 	dir := t.TempDir()
 	src := newTestSource(t, WithHostsDir(dir))
-	for i, want := range []struct{ host, sig string }{{a.host, "a"}, {b.host, "b"}} {
+	for i, want := range []struct{ host, sig string }{{a.Host, "a"}, {b.Host, "b"}} {
 		// The comment changes the file's size too, whatever the clock's
 		// granularity.
-		writeHosts(t, dir, "moving.sealgate.invalid", fmt.Sprintf("server = %q\n%s\n", "http://"+want.host, strings.Repeat("#", i+1)))
+		sourcetest.WriteHosts(t, dir, "moving.sealgate.invalid", fmt.Sprintf("server = %q\n%s\n", "http://"+want.host, strings.Repeat("#", i+1)))
 		got, err := src.Signatures(context.Background(), image)
 		if err != nil || len(got) != 1 || string(got[0].Signature) != want.sig {
 			t.Fatalf("server %s: %+v, %v", want.host, got, err)
@@ -632,10 +633,10 @@ func (k staticKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 }
 
 func TestKeychain(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
-	pushSignatures(t, reg.host, image, testSig{payload: simpleSigning(image), signature: []byte("k")})
-	reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+	sourcetest.PushSignatures(t, reg.Host, image, sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("k")})
+	reg.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
 		if u, p, ok := r.BasicAuth(); ok && u == "node" && p == "secret" {
 			return false
 		}
@@ -647,7 +648,7 @@ func TestKeychain(t *testing.T) {
 	if err == nil || errors.Is(err, ErrUnreachable) {
 		t.Fatalf("without credentials: %v, want an auth error that is not ErrUnreachable", err)
 	}
-	kc := staticKeychain{host: reg.host, auth: &authn.Basic{Username: "node", Password: "secret"}}
+	kc := staticKeychain{host: reg.Host, auth: &authn.Basic{Username: "node", Password: "secret"}}
 	got, err := newTestSource(t, WithKeychain(kc)).Signatures(context.Background(), image)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("with credentials: %+v, %v", got, err)
@@ -656,11 +657,11 @@ func TestKeychain(t *testing.T) {
 
 // N concurrent calls for one digest make one manifest request.
 func TestSingleflight(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
-	pushSignatures(t, reg.host, image, testSig{payload: simpleSigning(image), signature: []byte("f")})
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+	sourcetest.PushSignatures(t, reg.Host, image, sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("f")})
 	gate := make(chan struct{})
-	reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+	reg.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
 		if strings.Contains(r.URL.Path, "/manifests/") {
 			<-gate
 		}
@@ -684,14 +685,14 @@ func TestSingleflight(t *testing.T) {
 	if failures.Load() != 0 {
 		t.Fatalf("%d calls failed", failures.Load())
 	}
-	if got := reg.manifestGets.Load(); got != 1 {
+	if got := reg.ManifestGets.Load(); got != 1 {
 		t.Fatalf("%d manifest GETs for %d concurrent calls, want 1", got, n)
 	}
 	// Once done, the next call fetches again (no caching here).
 	if _, err := src.Signatures(context.Background(), image); err != nil {
 		t.Fatal(err)
 	}
-	if got := reg.manifestGets.Load(); got != 2 {
+	if got := reg.ManifestGets.Load(); got != 2 {
 		t.Fatalf("%d manifest GETs after a later call, want 2", got)
 	}
 }
@@ -699,11 +700,11 @@ func TestSingleflight(t *testing.T) {
 // A caller whose context ends returns at once; the shared fetch goes on for
 // the others, and stops when the last one leaves.
 func TestSingleflightCancel(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
 	gate := make(chan struct{})
 	aborted := make(chan struct{}, 1)
-	reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+	reg.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
 		if strings.Contains(r.URL.Path, "/manifests/") {
 			<-gate
 		}
@@ -732,7 +733,7 @@ func TestSingleflightCancel(t *testing.T) {
 
 	// Everyone gone: the shared request is cancelled.
 	arrived := make(chan struct{}, 1)
-	reg.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+	reg.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
 		if strings.Contains(r.URL.Path, "/manifests/") {
 			arrived <- struct{}{}
 			<-r.Context().Done()
@@ -815,8 +816,8 @@ func TestNewRegistryOptions(t *testing.T) {
 // WithTransport carries every request, loopback HTTPS-then-HTTP fallback
 // included.
 func TestWithTransport(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
 	var n atomic.Int64
 	rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		n.Add(1)
@@ -835,11 +836,11 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func BenchmarkSignatures(b *testing.B) {
-	reg := newTestRegistry(b)
-	image := pushImage(b, reg.host, reg.host, "app")
-	key := newKey(b)
-	payload := simpleSigning(image)
-	pushSignatures(b, reg.host, image, testSig{payload: payload, signature: signWithKey(b, key, payload)})
+	reg := sourcetest.NewRegistry(b)
+	image := sourcetest.PushImage(b, reg.Host, reg.Host, "app")
+	key := sourcetest.NewKey(b)
+	payload := sourcetest.SimpleSigning(image)
+	sourcetest.PushSignatures(b, reg.Host, image, sourcetest.Sig{Payload: payload, Signature: sourcetest.SignWithKey(b, key, payload)})
 	src := newTestSource(b)
 	ctx := context.Background()
 	b.ResetTimer()
@@ -854,7 +855,7 @@ func BenchmarkSignatures(b *testing.B) {
 // How registry hosts map onto go-containerregistry names, without a network.
 func TestTargets(t *testing.T) {
 	h := strings.Repeat("ab", 32)
-	mirrors := writeHosts(t, t.TempDir(), "docker.io", `
+	mirrors := sourcetest.WriteHosts(t, t.TempDir(), "docker.io", `
 server = "https://registry-1.docker.io"
 [host."https://mirror.example:5000/cache"]
   capabilities = ["pull", "resolve"]
@@ -896,12 +897,12 @@ server = "https://registry-1.docker.io"
 
 // TestSkippedCounted: junk left out is counted.
 func TestSkippedCounted(t *testing.T) {
-	reg := newTestRegistry(t)
-	image := pushImage(t, reg.host, reg.host, "app")
-	pushSignatures(t, reg.host, image,
-		testSig{payload: simpleSigning(image), signature: []byte("a")},
-		testSig{payload: simpleSigning(image), signature: []byte("b")},
-		testSig{payload: simpleSigning(image), signature: []byte("c")},
+	reg := sourcetest.NewRegistry(t)
+	image := sourcetest.PushImage(t, reg.Host, reg.Host, "app")
+	sourcetest.PushSignatures(t, reg.Host, image,
+		sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("a")},
+		sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("b")},
+		sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("c")},
 	)
 	src := newTestSource(t, WithLimits(ocimaterial.Limits{Signatures: 1}))
 	got, err := src.Signatures(context.Background(), image)

@@ -103,3 +103,11 @@ var (
 	// ErrNotFound wraps a digest the registry does not have.
 	ErrNotFound = errors.New("not found")
 )
+
+// ManifestSource is a Source that can also return the manifest or index an
+// image digest names, byte for byte, so that an export carries it and
+// Describe works offline. The body must hash to the digest.
+type ManifestSource interface {
+	Source
+	Manifest(ctx context.Context, image name.Digest) (mediaType string, body []byte, err error)
+}

@@ -1,4 +1,10 @@
-package source
+// Package bundlestore is the node's local store of signature material:
+// what `sealgate bundle export` writes on a connected machine and `sealgate
+// bundle import` (or a cosign layout) loads on a node that cannot reach, or
+// must not depend on, a registry. A Store is a source.Source, asked before
+// the registry; what it holds grants nothing by itself and is verified like
+// registry material. Export, in archive.go, writes the portable file.
+package bundlestore
 
 import (
 	"bytes"
@@ -20,14 +26,14 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
-
 	"github.com/sealgate/sealgate/plugin/ocimaterial"
+	"github.com/sealgate/sealgate/plugin/source"
 )
 
-// DefaultLocalDir is where a node keeps its local bundle store: the
+// DefaultDir is where a node keeps its local bundle store: the
 // signature material that `sealgate bundle import` loads on nodes that
 // cannot reach (or must not depend on) a registry.
-const DefaultLocalDir = "/var/lib/sealgate/bundles"
+const DefaultDir = "/var/lib/sealgate/bundles"
 
 // DefaultArchiveBytes bounds an export file or a cosign layout import: what
 // one import may make sealgate read and hold in memory. A real export is a
@@ -38,7 +44,7 @@ const DefaultArchiveBytes int64 = 256 << 20
 // local store. Another value is refused, never guessed at.
 const localIndexMediaType = "application/vnd.sealgate.local.image.v1+json"
 
-// Local is a signature source backed by a directory on the node: the local
+// Store is a signature source backed by a directory on the node: the local
 // bundle store that air-gapped nodes are loaded with (`sealgate bundle
 // import`). It holds, per image digest, cosign's classic signature and
 // attestation layers and Sigstore bundles exactly as a registry served them,
@@ -57,37 +63,29 @@ const localIndexMediaType = "application/vnd.sealgate.local.image.v1+json"
 // only make an image fail (as anyone with write access to the disk could).
 //
 // Files are written atomically (write, fsync, rename; the index last), so a
-// reader sees the old entry or the new one, never half of one. Local never
+// reader sees the old entry or the new one, never half of one. Store never
 // returns ErrUnreachable: the disk is always "reachable", and an image the
 // store does not hold has no material here (an empty slice, a nil error).
-type Local struct {
+type Store struct {
 	dir          string
 	limits       ocimaterial.Limits
 	archiveBytes int64
 }
 
 var (
-	_ Source         = (*Local)(nil)
-	_ ManifestSource = (*Local)(nil)
-	_ Holder         = (*Local)(nil)
+	_ source.Source         = (*Store)(nil)
+	_ source.ManifestSource = (*Store)(nil)
+	_ source.Holder         = (*Store)(nil)
 )
 
-// ManifestSource is a Source that can also return the manifest or index an
-// image digest names, byte for byte, so that an export carries it and
-// Describe works offline. The body must hash to the digest.
-type ManifestSource interface {
-	Source
-	Manifest(ctx context.Context, image name.Digest) (mediaType string, body []byte, err error)
-}
+// Option configures a Store store.
+type Option func(*Store) error
 
-// LocalOption configures a Local store.
-type LocalOption func(*Local) error
-
-// WithLocalLimits bounds what the store's files can make sealgate read: the
+// WithLimits bounds what the store's files can make sealgate read: the
 // same Limits as a registry (index files count as manifests). A zero field
 // takes its default; a negative one is an error.
-func WithLocalLimits(l ocimaterial.Limits) LocalOption {
-	return func(s *Local) error {
+func WithLimits(l ocimaterial.Limits) Option {
+	return func(s *Store) error {
 		l, err := l.WithDefaults()
 		if err != nil {
 			return err
@@ -99,8 +97,8 @@ func WithLocalLimits(l ocimaterial.Limits) LocalOption {
 
 // WithArchiveBytes bounds one import (an export file, or what is read of a
 // cosign layout). Default DefaultArchiveBytes.
-func WithArchiveBytes(n int64) LocalOption {
-	return func(s *Local) error {
+func WithArchiveBytes(n int64) Option {
+	return func(s *Store) error {
 		if n <= 0 {
 			return fmt.Errorf("archive bytes must be positive, got %d", n)
 		}
@@ -109,9 +107,9 @@ func WithArchiveBytes(n int64) LocalOption {
 	}
 }
 
-// NewLocal returns the store in dir. The directory need not exist: a store
+// New returns the store in dir. The directory need not exist: a store
 // that does not exist holds nothing, and the first import creates it.
-func NewLocal(dir string, opts ...LocalOption) (*Local, error) {
+func New(dir string, opts ...Option) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("local bundle store: empty directory")
 	}
@@ -119,7 +117,7 @@ func NewLocal(dir string, opts ...LocalOption) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local bundle store: %w", err)
 	}
-	s := &Local{dir: abs, archiveBytes: DefaultArchiveBytes}
+	s := &Store{dir: abs, archiveBytes: DefaultArchiveBytes}
 	s.limits, _ = ocimaterial.Limits{}.WithDefaults()
 	for _, o := range opts {
 		if o == nil {
@@ -133,11 +131,11 @@ func NewLocal(dir string, opts ...LocalOption) (*Local, error) {
 }
 
 // Dir is the store's directory.
-func (s *Local) Dir() string { return s.dir }
+func (s *Store) Dir() string { return s.dir }
 
 // Signatures returns the classic signatures the store holds for image, in
 // the order they were imported. None is an empty slice and a nil error.
-func (s *Local) Signatures(ctx context.Context, image name.Digest) ([]artifact.Signature, error) {
+func (s *Store) Signatures(ctx context.Context, image name.Digest) ([]artifact.Signature, error) {
 	out := []artifact.Signature{}
 	err := s.read(ctx, image, func(r *os.Root, h v1.Hash, idx localIndex) error {
 		for i, l := range idx.signatures {
@@ -157,7 +155,7 @@ func (s *Local) Signatures(ctx context.Context, image name.Digest) ([]artifact.S
 
 // Attestations returns the classic attestations (DSSE envelopes) the store
 // holds for image. None is an empty slice and a nil error.
-func (s *Local) Attestations(ctx context.Context, image name.Digest) ([]artifact.Attestation, error) {
+func (s *Store) Attestations(ctx context.Context, image name.Digest) ([]artifact.Attestation, error) {
 	out := []artifact.Attestation{}
 	err := s.read(ctx, image, func(r *os.Root, h v1.Hash, idx localIndex) error {
 		for i, l := range idx.attestations {
@@ -177,7 +175,7 @@ func (s *Local) Attestations(ctx context.Context, image name.Digest) ([]artifact
 
 // Bundles returns the Sigstore bundles the store holds for image. None is
 // an empty slice and a nil error.
-func (s *Local) Bundles(ctx context.Context, image name.Digest) ([]artifact.Bundle, error) {
+func (s *Store) Bundles(ctx context.Context, image name.Digest) ([]artifact.Bundle, error) {
 	out := []artifact.Bundle{}
 	err := s.read(ctx, image, func(r *os.Root, h v1.Hash, idx localIndex) error {
 		for i, b := range idx.bundles {
@@ -202,8 +200,8 @@ func (s *Local) Bundles(ctx context.Context, image name.Digest) ([]artifact.Bund
 }
 
 // Describe reads the manifest stored with image's material. An image the
-// store holds no manifest for is an error wrapping ErrNotFound.
-func (s *Local) Describe(ctx context.Context, image name.Digest) (artifact.Manifest, error) {
+// store holds no manifest for is an error wrapping source.ErrNotFound.
+func (s *Store) Describe(ctx context.Context, image name.Digest) (artifact.Manifest, error) {
 	mt, body, err := s.Manifest(ctx, image)
 	if err != nil {
 		return artifact.Manifest{}, fmt.Errorf("describe: %w", err)
@@ -218,8 +216,8 @@ func (s *Local) Describe(ctx context.Context, image name.Digest) (artifact.Manif
 
 // Manifest returns the manifest or index stored for image, checked against
 // its digest. An image the store holds no manifest for is an error wrapping
-// ErrNotFound.
-func (s *Local) Manifest(ctx context.Context, image name.Digest) (string, []byte, error) {
+// source.ErrNotFound.
+func (s *Store) Manifest(ctx context.Context, image name.Digest) (string, []byte, error) {
 	var (
 		mt   string
 		body []byte
@@ -240,7 +238,7 @@ func (s *Local) Manifest(ctx context.Context, image name.Digest) (string, []byte
 		return "", nil, fmt.Errorf("local manifest of %s: %w", image, err)
 	}
 	if !found {
-		return "", nil, fmt.Errorf("local bundle store %s holds no manifest of %s: %w", s.dir, image, ErrNotFound)
+		return "", nil, fmt.Errorf("local bundle store %s holds no manifest of %s: %w", s.dir, image, source.ErrNotFound)
 	}
 	return mt, body, nil
 }
@@ -251,7 +249,7 @@ func (s *Local) Manifest(ctx context.Context, image name.Digest) (string, []byte
 // registry held, "none" included. Multi uses it to tell "the store knows
 // this image and has no bundles for it" from "the store knows nothing of
 // it", which an empty slice alone cannot say.
-func (s *Local) Holds(ctx context.Context, image name.Digest) (bool, error) {
+func (s *Store) Holds(ctx context.Context, image name.Digest) (bool, error) {
 	holds := false
 	err := s.read(ctx, image, func(*os.Root, v1.Hash, localIndex) error {
 		holds = true
@@ -265,7 +263,7 @@ func (s *Local) Holds(ctx context.Context, image name.Digest) (bool, error) {
 
 // read opens the store and image's index and calls fn with them. A store or
 // an index that does not exist is not an error: fn is not called.
-func (s *Local) read(ctx context.Context, image name.Digest, fn func(*os.Root, v1.Hash, localIndex) error) error {
+func (s *Store) read(ctx context.Context, image name.Digest, fn func(*os.Root, v1.Hash, localIndex) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -301,9 +299,9 @@ func (s *Local) read(ctx context.Context, image name.Digest, fn func(*os.Root, v
 // readBlob reads one blob of image's entry, bounded by limit and by the
 // descriptor's size, and checks it against the descriptor. A blob the index
 // names but the store lacks is an error, not "none": the entry is damaged.
-func (s *Local) readBlob(r *os.Root, image v1.Hash, l ocimaterial.Layer, limit int64) ([]byte, error) {
+func (s *Store) readBlob(r *os.Root, image v1.Hash, l ocimaterial.Layer, limit int64) ([]byte, error) {
 	if l.Size > limit {
-		return nil, fmt.Errorf("blob %s: size %d, limit %d: %w", l.Digest, l.Size, limit, ErrLimit)
+		return nil, fmt.Errorf("blob %s: size %d, limit %d: %w", l.Digest, l.Size, limit, source.ErrLimit)
 	}
 	b, err := readFileBounded(r, blobPath(image, l.Digest), l.Size)
 	if err != nil {
@@ -315,7 +313,7 @@ func (s *Local) readBlob(r *os.Root, image v1.Hash, l ocimaterial.Layer, limit i
 	return b, nil
 }
 
-func (s *Local) origin(image v1.Hash, kind string, i int) string {
+func (s *Store) origin(image v1.Hash, kind string, i int) string {
 	return fmt.Sprintf("local bundle store %s: %s %d of %s", s.dir, kind, i, image)
 }
 
@@ -342,7 +340,7 @@ func blobPath(image, blob v1.Hash) string {
 }
 
 // readFileBounded reads a regular file under r, refusing one larger than
-// limit (ErrLimit) and anything but a regular file (a FIFO would block, a
+// limit (source.ErrLimit) and anything but a regular file (a FIFO would block, a
 // device would never end).
 func readFileBounded(r *os.Root, name string, limit int64) ([]byte, error) {
 	f, err := r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
@@ -358,14 +356,14 @@ func readFileBounded(r *os.Root, name string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is not a regular file", name)
 	}
 	if fi.Size() > limit {
-		return nil, fmt.Errorf("%s has %d bytes, limit %d: %w", name, fi.Size(), limit, ErrLimit)
+		return nil, fmt.Errorf("%s has %d bytes, limit %d: %w", name, fi.Size(), limit, source.ErrLimit)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s grew past %d bytes: %w", name, limit, ErrLimit)
+		return nil, fmt.Errorf("%s grew past %d bytes: %w", name, limit, source.ErrLimit)
 	}
 	return b, nil
 }
@@ -399,7 +397,7 @@ func (idx localIndex) check(lim ocimaterial.Limits) error {
 		return err
 	}
 	if int64(len(body)) > lim.ManifestBytes {
-		return fmt.Errorf("index of %s would have %d bytes, limit %d: %w", idx.image, len(body), lim.ManifestBytes, ErrLimit)
+		return fmt.Errorf("index of %s would have %d bytes, limit %d: %w", idx.image, len(body), lim.ManifestBytes, source.ErrLimit)
 	}
 	_, err = parseLocalIndex(body, idx.image, lim)
 	return err
@@ -515,7 +513,7 @@ func parseLocalIndex(body []byte, image v1.Hash, lim ocimaterial.Limits) (localI
 			return nil, err
 		}
 		if len(raw) > max {
-			return nil, fmt.Errorf("%d %s, limit %d: %w", len(raw), key, max, ErrLimit)
+			return nil, fmt.Errorf("%d %s, limit %d: %w", len(raw), key, max, source.ErrLimit)
 		}
 		out := make([]ocimaterial.Layer, 0, len(raw))
 		for i, r := range raw {
@@ -544,7 +542,7 @@ func parseLocalIndex(body []byte, image v1.Hash, lim ocimaterial.Limits) (localI
 		return localIndex{}, err
 	}
 	if len(raw) > lim.Referrers {
-		return localIndex{}, fmt.Errorf("%d bundles, limit %d: %w", len(raw), lim.Referrers, ErrLimit)
+		return localIndex{}, fmt.Errorf("%d bundles, limit %d: %w", len(raw), lim.Referrers, source.ErrLimit)
 	}
 	for i, r := range raw {
 		if err := onlyKeysRaw(r, "mediaType", "artifactType", "digest", "size"); err != nil {
@@ -647,7 +645,7 @@ func summaryOf(ref string, idx localIndex) ImageSummary {
 // exclusive lock so that two imports do not lose each other's material.
 // Blobs are written before the index that names them, each atomically.
 // It returns what the store holds afterwards for each image.
-func (s *Local) put(entries []imageEntry) ([]ImageSummary, error) {
+func (s *Store) put(entries []imageEntry) ([]ImageSummary, error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("local bundle store: %w", err)
 	}

@@ -1,4 +1,4 @@
-package source
+package bundlestore
 
 import (
 	"bytes"
@@ -11,16 +11,17 @@ import (
 	"github.com/sealgate/sealgate/plugin/artifact"
 
 	"github.com/sealgate/sealgate/plugin/ocimaterial"
+	"github.com/sealgate/sealgate/plugin/source/sourcetest"
 )
 
 // fuzzExport is a valid export file with every kind of material, for
 // seeds.
 func fuzzExport(f *testing.F) ([]byte, name.Digest) {
-	image, _ := name.NewDigest("registry.example/app@" + digestOf([]byte("image")).String())
+	image, _ := name.NewDigest("registry.example/app@" + sourcetest.DigestOf([]byte("image")).String())
 	src := &fakeSource{
-		sigs:    []artifact.Signature{{Payload: simpleSigning(image), Signature: []byte("sig"), Certificate: []byte("CERT"), Attached: image.DigestStr()}},
-		atts:    []artifact.Attestation{{Envelope: envelope(1), RekorBundle: []byte(`{}`)}},
-		bundles: []artifact.Bundle{{JSON: fakeBundle(1), MediaType: ocimaterial.BundleMediaTypeV03, ArtifactType: ocimaterial.BundleMediaTypeV03}},
+		sigs:    []artifact.Signature{{Payload: sourcetest.SimpleSigning(image), Signature: []byte("sig"), Certificate: []byte("CERT"), Attached: image.DigestStr()}},
+		atts:    []artifact.Attestation{{Envelope: sourcetest.Envelope(1), RekorBundle: []byte(`{}`)}},
+		bundles: []artifact.Bundle{{JSON: sourcetest.FakeBundle(1), MediaType: ocimaterial.BundleMediaTypeV03, ArtifactType: ocimaterial.BundleMediaTypeV03}},
 	}
 	var buf bytes.Buffer
 	if _, err := Export(context.Background(), src, []name.Digest{image}, &buf); err != nil {
@@ -83,7 +84,7 @@ func FuzzParseArchive(f *testing.F) {
 // asked, and survives a write and a read unchanged.
 func FuzzParseLocalIndex(f *testing.F) {
 	good, image := fuzzExport(f)
-	h := digestOf([]byte("image"))
+	h := sourcetest.DigestOf([]byte("image"))
 	for _, m := range readMembers(f, good) {
 		if strings.HasSuffix(m.name, "index.json") {
 			f.Add(m.body)
@@ -135,7 +136,7 @@ func FuzzParseLocalIndex(f *testing.F) {
 // FuzzParseLayoutIndex feeds the index.json of an OCI layout (cosign save)
 // to its parser.
 func FuzzParseLayoutIndex(f *testing.F) {
-	d := digestOf([]byte("x")).String()
+	d := sourcetest.DigestOf([]byte("x")).String()
 	f.Add([]byte(`{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIIndex + `","manifests":[{"mediaType":"` + ocimaterial.MediaTypeOCIManifest + `","size":1,"digest":"` + d + `","annotations":{"kind":"` + layoutKindImage + `"}}]}`))
 	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"size":1,"digest":"` + d + `","platform":{"os":"linux"}}]}`))
 	f.Add(readTestdata(f, "oci-index.json"))

@@ -1,4 +1,4 @@
-package source
+package bundlestore
 
 import (
 	"encoding/json"
@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/sealgate/sealgate/plugin/ocimaterial"
+	"github.com/sealgate/sealgate/plugin/source"
 )
 
 // Annotations cosign v2 (pkg/oci/layout) puts on the descriptors of the
@@ -41,7 +42,7 @@ const layoutBytes = 4 << 10
 // bounded by the store's Limits and by WithArchiveBytes overall, and
 // checked against its digest. The image's material is stored under the
 // digest of the manifest annotated as the image.
-func (s *Local) ImportLayout(dir string) ([]ImageSummary, error) {
+func (s *Store) ImportLayout(dir string) ([]ImageSummary, error) {
 	e, err := s.readLayout(dir)
 	if err != nil {
 		return nil, fmt.Errorf("import cosign layout %s: %w", dir, err)
@@ -57,8 +58,8 @@ type layoutReader struct {
 
 func (lr *layoutReader) read(name string, limit int64) ([]byte, error) {
 	b, err := readFileBounded(lr.root, name, min(limit, lr.budget))
-	if errors.Is(err, ErrLimit) && limit > lr.budget {
-		return nil, fmt.Errorf("layout larger than the import limit: %w", ErrLimit)
+	if errors.Is(err, source.ErrLimit) && limit > lr.budget {
+		return nil, fmt.Errorf("layout larger than the import limit: %w", source.ErrLimit)
 	}
 	if err != nil {
 		return nil, err
@@ -74,7 +75,7 @@ func (lr *layoutReader) blob(d v1.Hash, size, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if size > limit {
-		return nil, fmt.Errorf("blob %s: size %d, limit %d: %w", d, size, limit, ErrLimit)
+		return nil, fmt.Errorf("blob %s: size %d, limit %d: %w", d, size, limit, source.ErrLimit)
 	}
 	b, err := lr.read(path.Join("blobs", d.Algorithm, d.Hex), limit)
 	if err != nil {
@@ -99,7 +100,7 @@ type layoutDescriptor struct {
 	kind      string
 }
 
-func (s *Local) readLayout(dir string) (imageEntry, error) {
+func (s *Store) readLayout(dir string) (imageEntry, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return imageEntry{}, err
@@ -281,7 +282,7 @@ func parseLayoutIndex(body []byte, max int) ([]layoutDescriptor, error) {
 		return nil, err
 	}
 	if len(raw) > max {
-		return nil, fmt.Errorf("%d manifests, limit %d: %w", len(raw), max, ErrLimit)
+		return nil, fmt.Errorf("%d manifests, limit %d: %w", len(raw), max, source.ErrLimit)
 	}
 	out := make([]layoutDescriptor, 0, len(raw))
 	for i, r := range raw {

@@ -1,4 +1,4 @@
-package source
+package bundlestore
 
 import (
 	"archive/tar"
@@ -24,6 +24,8 @@ import (
 	"github.com/sealgate/sealgate/plugin/artifact"
 
 	"github.com/sealgate/sealgate/plugin/ocimaterial"
+	"github.com/sealgate/sealgate/plugin/source"
+	"github.com/sealgate/sealgate/plugin/source/sourcetest"
 )
 
 // material is everything a source has for one image.
@@ -35,7 +37,7 @@ type material struct {
 	descErr error
 }
 
-func fetchAll(t *testing.T, src Source, image name.Digest) material {
+func fetchAll(t *testing.T, src source.Source, image name.Digest) material {
 	t.Helper()
 	ctx := context.Background()
 	var m material
@@ -78,7 +80,7 @@ func sameMaterial(t *testing.T, what string, got, want material) {
 	// Bundles come in no meaningful order from a registry; the store keeps
 	// them by digest.
 	byDigest := func(a, b artifact.Bundle) int {
-		return compareStrings(digestOf(a.JSON).String(), digestOf(b.JSON).String())
+		return compareStrings(sourcetest.DigestOf(a.JSON).String(), sourcetest.DigestOf(b.JSON).String())
 	}
 	want.bundles = slices.Clone(want.bundles)
 	slices.SortFunc(want.bundles, byDigest)
@@ -108,7 +110,7 @@ func equalSig(a, b artifact.Signature) bool {
 // registryFixture is an image with every kind of material, and an index
 // whose platform manifest alone is signed.
 type registryFixture struct {
-	reg          *testRegistry
+	reg          *sourcetest.Registry
 	image, index name.Digest
 	child        name.Digest
 	unsigned     name.Digest
@@ -116,29 +118,29 @@ type registryFixture struct {
 
 func newRegistryFixture(t *testing.T) registryFixture {
 	t.Helper()
-	reg := newTestRegistry(t, withReferrers())
+	reg := sourcetest.NewRegistry(t, sourcetest.WithReferrers())
 	f := registryFixture{reg: reg}
-	f.image = pushImage(t, reg.host, reg.host, "team/app")
-	key := newKey(t)
-	p := simpleSigning(f.image)
-	pushSignatures(t, reg.host, f.image,
-		testSig{payload: p, signature: signWithKey(t, key, p),
-			certificate: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-			chain:       "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n",
-			bundle:      `{"SignedEntryTimestamp":"AAAA"}`, timestamp: `{"SignedRFC3161Timestamp":"MEUC"}`},
-		testSig{payload: []byte(`{"critical":{},"optional":{"n":2}}`), signature: []byte("second")},
+	f.image = sourcetest.PushImage(t, reg.Host, reg.Host, "team/app")
+	key := sourcetest.NewKey(t)
+	p := sourcetest.SimpleSigning(f.image)
+	sourcetest.PushSignatures(t, reg.Host, f.image,
+		sourcetest.Sig{Payload: p, Signature: sourcetest.SignWithKey(t, key, p),
+			Certificate: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+			Chain:       "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n",
+			Bundle:      `{"SignedEntryTimestamp":"AAAA"}`, Timestamp: `{"SignedRFC3161Timestamp":"MEUC"}`},
+		sourcetest.Sig{Payload: []byte(`{"critical":{},"optional":{"n":2}}`), Signature: []byte("second")},
 	)
-	pushAttestations(t, reg.host, f.image,
-		testAtt{envelope: envelope(1), ann: map[string]string{ocimaterial.AnnotationSignature: "", ocimaterial.AnnotationCertificate: "CERT", ocimaterial.AnnotationBundle: `{"x":1}`}},
-		testAtt{envelope: envelope(2)})
-	pushReferrer(t, reg.host, f.image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV03Alt, layers: [][]byte{fakeBundle(1)}})
-	pushReferrer(t, reg.host, f.image, testReferrer{artifactType: ocimaterial.BundleMediaTypeV01, layers: [][]byte{fakeBundle(2)}})
+	sourcetest.PushAttestations(t, reg.Host, f.image,
+		sourcetest.Att{Envelope: sourcetest.Envelope(1), Ann: map[string]string{ocimaterial.AnnotationSignature: "", ocimaterial.AnnotationCertificate: "CERT", ocimaterial.AnnotationBundle: `{"x":1}`}},
+		sourcetest.Att{Envelope: sourcetest.Envelope(2)})
+	sourcetest.PushReferrer(t, reg.Host, f.image, sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV03Alt, Layers: [][]byte{sourcetest.FakeBundle(1)}})
+	sourcetest.PushReferrer(t, reg.Host, f.image, sourcetest.Referrer{ArtifactType: ocimaterial.BundleMediaTypeV01, Layers: [][]byte{sourcetest.FakeBundle(2)}})
 
 	idx, err := random.Index(128, 1, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, _ := name.ParseReference(reg.host + "/team/multi:latest")
+	ref, _ := name.ParseReference(reg.Host + "/team/multi:latest")
 	if err := remote.WriteIndex(ref, idx); err != nil {
 		t.Fatal(err)
 	}
@@ -146,21 +148,21 @@ func newRegistryFixture(t *testing.T) registryFixture {
 	f.index = ref.Context().Digest(h.String())
 	im, _ := idx.IndexManifest()
 	f.child = ref.Context().Digest(im.Manifests[0].Digest.String())
-	pushSignatures(t, reg.host, f.child, testSig{payload: simpleSigning(f.child), signature: []byte("child")})
-	f.unsigned = pushImage(t, reg.host, reg.host, "team/unsigned")
+	sourcetest.PushSignatures(t, reg.Host, f.child, sourcetest.Sig{Payload: sourcetest.SimpleSigning(f.child), Signature: []byte("child")})
+	f.unsigned = sourcetest.PushImage(t, reg.Host, reg.Host, "team/unsigned")
 	return f
 }
 
-func newTestLocal(t *testing.T, opts ...LocalOption) *Local {
+func newTestLocal(t *testing.T, opts ...Option) *Store {
 	t.Helper()
-	l, err := NewLocal(filepath.Join(t.TempDir(), "store"), opts...)
+	l, err := New(filepath.Join(t.TempDir(), "store"), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
 
-func exportTo(t *testing.T, src Source, images ...name.Digest) []byte {
+func exportTo(t *testing.T, src source.Source, images ...name.Digest) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if _, err := Export(context.Background(), src, images, &buf); err != nil {
@@ -174,7 +176,7 @@ func exportTo(t *testing.T, src Source, images ...name.Digest) []byte {
 // signed platform manifest travels with it.
 func TestLocalRoundTrip(t *testing.T) {
 	f := newRegistryFixture(t)
-	reg := newTestSource(t)
+	reg := newRegistrySource(t)
 	file := exportTo(t, reg, f.image, f.index, f.unsigned)
 	if again := exportTo(t, reg, f.image, f.index, f.unsigned); !bytes.Equal(file, again) {
 		t.Error("two exports of the same material differ")
@@ -201,12 +203,12 @@ func TestLocalRoundTrip(t *testing.T) {
 		fromRegistry[img.String()] = fetchAll(t, reg, img)
 	}
 	// A digest the registry does not have cannot be exported.
-	gone := f.image.Context().Digest(digestOf([]byte("never pushed")).String())
-	if _, err := Export(context.Background(), reg, []name.Digest{gone}, io.Discard); !errors.Is(err, ErrNotFound) {
-		t.Errorf("export of a digest the registry lacks: %v, want ErrNotFound", err)
+	gone := f.image.Context().Digest(sourcetest.DigestOf([]byte("never pushed")).String())
+	if _, err := Export(context.Background(), reg, []name.Digest{gone}, io.Discard); !errors.Is(err, source.ErrNotFound) {
+		t.Errorf("export of a digest the registry lacks: %v, want source.ErrNotFound", err)
 	}
 
-	f.reg.srv.Close() // from here on, only the store
+	f.reg.Srv.Close() // from here on, only the store
 	for _, img := range images {
 		t.Run(img.RepositoryStr()+"@"+img.DigestStr()[7:15], func(t *testing.T) {
 			got := fetchAll(t, local, img)
@@ -291,9 +293,9 @@ func writeMembers(t testing.TB, ms []member) []byte {
 // bundle, made without a registry.
 func smallExport(t *testing.T) (file []byte, image name.Digest) {
 	t.Helper()
-	image, _ = name.NewDigest("registry.example/app@" + digestOf([]byte("image")).String())
-	src := &fakeSource{sigs: []artifact.Signature{{Payload: simpleSigning(image), Signature: []byte("sig"), Attached: image.DigestStr()}},
-		bundles: []artifact.Bundle{{JSON: fakeBundle(1), MediaType: ocimaterial.BundleMediaTypeV03, ArtifactType: ocimaterial.BundleMediaTypeV03, Attached: image.DigestStr()}}}
+	image, _ = name.NewDigest("registry.example/app@" + sourcetest.DigestOf([]byte("image")).String())
+	src := &fakeSource{sigs: []artifact.Signature{{Payload: sourcetest.SimpleSigning(image), Signature: []byte("sig"), Attached: image.DigestStr()}},
+		bundles: []artifact.Bundle{{JSON: sourcetest.FakeBundle(1), MediaType: ocimaterial.BundleMediaTypeV03, ArtifactType: ocimaterial.BundleMediaTypeV03, Attached: image.DigestStr()}}}
 	return exportTo(t, src, image), image
 }
 
@@ -327,7 +329,7 @@ func (f *fakeSource) Describe(_ context.Context, image name.Digest) (artifact.Ma
 	return artifact.Manifest{Digest: image.DigestStr(), MediaType: ocimaterial.MediaTypeOCIManifest}, nil
 }
 
-// holdingSource is a fakeSource that is a Holder.
+// holdingSource is a fakeSource that is a source.Holder.
 type holdingSource struct{ fakeSource }
 
 func (h *holdingSource) Holds(context.Context, name.Digest) (bool, error) { return h.holds, nil }
@@ -395,7 +397,7 @@ func TestImportArchiveRefuses(t *testing.T) {
 			return append(ms, member{name: "../../etc/cron.d/x", body: []byte("x")})
 		}), want: "not a member of an export"},
 		{name: "a symbolic link", file: edit(func(ms []member) []member {
-			return append(ms, member{name: blobPath(h, digestOf([]byte("x"))), typeflag: tar.TypeSymlink})
+			return append(ms, member{name: blobPath(h, sourcetest.DigestOf([]byte("x"))), typeflag: tar.TypeSymlink})
 		}), want: "not a regular file"},
 		{name: "an upper-case digest", file: edit(func(ms []member) []member {
 			ms[find(ms, idxName)].name = strings.ToUpper(h.Hex)
@@ -407,7 +409,7 @@ func TestImportArchiveRefuses(t *testing.T) {
 			return ms
 		}), want: "content hashes to"},
 		{name: "a blob the index does not name", file: edit(func(ms []member) []member {
-			return append(ms, member{name: blobPath(h, digestOf([]byte("extra"))), body: []byte("extra")})
+			return append(ms, member{name: blobPath(h, sourcetest.DigestOf([]byte("extra"))), body: []byte("extra")})
 		}), want: "named by no index"},
 		{name: "a blob the index names is missing", file: edit(func(ms []member) []member {
 			return slices.Delete(ms, blobName(ms), blobName(ms)+1)
@@ -418,15 +420,15 @@ func TestImportArchiveRefuses(t *testing.T) {
 		}), want: "no " + idxName},
 		{name: "an index for another image", file: edit(func(ms []member) []member {
 			i := find(ms, idxName)
-			ms[i].body = bytes.Replace(ms[i].body, []byte(h.String()), []byte(digestOf([]byte("other")).String()), 1)
+			ms[i].body = bytes.Replace(ms[i].body, []byte(h.String()), []byte(sourcetest.DigestOf([]byte("other")).String()), 1)
 			return ms
 		}), want: "but the file is the entry of"},
-		{name: "larger than the limit", file: good, limit: int64(len(good)) / 2, want: "export file larger than", wantIs: ErrLimit},
+		{name: "larger than the limit", file: good, limit: int64(len(good)) / 2, want: "export file larger than", wantIs: source.ErrLimit},
 		{name: "truncated", file: good[:len(good)-1500], want: "damaged"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var opts []LocalOption
+			var opts []Option
 			if tc.limit > 0 {
 				opts = append(opts, WithArchiveBytes(tc.limit))
 			}
@@ -451,8 +453,8 @@ func TestImportArchiveRefuses(t *testing.T) {
 
 // TestParseLocalIndex: the store's index files are read strictly.
 func TestParseLocalIndex(t *testing.T) {
-	image := digestOf([]byte("image"))
-	blob := digestOf([]byte("blob")).String()
+	image := sourcetest.DigestOf([]byte("image"))
+	blob := sourcetest.DigestOf([]byte("blob")).String()
 	lim, _ := ocimaterial.Limits{Signatures: 2, Referrers: 1, PayloadBytes: 100}.WithDefaults()
 	sig := `{"mediaType":"` + ocimaterial.SimpleSigningMediaType + `","digest":"` + blob + `","size":4}`
 	att := `{"mediaType":"` + ocimaterial.DSSEMediaType + `","digest":"` + blob + `","size":4}`
@@ -516,7 +518,7 @@ func TestParseLocalIndex(t *testing.T) {
 }
 
 // storeWith imports a small export and returns the store and the image.
-func storeWith(t *testing.T) (*Local, name.Digest, v1.Hash) {
+func storeWith(t *testing.T) (*Store, name.Digest, v1.Hash) {
 	t.Helper()
 	file, image := smallExport(t)
 	local := newTestLocal(t)
@@ -532,54 +534,54 @@ func storeWith(t *testing.T) (*Local, name.Digest, v1.Hash) {
 // it has); only a missing store or entry is "none".
 func TestLocalDamagedStore(t *testing.T) {
 	ctx := context.Background()
-	sigBlob := func(t *testing.T, l *Local, image name.Digest) string {
+	sigBlob := func(t *testing.T, l *Store, image name.Digest) string {
 		sigs, err := l.Signatures(ctx, image)
 		if err != nil || len(sigs) != 1 {
 			t.Fatalf("before the damage: %v", err)
 		}
 		h, _ := v1.NewHash(image.DigestStr())
-		return filepath.Join(l.Dir(), filepath.FromSlash(blobPath(h, digestOf(sigs[0].Payload))))
+		return filepath.Join(l.Dir(), filepath.FromSlash(blobPath(h, sourcetest.DigestOf(sigs[0].Payload))))
 	}
 	tests := []struct {
 		name   string
-		damage func(t *testing.T, l *Local, image name.Digest, h v1.Hash)
+		damage func(t *testing.T, l *Store, image name.Digest, h v1.Hash)
 		want   string
 		wantIs error
 	}{
-		{"payload edited", func(t *testing.T, l *Local, image name.Digest, h v1.Hash) {
+		{"payload edited", func(t *testing.T, l *Store, image name.Digest, h v1.Hash) {
 			p := sigBlob(t, l, image)
 			b, _ := os.ReadFile(p)
 			os.WriteFile(p, bytes.Replace(b, []byte("critical"), []byte("CRITICAL"), 1), 0o644)
 		}, "content hashes to", nil},
-		{"payload removed", func(t *testing.T, l *Local, image name.Digest, h v1.Hash) {
+		{"payload removed", func(t *testing.T, l *Store, image name.Digest, h v1.Hash) {
 			os.Remove(sigBlob(t, l, image))
 		}, "no such file", nil},
-		{"payload grown", func(t *testing.T, l *Local, image name.Digest, h v1.Hash) {
+		{"payload grown", func(t *testing.T, l *Store, image name.Digest, h v1.Hash) {
 			p := sigBlob(t, l, image)
 			b, _ := os.ReadFile(p)
 			os.WriteFile(p, append(b, ' '), 0o644)
-		}, "limit", ErrLimit},
-		{"payload is a link out of the store", func(t *testing.T, l *Local, image name.Digest, h v1.Hash) {
+		}, "limit", source.ErrLimit},
+		{"payload is a link out of the store", func(t *testing.T, l *Store, image name.Digest, h v1.Hash) {
 			p := sigBlob(t, l, image)
 			os.Remove(p)
 			os.Symlink("/etc/passwd", p)
 		}, "escapes", nil},
-		{"payload is a FIFO", func(t *testing.T, l *Local, image name.Digest, h v1.Hash) {
+		{"payload is a FIFO", func(t *testing.T, l *Store, image name.Digest, h v1.Hash) {
 			p := sigBlob(t, l, image)
 			os.Remove(p)
 			if err := syscall.Mkfifo(p, 0o644); err != nil {
 				t.Skip(err)
 			}
 		}, "not a regular file", nil},
-		{"index edited", func(t *testing.T, l *Local, image name.Digest, h v1.Hash) {
+		{"index edited", func(t *testing.T, l *Store, image name.Digest, h v1.Hash) {
 			p := filepath.Join(l.Dir(), filepath.FromSlash(indexPath(h)))
 			b, _ := os.ReadFile(p)
 			os.WriteFile(p, bytes.Replace(b, []byte(`"bundles"`), []byte(`"bundles": [], "x"`), 1), 0o644)
 		}, "index.json", nil},
-		{"index huge", func(t *testing.T, l *Local, image name.Digest, h v1.Hash) {
+		{"index huge", func(t *testing.T, l *Store, image name.Digest, h v1.Hash) {
 			p := filepath.Join(l.Dir(), filepath.FromSlash(indexPath(h)))
 			os.WriteFile(p, bytes.Repeat([]byte(" "), int(ocimaterial.DefaultManifestBytes)+1), 0o644)
-		}, "limit", ErrLimit},
+		}, "limit", source.ErrLimit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -592,7 +594,7 @@ func TestLocalDamagedStore(t *testing.T) {
 			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
 				t.Errorf("err = %v, want %v", err, tc.wantIs)
 			}
-			if errors.Is(err, ErrUnreachable) || errors.Is(err, ErrNotFound) {
+			if errors.Is(err, source.ErrUnreachable) || errors.Is(err, source.ErrNotFound) {
 				t.Errorf("a damaged store reads as an outage or absence: %v", err)
 			}
 		})
@@ -602,9 +604,9 @@ func TestLocalDamagedStore(t *testing.T) {
 func TestLocalNothing(t *testing.T) {
 	ctx := context.Background()
 	l, image, _ := storeWith(t)
-	other, _ := name.NewDigest("registry.example/app@" + digestOf([]byte("other")).String())
+	other, _ := name.NewDigest("registry.example/app@" + sourcetest.DigestOf([]byte("other")).String())
 	empty := newTestLocal(t) // the directory does not exist
-	for what, s := range map[string]*Local{"no entry": l, "no store": empty} {
+	for what, s := range map[string]*Store{"no entry": l, "no store": empty} {
 		sigs, err1 := s.Signatures(ctx, other)
 		atts, err2 := s.Attestations(ctx, other)
 		bundles, err3 := s.Bundles(ctx, other)
@@ -612,24 +614,24 @@ func TestLocalNothing(t *testing.T) {
 			len(sigs)+len(atts)+len(bundles) != 0 {
 			t.Errorf("%s: %v %v %v, %v; want empty non-nil slices", what, sigs, atts, bundles, err)
 		}
-		if _, err := s.Describe(ctx, other); !errors.Is(err, ErrNotFound) {
-			t.Errorf("%s: Describe = %v, want ErrNotFound", what, err)
+		if _, err := s.Describe(ctx, other); !errors.Is(err, source.ErrNotFound) {
+			t.Errorf("%s: Describe = %v, want source.ErrNotFound", what, err)
 		}
 		if held, err := s.Holds(ctx, other); held || err != nil {
 			t.Errorf("%s: Holds = %v, %v", what, held, err)
 		}
 	}
 	// The small export carries no manifest (its source keeps none).
-	if _, err := l.Describe(ctx, image); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Describe without a stored manifest = %v, want ErrNotFound", err)
+	if _, err := l.Describe(ctx, image); !errors.Is(err, source.ErrNotFound) {
+		t.Errorf("Describe without a stored manifest = %v, want source.ErrNotFound", err)
 	}
 	if held, err := l.Holds(ctx, image); !held || err != nil {
 		t.Errorf("Holds = %v, %v; want true", held, err)
 	}
-	if _, err := NewLocal(""); err == nil {
+	if _, err := New(""); err == nil {
 		t.Error("NewLocal(\"\") accepted")
 	}
-	if _, err := NewLocal("x", WithLocalLimits(ocimaterial.Limits{Signatures: -1})); err == nil {
+	if _, err := New("x", WithLimits(ocimaterial.Limits{Signatures: -1})); err == nil {
 		t.Error("negative limits accepted")
 	}
 }
@@ -639,13 +641,13 @@ func TestLocalNothing(t *testing.T) {
 // nothing.
 func TestLocalMerge(t *testing.T) {
 	ctx := context.Background()
-	image, _ := name.NewDigest("registry.example/app@" + digestOf([]byte("image")).String())
+	image, _ := name.NewDigest("registry.example/app@" + sourcetest.DigestOf([]byte("image")).String())
 	sig := func(n int) artifact.Signature {
-		return artifact.Signature{Payload: simpleSigning(image), Signature: []byte{byte(n)}, Attached: image.DigestStr()}
+		return artifact.Signature{Payload: sourcetest.SimpleSigning(image), Signature: []byte{byte(n)}, Attached: image.DigestStr()}
 	}
 	first := exportTo(t, &fakeSource{sigs: []artifact.Signature{sig(1), sig(2)}}, image)
-	second := exportTo(t, &fakeSource{sigs: []artifact.Signature{sig(2), sig(3)}, atts: []artifact.Attestation{{Envelope: envelope(1)}}}, image)
-	l := newTestLocal(t, WithLocalLimits(ocimaterial.Limits{Signatures: 3}))
+	second := exportTo(t, &fakeSource{sigs: []artifact.Signature{sig(2), sig(3)}, atts: []artifact.Attestation{{Envelope: sourcetest.Envelope(1)}}}, image)
+	l := newTestLocal(t, WithLimits(ocimaterial.Limits{Signatures: 3}))
 	for _, f := range [][]byte{first, first, second, second} {
 		if _, err := l.ImportArchive(bytes.NewReader(f)); err != nil {
 			t.Fatal(err)
@@ -666,7 +668,7 @@ func TestLocalMerge(t *testing.T) {
 		t.Errorf("%d attestations, want 1", len(atts))
 	}
 	over := exportTo(t, &fakeSource{sigs: []artifact.Signature{sig(4)}}, image)
-	if _, err := l.ImportArchive(bytes.NewReader(over)); !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "already holds") {
+	if _, err := l.ImportArchive(bytes.NewReader(over)); !errors.Is(err, source.ErrLimit) || !strings.Contains(err.Error(), "already holds") {
 		t.Fatalf("a merge over the limit: %v", err)
 	}
 	if after, _ := l.Signatures(ctx, image); len(after) != 3 {
@@ -684,14 +686,14 @@ func TestLocalMerge(t *testing.T) {
 // TestExportFails: an export that cannot fetch everything fails rather
 // than writing a file that silently lacks material.
 func TestExportFails(t *testing.T) {
-	image, _ := name.NewDigest("registry.example/app@" + digestOf([]byte("image")).String())
+	image, _ := name.NewDigest("registry.example/app@" + sourcetest.DigestOf([]byte("image")).String())
 	tests := []struct {
 		name string
-		src  Source
+		src  source.Source
 		want error
 	}{
-		{"registry unreachable", &fakeSource{err: ErrUnreachable}, ErrUnreachable},
-		{"more signatures than a node reads", &fakeSource{sigs: manySignatures(ocimaterial.DefaultSignatures + 1)}, ErrLimit},
+		{"registry unreachable", &fakeSource{err: source.ErrUnreachable}, source.ErrUnreachable},
+		{"more signatures than a node reads", &fakeSource{sigs: manySignatures(ocimaterial.DefaultSignatures + 1)}, source.ErrLimit},
 		{"a bundle of another type", &fakeSource{bundles: []artifact.Bundle{{JSON: []byte("{}"), MediaType: "application/json"}}}, nil},
 	}
 	for _, tc := range tests {
@@ -725,31 +727,31 @@ var errAuth = errors.New("401 unauthorized")
 // what a combined source answers.
 func TestMulti(t *testing.T) {
 	ctx := context.Background()
-	image, _ := name.NewDigest("registry.example/app@" + digestOf([]byte("image")).String())
+	image, _ := name.NewDigest("registry.example/app@" + sourcetest.DigestOf([]byte("image")).String())
 	a := artifact.Signature{Payload: []byte("a"), Attached: image.DigestStr(), Origin: "local"}
 	aAgain := a
 	aAgain.Origin = "registry"
 	b := artifact.Signature{Payload: []byte("b"), Attached: image.DigestStr()}
-	down := fmt.Errorf("dial: %w", ErrUnreachable)
+	down := fmt.Errorf("dial: %w", source.ErrUnreachable)
 	tests := []struct {
 		name    string
-		sources []Source
+		sources []source.Source
 		want    []artifact.Signature
-		wantErr error // nil: no error; errAuth: an error that is not ErrUnreachable
+		wantErr error // nil: no error; errAuth: an error that is not source.ErrUnreachable
 	}{
-		{"both answer: the union, without duplicates", []Source{&fakeSource{sigs: []artifact.Signature{a}}, &fakeSource{sigs: []artifact.Signature{aAgain, b}}}, []artifact.Signature{a, b}, nil},
-		{"both answer none", []Source{&fakeSource{}, &fakeSource{}}, []artifact.Signature{}, nil},
-		{"registry down, local material counts", []Source{&fakeSource{sigs: []artifact.Signature{a}}, &fakeSource{err: down}}, []artifact.Signature{a}, nil},
-		{"registry down, local holds other kinds", []Source{&holdingSource{fakeSource{holds: true}}, &fakeSource{err: down}}, []artifact.Signature{}, nil},
-		{"registry down, local knows nothing", []Source{&holdingSource{fakeSource{}}, &fakeSource{err: down}}, nil, ErrUnreachable},
-		{"registry down, a source that cannot tell", []Source{&fakeSource{}, &fakeSource{err: down}}, nil, ErrUnreachable},
-		{"every source down", []Source{&fakeSource{err: down}, &fakeSource{err: down}}, nil, ErrUnreachable},
-		{"a failure is never papered over", []Source{&fakeSource{sigs: []artifact.Signature{a}}, &fakeSource{err: errAuth}}, nil, errAuth},
-		{"a failure beats an outage", []Source{&fakeSource{err: down}, &fakeSource{err: errAuth}}, nil, errAuth},
+		{"both answer: the union, without duplicates", []source.Source{&fakeSource{sigs: []artifact.Signature{a}}, &fakeSource{sigs: []artifact.Signature{aAgain, b}}}, []artifact.Signature{a, b}, nil},
+		{"both answer none", []source.Source{&fakeSource{}, &fakeSource{}}, []artifact.Signature{}, nil},
+		{"registry down, local material counts", []source.Source{&fakeSource{sigs: []artifact.Signature{a}}, &fakeSource{err: down}}, []artifact.Signature{a}, nil},
+		{"registry down, local holds other kinds", []source.Source{&holdingSource{fakeSource{holds: true}}, &fakeSource{err: down}}, []artifact.Signature{}, nil},
+		{"registry down, local knows nothing", []source.Source{&holdingSource{fakeSource{}}, &fakeSource{err: down}}, nil, source.ErrUnreachable},
+		{"registry down, a source that cannot tell", []source.Source{&fakeSource{}, &fakeSource{err: down}}, nil, source.ErrUnreachable},
+		{"every source down", []source.Source{&fakeSource{err: down}, &fakeSource{err: down}}, nil, source.ErrUnreachable},
+		{"a failure is never papered over", []source.Source{&fakeSource{sigs: []artifact.Signature{a}}, &fakeSource{err: errAuth}}, nil, errAuth},
+		{"a failure beats an outage", []source.Source{&fakeSource{err: down}, &fakeSource{err: errAuth}}, nil, errAuth},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := NewMulti(tc.sources...)
+			m, err := source.NewMulti(tc.sources...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -757,10 +759,10 @@ func TestMulti(t *testing.T) {
 			switch {
 			case tc.wantErr == nil && err != nil:
 				t.Fatalf("err = %v, want none", err)
-			case tc.wantErr == ErrUnreachable && !errors.Is(err, ErrUnreachable):
-				t.Fatalf("err = %v, want ErrUnreachable", err)
-			case tc.wantErr == errAuth && (err == nil || errors.Is(err, ErrUnreachable)):
-				t.Fatalf("err = %v, want a failure that is not ErrUnreachable", err)
+			case tc.wantErr == source.ErrUnreachable && !errors.Is(err, source.ErrUnreachable):
+				t.Fatalf("err = %v, want source.ErrUnreachable", err)
+			case tc.wantErr == errAuth && (err == nil || errors.Is(err, source.ErrUnreachable)):
+				t.Fatalf("err = %v, want a failure that is not source.ErrUnreachable", err)
 			}
 			if tc.wantErr != nil {
 				return
@@ -775,19 +777,19 @@ func TestMulti(t *testing.T) {
 			}
 		})
 	}
-	if _, err := NewMulti(); err == nil {
-		t.Error("NewMulti() accepted")
+	if _, err := source.NewMulti(); err == nil {
+		t.Error("source.NewMulti() accepted")
 	}
-	if _, err := NewMulti(&fakeSource{}, nil); err == nil {
+	if _, err := source.NewMulti(&fakeSource{}, nil); err == nil {
 		t.Error("a nil source accepted")
 	}
 }
 
 func TestMultiDescribe(t *testing.T) {
 	ctx := context.Background()
-	image, _ := name.NewDigest("registry.example/app@" + digestOf([]byte("image")).String())
-	notFound := fmt.Errorf("gone: %w", ErrNotFound)
-	down := fmt.Errorf("dial: %w", ErrUnreachable)
+	image, _ := name.NewDigest("registry.example/app@" + sourcetest.DigestOf([]byte("image")).String())
+	notFound := fmt.Errorf("gone: %w", source.ErrNotFound)
+	down := fmt.Errorf("dial: %w", source.ErrUnreachable)
 	tests := []struct {
 		name          string
 		errs          []error
@@ -804,11 +806,11 @@ func TestMultiDescribe(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var srcs []Source
+			var srcs []source.Source
 			for _, e := range tc.errs {
 				srcs = append(srcs, &fakeSource{descErr: e})
 			}
-			m, _ := NewMulti(srcs...)
+			m, _ := source.NewMulti(srcs...)
 			d, err := m.Describe(ctx, image)
 			if tc.ok {
 				if err != nil || d.Digest != image.DigestStr() {
@@ -816,7 +818,7 @@ func TestMultiDescribe(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || errors.Is(err, ErrNotFound) != tc.isNotFound || errors.Is(err, ErrUnreachable) != tc.isUnreachable {
+			if err == nil || errors.Is(err, source.ErrNotFound) != tc.isNotFound || errors.Is(err, source.ErrUnreachable) != tc.isUnreachable {
 				t.Fatalf("err = %v; want not found %v, unreachable %v", err, tc.isNotFound, tc.isUnreachable)
 			}
 		})
@@ -829,11 +831,11 @@ func TestMultiLocalAndDeadRegistry(t *testing.T) {
 	ctx := context.Background()
 	f := newRegistryFixture(t)
 	local := newTestLocal(t)
-	if _, err := local.ImportArchive(bytes.NewReader(exportTo(t, newTestSource(t), f.image, f.index))); err != nil {
+	if _, err := local.ImportArchive(bytes.NewReader(exportTo(t, newRegistrySource(t), f.image, f.index))); err != nil {
 		t.Fatal(err)
 	}
-	f.reg.srv.Close()
-	m, err := NewMulti(local, newTestSource(t, WithTimeout(2e9)))
+	f.reg.Srv.Close()
+	m, err := source.NewMulti(local, newRegistrySource(t, source.WithTimeout(2e9)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -852,8 +854,8 @@ func TestMultiLocalAndDeadRegistry(t *testing.T) {
 	if d, err := m.Describe(ctx, f.index); err != nil || !d.IsIndex() || len(d.Children) != 2 {
 		t.Errorf("Describe of the index from the store: %+v, %v", d, err)
 	}
-	if _, err := m.Bundles(ctx, f.unsigned); !errors.Is(err, ErrUnreachable) {
-		t.Errorf("an image never imported: %v, want ErrUnreachable", err)
+	if _, err := m.Bundles(ctx, f.unsigned); !errors.Is(err, source.ErrUnreachable) {
+		t.Errorf("an image never imported: %v, want source.ErrUnreachable", err)
 	}
 }
 
@@ -891,7 +893,7 @@ func TestLocalCosign(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	src := newTestSource(t)
+	src := newRegistrySource(t)
 	want := fetchAll(t, src, image)
 	if len(want.sigs) != 1 || len(want.atts) != 1 || len(want.bundles) != 1 || want.descErr != nil {
 		t.Fatalf("cosign wrote %d/%d/%d signatures/attestations/bundles (%v), want 1/1/1", len(want.sigs), len(want.atts), len(want.bundles), want.descErr)
@@ -923,8 +925,8 @@ func TestLocalCosign(t *testing.T) {
 // TestImportLayoutRefuses: a layout that is not what cosign save writes,
 // or whose content does not match its digests, is refused.
 func TestImportLayoutRefuses(t *testing.T) {
-	image := []byte(`{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIManifest + `","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"` + digestOf([]byte("{}")).String() + `"},"layers":[]}`)
-	ih := digestOf(image)
+	image := []byte(`{"schemaVersion":2,"mediaType":"` + ocimaterial.MediaTypeOCIManifest + `","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"` + sourcetest.DigestOf([]byte("{}")).String() + `"},"layers":[]}`)
+	ih := sourcetest.DigestOf(image)
 	write := func(t *testing.T, files map[string][]byte) string {
 		dir := t.TempDir()
 		for n, b := range files {
@@ -965,7 +967,7 @@ func TestImportLayoutRefuses(t *testing.T) {
 		}, "descriptor says"},
 		{"image manifest missing", func(f map[string][]byte) { delete(f, "blobs/sha256/"+ih.Hex) }, "no such file"},
 		{"signature manifest missing", func(f map[string][]byte) {
-			f["index.json"] = index(desc(ih, len(image), layoutKindImage), desc(digestOf([]byte("x")), 1, layoutKindSignatures))
+			f["index.json"] = index(desc(ih, len(image), layoutKindImage), desc(sourcetest.DigestOf([]byte("x")), 1, layoutKindSignatures))
 		}, "signature manifest"},
 		{"index.json with a duplicate key", func(f map[string][]byte) {
 			f["index.json"] = []byte(`{"schemaVersion":2,"schemaVersion":2,"manifests":[]}`)
@@ -990,7 +992,7 @@ func TestImportLayoutRefuses(t *testing.T) {
 	}
 	// A layout larger than the import limit.
 	small := newTestLocal(t, WithArchiveBytes(int64(len(image))-1))
-	if _, err := small.Import(write(t, base())); !errors.Is(err, ErrLimit) {
-		t.Errorf("over the import limit: %v, want ErrLimit", err)
+	if _, err := small.Import(write(t, base())); !errors.Is(err, source.ErrLimit) {
+		t.Errorf("over the import limit: %v, want source.ErrLimit", err)
 	}
 }

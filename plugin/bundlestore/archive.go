@@ -1,4 +1,4 @@
-package source
+package bundlestore
 
 import (
 	"archive/tar"
@@ -21,6 +21,7 @@ import (
 	"github.com/sealgate/sealgate/plugin/artifact"
 
 	"github.com/sealgate/sealgate/plugin/ocimaterial"
+	"github.com/sealgate/sealgate/plugin/source"
 )
 
 // ExportMediaType names version 1 of the export file format: a tar whose
@@ -62,7 +63,7 @@ func WithExportLimits(l ocimaterial.Limits) ExportOption {
 }
 
 // Export fetches from src, for each image, its classic signatures and
-// attestations, its Sigstore bundles and (when src is a ManifestSource) its
+// attestations, its Sigstore bundles and (when src is a source.ManifestSource) its
 // manifest, and writes them to w as one export file (see ExportMediaType)
 // for `sealgate bundle import` on a node that cannot reach the registry.
 // For an index, the material of its platform manifests is exported too
@@ -72,7 +73,7 @@ func WithExportLimits(l ocimaterial.Limits) ExportOption {
 // Every failure to fetch is an error: an export that silently lacks
 // material would only be found out on the node. Nothing is verified here;
 // the node verifies what it imports like anything else.
-func Export(ctx context.Context, src Source, images []name.Digest, w io.Writer, opts ...ExportOption) ([]ImageSummary, error) {
+func Export(ctx context.Context, src source.Source, images []name.Digest, w io.Writer, opts ...ExportOption) ([]ImageSummary, error) {
 	o := exportOptions{}
 	o.limits, _ = ocimaterial.Limits{}.WithDefaults()
 	for _, opt := range opts {
@@ -118,7 +119,7 @@ func Export(ctx context.Context, src Source, images []name.Digest, w io.Writer, 
 			return nil, fmt.Errorf("export %s: %w", image, err)
 		}
 		if len(m.Children) > maxExportChildren {
-			return nil, fmt.Errorf("export %s: index has %d manifests, limit %d: %w", image, len(m.Children), maxExportChildren, ErrLimit)
+			return nil, fmt.Errorf("export %s: index has %d manifests, limit %d: %w", image, len(m.Children), maxExportChildren, source.ErrLimit)
 		}
 		for _, c := range m.Children {
 			if _, err := add(image.Context().Digest(c.Digest), true); err != nil {
@@ -142,13 +143,13 @@ func hasMaterial(idx localIndex) bool {
 
 // exportEntry fetches what src has for one image and lays it out as the
 // store keeps it.
-func exportEntry(ctx context.Context, src Source, image name.Digest, lim ocimaterial.Limits) (imageEntry, error) {
+func exportEntry(ctx context.Context, src source.Source, image name.Digest, lim ocimaterial.Limits) (imageEntry, error) {
 	h, err := localHash(image.DigestStr())
 	if err != nil {
 		return imageEntry{}, err
 	}
 	e := imageEntry{ref: image.String(), index: localIndex{image: h}, blobs: map[v1.Hash][]byte{}}
-	if ms, ok := src.(ManifestSource); ok {
+	if ms, ok := src.(source.ManifestSource); ok {
 		mt, body, err := ms.Manifest(ctx, image)
 		if err != nil {
 			return imageEntry{}, fmt.Errorf("manifest: %w", err)
@@ -282,7 +283,7 @@ type exportHeader struct {
 // --dir` writes it. It returns what the store holds afterwards for each
 // imported image. Nothing is verified: imported material grants nothing by
 // itself, and is verified like any other when an image is decided.
-func (s *Local) Import(p string) ([]ImageSummary, error) {
+func (s *Store) Import(p string) ([]ImageSummary, error) {
 	fi, err := os.Stat(p)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
@@ -308,7 +309,7 @@ func (s *Local) Import(p string) ([]ImageSummary, error) {
 // ImportArchive loads an export file into the store. The whole file is
 // checked before anything is written: a damaged or foreign file changes
 // nothing.
-func (s *Local) ImportArchive(r io.Reader) ([]ImageSummary, error) {
+func (s *Store) ImportArchive(r io.Reader) ([]ImageSummary, error) {
 	entries, err := parseArchive(r, s.limits, s.archiveBytes)
 	if err != nil {
 		return nil, err
@@ -326,7 +327,7 @@ type boundedReader struct {
 func (b *boundedReader) Read(p []byte) (int, error) {
 	if b.n > b.max {
 		b.exceeded = true
-		return 0, ErrLimit
+		return 0, source.ErrLimit
 	}
 	if rest := b.max + 1 - b.n; int64(len(p)) > rest {
 		p = p[:rest]
@@ -335,7 +336,7 @@ func (b *boundedReader) Read(p []byte) (int, error) {
 	b.n += int64(n)
 	if b.n > b.max {
 		b.exceeded = true
-		return 0, ErrLimit
+		return 0, source.ErrLimit
 	}
 	return n, err
 }
@@ -379,7 +380,7 @@ func parseArchive(r io.Reader, lim ocimaterial.Limits, maxBytes int64) ([]imageE
 	br := &boundedReader{r: r, max: maxBytes}
 	entries, err := readArchive(br, lim)
 	if br.exceeded {
-		return nil, fmt.Errorf("export file larger than %d bytes: %w", maxBytes, ErrLimit)
+		return nil, fmt.Errorf("export file larger than %d bytes: %w", maxBytes, source.ErrLimit)
 	}
 	return entries, err
 }
@@ -524,7 +525,7 @@ func indexLayers(idx localIndex) []ocimaterial.Layer {
 
 func readMember(tr *tar.Reader, hdr *tar.Header, limit int64) ([]byte, error) {
 	if hdr.Size > limit {
-		return nil, fmt.Errorf("member %q has %d bytes, limit %d: %w", hdr.Name, hdr.Size, limit, ErrLimit)
+		return nil, fmt.Errorf("member %q has %d bytes, limit %d: %w", hdr.Name, hdr.Size, limit, source.ErrLimit)
 	}
 	b, err := io.ReadAll(io.LimitReader(tr, hdr.Size))
 	if err != nil {
