@@ -280,6 +280,12 @@ func startNode(t testing.TB, policyFile string, opts ...plugin.Option) *node {
 // (reported to the plugin at Synchronize).
 func startNodeWith(t testing.TB, policyFile string, pods []*api.PodSandbox, ctrs []*api.Container, opts ...plugin.Option) *node {
 	t.Helper()
+	return startNodeEngine(t, policyFile, pods, ctrs, nil, opts...)
+}
+
+// startNodeEngine is startNodeWith with options for the decision engine.
+func startNodeEngine(t testing.TB, policyFile string, pods []*api.PodSandbox, ctrs []*api.Container, engineOpts []decision.Option, opts ...plugin.Option) *node {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "sg-nri-") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
@@ -310,7 +316,7 @@ func startNodeWith(t testing.TB, policyFile string, pods []*api.PodSandbox, ctrs
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := decision.New(pol, src)
+	engine, err := decision.New(pol, src, engineOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
