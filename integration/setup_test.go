@@ -151,6 +151,8 @@ type sealgate struct {
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{}
+	// gateSocket is where its runtime gate answers ("" when off).
+	gateSocket string
 }
 
 // startSealgate runs the sealgate binary against c and waits until NRI has
@@ -181,6 +183,7 @@ func startSealgateWith(t testing.TB, c *testenv.Containerd, args ...string) *sea
 		t.Cleanup(func() { os.RemoveAll(run) })
 		args = append(args, "--gate-socket", filepath.Join(run, "gate.sock"))
 	}
+	s.gateSocket = args[slices.Index(args, "--gate-socket")+1]
 	s.cmd = exec.Command(bin, append([]string{"run",
 		"--nri-socket", c.NRISocket,
 		"--plugin-idx", "10",

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -34,6 +35,7 @@ type Gate struct {
 	inForce    time.Duration
 	unverified []runtimegate.Running
 	trust      runtimegate.Status // only the trust fields
+	reload     func() error
 }
 
 var _ runtimegate.Checker = (*Gate)(nil)
@@ -165,7 +167,34 @@ func (g *Gate) setUnverified(r []runtimegate.Running) {
 func (g *Gate) SetTrust(noTPM bool, dir string, generation uint64, digest string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.trust = runtimegate.Status{InsecureNoTPM: noTPM, TrustDir: dir, TrustGeneration: generation, TrustDigest: digest}
+	g.trust = runtimegate.Status{InsecureNoTPM: noTPM, TrustDir: dir, TrustGeneration: generation, TrustDigest: digest,
+		ReloadsAccepted: g.trust.ReloadsAccepted, ReloadsRefused: g.trust.ReloadsRefused}
+}
+
+// OnReload sets what a reload request on the runtime gate's socket runs
+// (sealgate trust seal on a running node).
+func (g *Gate) OnReload(fn func() error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.reload = fn
+}
+
+// Reload runs the reload set with OnReload.
+func (g *Gate) Reload() error {
+	g.mu.Lock()
+	fn := g.reload
+	g.mu.Unlock()
+	if fn == nil {
+		return errors.New("this daemon cannot reload its trust store")
+	}
+	return fn()
+}
+
+// SetReloads records the reloads accepted and refused, for Status.
+func (g *Gate) SetReloads(accepted, refused int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.trust.ReloadsAccepted, g.trust.ReloadsRefused = accepted, refused
 }
 
 // Status reports the daemon's state.
@@ -176,7 +205,8 @@ func (g *Gate) Status() runtimegate.Status {
 	copy(u, g.unverified)
 	return runtimegate.Status{Connected: g.connected, Runtime: g.runtime, RuntimeVersion: g.version, Deadline: g.inForce.String(),
 		Records: g.records.Len(), Checks: g.checks.Load(), Refusals: g.refusals.Load(), Unverified: u,
-		InsecureNoTPM: g.trust.InsecureNoTPM, TrustDir: g.trust.TrustDir, TrustGeneration: g.trust.TrustGeneration, TrustDigest: g.trust.TrustDigest}
+		InsecureNoTPM: g.trust.InsecureNoTPM, TrustDir: g.trust.TrustDir, TrustGeneration: g.trust.TrustGeneration, TrustDigest: g.trust.TrustDigest,
+		ReloadsAccepted: g.trust.ReloadsAccepted, ReloadsRefused: g.trust.ReloadsRefused}
 }
 
 // LogEscapes logs, once, every container the wrapper started on the escape

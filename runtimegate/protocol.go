@@ -75,6 +75,10 @@ const (
 const (
 	OpCheck  = "check"
 	OpStatus = "status"
+	// OpReload asks the daemon to reload its trust store now (sealgate
+	// trust seal on a running node); the answer says whether the new one
+	// was taken (Allowed) and, when not, why.
+	OpReload = "reload"
 )
 
 // maxMessage bounds a request or an answer on the socket.
@@ -126,6 +130,11 @@ type Status struct {
 	TrustDir        string `json:"trustDir,omitempty"`
 	TrustGeneration uint64 `json:"trustGeneration,omitempty"`
 	TrustDigest     string `json:"trustDigest,omitempty"`
+	// ReloadsAccepted and ReloadsRefused count the trust store reloads
+	// since the daemon started (a refused one left the old snapshot
+	// deciding).
+	ReloadsAccepted int64 `json:"reloadsAccepted,omitempty"`
+	ReloadsRefused  int64 `json:"reloadsRefused,omitempty"`
 	// Records is how many decisions the gate holds by container ID.
 	Records  int   `json:"records"`
 	Checks   int64 `json:"checks"`

@@ -22,6 +22,12 @@ type Checker interface {
 	Status() Status
 }
 
+// Reloader is a Checker that can also reload the daemon's trust store
+// when asked (OpReload).
+type Reloader interface {
+	Reload() error
+}
+
 // connTimeout bounds one connection: a client that sends nothing must not
 // hold a goroutine for long.
 const connTimeout = 5 * time.Second
@@ -119,6 +125,18 @@ func (s *Server) serve(ctx context.Context, conn *net.UnixConn) {
 	case OpStatus:
 		st := s.checker.Status()
 		a = Answer{Allowed: true, Status: &st}
+	case OpReload:
+		r, ok := s.checker.(Reloader)
+		if !ok {
+			a = Answer{Reason: "sealgate: this daemon cannot reload its trust store"}
+			break
+		}
+		err := r.Reload()
+		st := s.checker.Status()
+		a = Answer{Allowed: err == nil, Status: &st}
+		if err != nil {
+			a.Reason = err.Error()
+		}
 	default:
 		a = Answer{Reason: fmt.Sprintf("sealgate: unknown runtime gate operation %q", req.Op)}
 	}

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/sealgate/sealgate/plugin"
 	"github.com/sealgate/sealgate/plugin/node"
@@ -49,6 +52,21 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 	c.Logger = log
 	c.Access = node.Daemon
 	c.LaunchedByRuntime = launchedByRuntime()
+	// SIGHUP reloads the trust store (as a change of the sealed files
+	// does), without dropping the runtime connection.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	c.ReloadRequests = reload
 	n, err := node.Open(*c)
 	if err != nil {
 		log.Error("cannot start: " + err.Error())

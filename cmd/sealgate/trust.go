@@ -7,11 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/trust"
+	"github.com/sealgate/sealgate/runtimegate"
 	"github.com/sealgate/sealgate/tpm"
 )
 
@@ -111,6 +114,7 @@ func trustSealCmd(_ context.Context, args []string, stdout, stderr io.Writer) in
 	var tf trustStoreFlags
 	tf.register(fs)
 	measure := fs.Int("measure-pcr", trust.DefaultMeasurePCR, "SHA-256 PCR (8-23) the trust store's digest is extended into, for remote attestation; -1 for none")
+	gateSocket := fs.String("gate-socket", runtimegate.DefaultSocket, "the running daemon's socket: it is told to take the new seal at once; empty: do not tell it")
 	bindList := fs.String("bind-pcrs", "", "comma-separated PCRs (e.g. 7,14) whose current values the key is sealed to; a change of them (firmware, boot loader, Secure Boot) then needs a re-seal")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sealgate trust seal [--dir DIR] [--tpm SPEC] [--measure-pcr N] [--bind-pcrs 7,14]")
@@ -146,6 +150,7 @@ func trustSealCmd(_ context.Context, args []string, stdout, stderr io.Writer) in
 	defer t.Close()
 
 	rec, err := trust.Seal(tf.dir, t, trust.SealOptions{MeasurePCR: *measure, BindPCRs: bind})
+	t.Close() // the daemon's reload opens the TPM next
 	if err != nil {
 		fmt.Fprintf(stderr, "sealgate trust %v\n", err)
 		switch {
@@ -163,7 +168,35 @@ func trustSealCmd(_ context.Context, args []string, stdout, stderr io.Writer) in
 	if rec.MeasurePCR != trust.NoMeasurement {
 		fmt.Fprintf(stdout, "measured into PCR %d\n", rec.MeasurePCR)
 	}
-	fmt.Fprintln(stdout, "earlier seals no longer open; restart sealgate to enforce this trust store (systemctl restart sealgate)")
+	fmt.Fprintln(stdout, "earlier seals no longer open")
+	return tellDaemon(*gateSocket, rec.Generation, stdout, stderr)
+}
+
+// tellDaemon asks a running daemon to take the new seal now and says what
+// it answered. A daemon that is not running takes the seal when it starts;
+// one that refuses keeps deciding with the trust store it has (exit 1).
+func tellDaemon(socket string, generation uint64, stdout, stderr io.Writer) int {
+	if socket == "" {
+		fmt.Fprintln(stdout, "a running sealgate takes the new seal within a second (it watches the sealed files), or at once on SIGHUP")
+		return exitOK
+	}
+	if _, err := os.Stat(socket); err != nil {
+		fmt.Fprintf(stdout, "sealgate is not running here (no %s): it enforces this trust store when it starts\n", socket)
+		return exitOK
+	}
+	a, err := runtimegate.Ask(socket, runtimegate.Request{Op: runtimegate.OpReload}, 30*time.Second)
+	switch {
+	case err != nil:
+		fmt.Fprintf(stderr, "sealgate trust seal: the running sealgate did not answer on %s (%v); it takes the new seal within a second when it runs (it watches the sealed files): check with sealgate doctor\n", socket, err)
+		return exitFailed
+	case !a.Allowed:
+		fmt.Fprintf(stderr, "sealgate trust seal: the running sealgate REFUSED the new seal and keeps enforcing the trust store it has: %s\n", a.Reason)
+		return exitFailed
+	case a.Status != nil && a.Status.TrustGeneration != generation:
+		fmt.Fprintf(stderr, "sealgate trust seal: the running sealgate enforces generation %d, not %d; check with sealgate doctor\n", a.Status.TrustGeneration, generation)
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "the running sealgate now enforces generation %d (no restart, the runtime connection kept)\n", generation)
 	return exitOK
 }
 

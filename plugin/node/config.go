@@ -92,6 +92,11 @@ type Config struct {
 	// one connection, which cannot be redialled.
 	LaunchedByRuntime bool
 
+	// ReloadRequests asks Run to reload the trust store (cmd/sealgate
+	// sends SIGHUP here); nil: only a change of the sealed files, or the
+	// runtime gate's reload request, reloads.
+	ReloadRequests <-chan struct{}
+
 	// Logger receives what the node says; nil discards.
 	Logger *slog.Logger
 }

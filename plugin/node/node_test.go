@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -8,11 +10,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sealgate/sealgate/internal/testenv"
 	"github.com/sealgate/sealgate/plugin/cache"
+	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/trust"
 	"github.com/sealgate/sealgate/tpm"
@@ -284,5 +289,73 @@ func TestRegressionPolicySwappedAfterCheck(t *testing.T) {
 	t.Logf("%d starts opened the sealed policy, %d refused a swapped one", opened, refused)
 	if opened == 0 {
 		t.Fatal("no start got through: the test proved nothing")
+	}
+}
+
+// TestReloadUnderLoad: decisions run without pause while the trust store
+// is re-sealed and reloaded, again and again: every decision is made by
+// one snapshot or the other (the pause image the starter policy allows is
+// allowed every time), each reload takes the new generation, and a change
+// nobody sealed is refused while the sealed snapshot keeps deciding.
+func TestReloadUnderLoad(t *testing.T) {
+	f, sw := sealedStoreOn(t, 1)
+	n, err := Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	req := decision.Request{Image: "registry.k8s.io/pause:3.10", Digest: "sha256:" + strings.Repeat("a", 64)}
+	stop := make(chan struct{})
+	var decided, wrong atomic.Int64
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if d := (live{n}).Decide(context.Background(), req); !d.Allowed {
+					wrong.Add(1)
+				}
+				decided.Add(1)
+			}
+		}()
+	}
+	for i := range 5 {
+		tp, err := tpm.Open(sw.Spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = trust.Seal(f.TrustDir, tp, trust.SealOptions{MeasurePCR: trust.NoMeasurement})
+		tp.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Reload(); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+		if g := n.Trust().Generation; g != uint64(i+2) {
+			t.Fatalf("after reload %d the node enforces generation %d, want %d", i, g, i+2)
+		}
+	}
+	pol := filepath.Join(f.TrustDir, trust.PolicyName)
+	b, _ := os.ReadFile(pol)
+	if err := os.WriteFile(pol, append(b, "# not sealed\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Reload(); !errors.Is(err, ErrReloadRefused) || !strings.Contains(err.Error(), "policy.yaml was changed") {
+		t.Errorf("reload of a change nobody sealed: %v", err)
+	}
+	close(stop)
+	wg.Wait()
+	if accepted, refused := n.Reloads(); accepted != 5 || refused != 1 {
+		t.Errorf("reloads accepted %d refused %d, want 5 and 1", accepted, refused)
+	}
+	if n.Trust().Generation != 6 || wrong.Load() != 0 || decided.Load() == 0 {
+		t.Errorf("generation %d; %d of %d decisions not allowed", n.Trust().Generation, wrong.Load(), decided.Load())
 	}
 }

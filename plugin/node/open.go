@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/policy"
+	"github.com/sealgate/sealgate/plugin/source"
 	"github.com/sealgate/sealgate/plugin/trust"
 	"github.com/sealgate/sealgate/tpm"
 )
@@ -21,10 +23,22 @@ const cacheKeyPurpose = "sealgate verdict cache v1"
 
 // Node is an opened node: the trust store checked against the TPM, the
 // policy parsed from the checked bytes, the persisted verdicts, and the
-// decision engine built from them.
+// decision engine built from them. A re-seal swaps all of these at once
+// (Reload) while the node keeps running.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
+	cfg Config
+	log *slog.Logger
+	src source.Source
+	cur atomic.Pointer[snapshot]
+
+	reloadMu sync.Mutex
+	accepted atomic.Int64
+	refused  atomic.Int64
+	onSwap   func(*snapshot) // set by Run before any reload: tells the runtime gate
+}
+
+// snapshot is what one sealed generation decides with.
+type snapshot struct {
 	engine  *decision.Engine
 	opened  *trust.Opened     // nil without a TPM
 	store   *cache.Persistent // nil without a TPM
@@ -45,68 +59,74 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, closeFn: func() {}}
-	var (
-		pol  *policy.Policy
-		opts []decision.Option
-	)
+	n := &Node{cfg: cfg, log: cfg.Logger}
+	if cfg.InsecureNoTPM && cfg.Access == Daemon {
+		n.log.Warn("RUNNING WITHOUT A TPM (--insecure-no-tpm): the trust store on disk is trusted as it is (anyone who can write it can add a key or relax the policy), and verdicts are not persisted, so nothing serves while the registry is unreachable after a restart")
+	}
+	if n.src, err = NewSource(cfg); err != nil {
+		return nil, err
+	}
+	c, err := n.check()
+	if err != nil {
+		return nil, err
+	}
+	snap, err := n.commit(c, nil)
+	if err != nil {
+		return nil, err
+	}
+	n.cur.Store(snap)
+	return n, nil
+}
+
+// Engine decides with the snapshot in force.
+func (n *Node) Engine() *decision.Engine { return n.cur.Load().engine }
+
+// Trust is the opened trust store in force; nil without a TPM.
+func (n *Node) Trust() *trust.Opened { return n.cur.Load().opened }
+
+// Verdicts is the persisted verdict store in force; nil without a TPM.
+func (n *Node) Verdicts() *cache.Persistent { return n.cur.Load().store }
+
+// LoadStats says what loading the persisted verdicts found.
+func (n *Node) LoadStats() cache.LoadStats { return n.cur.Load().stats }
+
+// OfflineUnavailable says why offline verdicts are off ("" when they are
+// not).
+func (n *Node) OfflineUnavailable() string { return n.cur.Load().offline }
+
+// Close stops the clock mark, writes it one last time and closes the
+// verdict store. It is safe to call more than once.
+func (n *Node) Close() {
+	if s := n.cur.Load(); s != nil {
+		s.closeFn()
+	}
+}
+
+// checked is a trust store that passed the TPM check, with its policy
+// parsed from the checked bytes: everything a snapshot needs that can fail
+// without touching the snapshot in force.
+type checked struct {
+	pol    *policy.Policy
+	opened *trust.Opened
+	clk    tpm.Clock
+}
+
+// check opens the TPM and the trust store and parses the policy. It
+// changes nothing but, for the daemon, the measurement PCR when it still
+// holds its reset value.
+func (n *Node) check() (*checked, error) {
+	cfg := n.cfg
 	if cfg.InsecureNoTPM {
-		if cfg.Access == Daemon {
-			n.log.Warn("RUNNING WITHOUT A TPM (--insecure-no-tpm): the trust store on disk is trusted as it is (anyone who can write it can add a key or relax the policy), and verdicts are not persisted, so nothing serves while the registry is unreachable after a restart")
-		}
 		path := cfg.PolicyFile
 		if path == "" {
 			path = filepath.Join(cfg.TrustDir, trust.PolicyName)
 		}
-		if pol, err = policy.Load(path); err != nil {
+		pol, err := policy.Load(path)
+		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
-	} else {
-		if opts, err = n.anchor(); err != nil {
-			return nil, err
-		}
-		if pol, err = sealedPolicy(n.opened); err != nil {
-			n.Close()
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-		}
+		return &checked{pol: pol}, nil
 	}
-	src, err := NewSource(cfg)
-	if err != nil {
-		n.Close()
-		return nil, err
-	}
-	opts = append([]decision.Option{decision.WithCache(cache.NewMemory(cfg.CacheSize)), decision.WithRevalidateAfter(cfg.RevalidateAfter)}, opts...)
-	if n.engine, err = decision.New(pol, src, opts...); err != nil {
-		n.Close()
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	return n, nil
-}
-
-// Engine decides.
-func (n *Node) Engine() *decision.Engine { return n.engine }
-
-// Trust is the opened trust store; nil without a TPM.
-func (n *Node) Trust() *trust.Opened { return n.opened }
-
-// Verdicts is the persisted verdict store; nil without a TPM.
-func (n *Node) Verdicts() *cache.Persistent { return n.store }
-
-// LoadStats says what loading the persisted verdicts found.
-func (n *Node) LoadStats() cache.LoadStats { return n.stats }
-
-// OfflineUnavailable says why offline verdicts are off ("" when they are
-// not).
-func (n *Node) OfflineUnavailable() string { return n.offline }
-
-// Close stops the clock mark, writes it one last time and closes the
-// verdict store. It is safe to call more than once.
-func (n *Node) Close() { n.closeFn() }
-
-// anchor opens the TPM, the trust store and the verdict cache and checks
-// the clock. It returns the engine options that come from the TPM.
-func (n *Node) anchor() ([]decision.Option, error) {
-	cfg, log := n.cfg, n.log
 	t, err := tpm.Open(cfg.TPM)
 	if err != nil {
 		if errors.Is(err, tpm.ErrNoTPM) {
@@ -119,18 +139,53 @@ func (n *Node) anchor() ([]decision.Option, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.opened = opened
+	pol, err := sealedPolicy(opened)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	if cfg.Access == Daemon {
 		if extended, err := opened.Measure(t); err != nil {
 			return nil, err
 		} else if extended {
-			log.Info("trust store measured into the TPM", "pcr", opened.Record.MeasurePCR, "digest", opened.Record.Digest)
+			n.log.Info("trust store measured into the TPM", "pcr", opened.Record.MeasurePCR, "digest", opened.Record.Digest)
 		}
 	}
 	clk, err := t.Clock()
 	if err != nil {
 		return nil, fmt.Errorf("read the TPM clock: %w", err)
 	}
+	return &checked{pol: pol, opened: opened, clk: clk}, nil
+}
+
+// commit builds the snapshot of c. The verdict store is one folder that
+// one process holds at a time, so prev's store is closed (it keeps serving
+// from memory) before c's is opened.
+func (n *Node) commit(c *checked, prev *snapshot) (*snapshot, error) {
+	snap := &snapshot{opened: c.opened, closeFn: func() {}}
+	opts := []decision.Option{decision.WithCache(cache.NewMemory(n.cfg.CacheSize)), decision.WithRevalidateAfter(n.cfg.RevalidateAfter)}
+	if c.opened != nil {
+		if prev != nil {
+			prev.closeFn()
+		}
+		anchored, err := n.anchor(snap, c)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, anchored...)
+	}
+	engine, err := decision.New(c.pol, n.src, opts...)
+	if err != nil {
+		snap.closeFn()
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	snap.engine = engine
+	return snap, nil
+}
+
+// anchor opens snap's verdict cache under the key sealed with c and checks
+// the TPM clock. It returns the engine options that come from the TPM.
+func (n *Node) anchor(snap *snapshot, c *checked) ([]decision.Option, error) {
+	cfg, log, opened, clk := n.cfg, n.log, c.opened, c.clk
 	// The TPM is read once; from here its clock is extrapolated with the
 	// process's monotonic clock, which the host cannot set back either, so
 	// deciding never needs the TPM.
@@ -144,8 +199,8 @@ func (n *Node) anchor() ([]decision.Option, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.store, n.stats = store, stats
-	n.closeFn = sync.OnceFunc(func() { _ = store.Close() })
+	snap.store, snap.stats = store, stats
+	snap.closeFn = sync.OnceFunc(func() { _ = store.Close() })
 	markKey := opened.DeriveKey(clockMarkPurpose)
 	opts := []decision.Option{decision.WithOfflineStore(store), decision.WithMonotonicClock(mono)}
 	if cfg.Access != Daemon {
@@ -154,7 +209,7 @@ func (n *Node) anchor() ([]decision.Option, error) {
 			why = "the verdicts have no clock mark (the daemon purges them when it starts)"
 		}
 		if why != "" {
-			n.offline = why
+			snap.offline = why
 			opts = append(opts, decision.WithOfflineUnavailable(why))
 		}
 		return opts, nil
@@ -164,7 +219,7 @@ func (n *Node) anchor() ([]decision.Option, error) {
 		"newerGeneration", stats.NewerGeneration, "malformed", stats.Malformed)
 	if why := checkClock(cfg.StateDir, markKey, opened.Generation, clk, store); why != "" {
 		log.Warn("OFFLINE VERDICTS ARE OFF: "+why+"; images are decided only while their signatures can be fetched", "tpmClock", clk.Clock.String())
-		n.offline = why
+		snap.offline = why
 		opts = append(opts, decision.WithOfflineUnavailable(why))
 	}
 	// The mark follows the clock while the daemon runs, so that a clock
@@ -184,7 +239,7 @@ func (n *Node) anchor() ([]decision.Option, error) {
 			}
 		}
 	}()
-	n.closeFn = sync.OnceFunc(func() {
+	snap.closeFn = sync.OnceFunc(func() {
 		close(stopMark)
 		<-markDone
 		raiseClockMark(cfg.StateDir, markKey, opened.Generation, mono(), log)

@@ -35,16 +35,15 @@ func (n *Node) Run(ctx context.Context) error {
 	cfg, log := n.cfg, n.log
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pol := n.engine.Policy()
-	log.Info("policy loaded", "file", pol.Path, "digest", pol.Digest, "mode", pol.Mode, "default", pol.Default, "rules", len(pol.Rules))
-
-	warmer := plugin.NewWarmer(n.engine, log)
+	log.Info("policy loaded", n.snapAttrs(n.cur.Load())...)
+	decider := live{n}
+	warmer := plugin.NewWarmer(decider, log)
 	opts := []plugin.Option{
 		plugin.WithLogger(log), plugin.WithSocketPath(cfg.NRISocket), plugin.WithPluginName(cfg.PluginName),
 		plugin.WithPluginIndex(cfg.PluginIndex), plugin.WithDeadline(cfg.Deadline), plugin.WithWarmer(warmer),
 	}
 	var resolver plugin.Resolver
-	tasks := make(chan error, 2)
+	tasks := make(chan error, 3)
 	running := 0
 	if cfg.ContainerdAddress != "" {
 		r, err := plugin.NewContainerdResolver(cfg.ContainerdAddress, cfg.ContainerdNamespace)
@@ -56,12 +55,18 @@ func (n *Node) Run(ctx context.Context) error {
 		opts = append(opts, plugin.WithResolver(r))
 	}
 	if cfg.gateEnabled() {
-		gate := plugin.NewGate(n.engine, resolver, cfg.Deadline, log)
-		if n.opened != nil {
-			gate.SetTrust(false, n.opened.Dir, n.opened.Generation, n.opened.Record.Digest)
-		} else {
-			gate.SetTrust(true, "", 0, "")
+		gate := plugin.NewGate(decider, resolver, cfg.Deadline, log)
+		setTrust := func(s *snapshot) {
+			gate.SetReloads(n.Reloads())
+			if s.opened != nil {
+				gate.SetTrust(false, s.opened.Dir, s.opened.Generation, s.opened.Record.Digest)
+			} else {
+				gate.SetTrust(true, "", 0, "")
+			}
 		}
+		setTrust(n.cur.Load())
+		n.onSwap = setTrust
+		gate.OnReload(n.Reload)
 		srv, err := runtimegate.Listen(cfg.GateSocket, gate, func(err error) { log.Warn(err.Error()) })
 		if err != nil {
 			return err
@@ -78,6 +83,8 @@ func (n *Node) Run(ctx context.Context) error {
 		log.Info("runtime gate listening", "socket", cfg.GateSocket)
 		opts = append(opts, plugin.WithGate(gate), plugin.WithOnClose(func() { gate.LogEscapes(cfg.GateSocket) }))
 	}
+	running++
+	go func() { tasks <- n.watch(ctx) }()
 	if r, ok := resolver.(*plugin.ContainerdResolver); ok {
 		running++
 		go func() { tasks <- n.watchPulls(ctx, r, warmer) }()
@@ -115,7 +122,7 @@ func (n *Node) connect(ctx context.Context, opts []plugin.Option) error {
 	log := n.log
 	warned := false
 	for {
-		p, err := plugin.New(n.engine, opts...)
+		p, err := plugin.New(live{n}, opts...)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}

@@ -1,0 +1,95 @@
+//go:build integration
+
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/internal/testenv"
+)
+
+// TestLiveReseal: on a sealed node, files the policy does not name (an
+// editor's swap file, an example) change nothing; a key rotated in with
+// `sealgate trust seal` takes effect at once, without a restart and with
+// the NRI connection kept: an image signed only by the new key runs right
+// after. A change that was not sealed is refused, logged and counted, on a
+// change of the files and on SIGHUP, and the sealed policy keeps deciding.
+// Real containerd, runc, crictl, cosign and swtpm.
+func TestLiveReseal(t *testing.T) {
+	n := newSealedNode(t, time.Hour)
+	rotated := pushBusybox(t, n.f.reg, "apps/rotated:v1", "rotated", "sleep", "3600")
+	cosign := testenv.NewCosign(t)
+	priv, pub, err := cosign.GenerateKeyPair("next")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cosign.Sign(priv, rotated.String()); err != nil {
+		t.Fatal(err)
+	}
+	rotatedTag := n.f.reg.Ref("apps/rotated:v1")
+
+	s := n.start(t)
+	connections := n.c.PluginConnections("sealgate")
+	if out, err := n.run(t, rotatedTag, "before"); err == nil {
+		t.Fatalf("an image signed by a key the policy does not name ran:\n%s", out)
+	}
+
+	// Not sealed, not read: nothing happens.
+	writeFile(t, filepath.Join(n.trustDir, ".policy.yaml.swp"), "vim swap file")
+	writeFile(t, filepath.Join(n.trustDir, "policy.example.yaml"), "# an example, changed by an upgrade\n")
+	time.Sleep(2 * time.Second) // two looks at the sealed files
+	if strings.Contains(s.log(), "RELOAD") || strings.Contains(s.log(), "reloading") {
+		t.Errorf("files the policy does not name made sealgate reload:\n%s", s.log())
+	}
+
+	// Rotate the new key in and seal: the running daemon takes it.
+	copyFile(t, pub, filepath.Join(n.trustDir, "keys", "next.pub"))
+	writeFile(t, n.f.policy, strings.Replace(readFile(t, n.f.policy), "        - key: keys/release.pub\n", "        - key: keys/release.pub\n        - key: keys/next.pub\n", 1))
+	out := n.sealgate(t, "trust", "seal", "--dir", n.trustDir, "--tpm", n.tpm.Spec, "--gate-socket", s.gateSocket)
+	if !strings.Contains(out, "the running sealgate now enforces generation 2") {
+		t.Fatalf("trust seal did not report the daemon taking the new seal:\n%s\nsealgate log:\n%s", out, s.log())
+	}
+	if out, err := n.run(t, rotatedTag, "after"); err != nil {
+		t.Fatalf("an image signed by the rotated-in key was refused after the re-seal: %v\n%s\nsealgate log:\n%s", err, out, s.log())
+	}
+	if out, err := n.run(t, n.f.signedTag, "still"); err != nil {
+		t.Fatalf("the image signed by the old key was refused after the re-seal: %v\n%s", err, out)
+	}
+	if got := n.c.PluginConnections("sealgate"); got != connections {
+		t.Errorf("sealgate connected to containerd %d more times during the reload; the connection must be kept", got-connections)
+	}
+	if strings.Contains(s.log(), "disconnected from the runtime") {
+		t.Errorf("the NRI connection dropped during the reload:\n%s", s.log())
+	}
+	waitLog(t, s, 5*time.Second, "trust store reloaded", "generation=2")
+
+	// A change nobody sealed: refused, counted, and the sealed policy
+	// keeps deciding (the unsigned image stays refused).
+	writeFile(t, n.f.policy, strings.Replace(readFile(t, n.f.policy), "default: deny", "default: allow", 1)+"  - name: everything\n    images: [\"**\"]\n    action: allow\n")
+	waitLog(t, s, 10*time.Second, "RELOAD REFUSED", "policy.yaml was changed", "generation=2")
+	s.signal(t, syscall.SIGHUP)
+	waitLog(t, s, 10*time.Second, "reload asked for")
+	if out, err := n.run(t, n.f.unsignedTag, "unsealed"); err == nil {
+		t.Fatalf("an unsigned image ran under a policy change nobody sealed:\n%s\nsealgate log:\n%s", out, s.log())
+	}
+	if got := strings.Count(s.log(), "RELOAD REFUSED"); got < 2 {
+		t.Errorf("%d refused reloads logged, want one for the change and one for SIGHUP:\n%s", got, s.log())
+	}
+	if out, err := n.run(t, rotatedTag, "kept"); err != nil {
+		t.Fatalf("the sealed snapshot stopped deciding after a refused reload: %v\n%s", err, out)
+	}
+}
+
+func readFile(t testing.TB, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
