@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/sealgate/sealgate/plugin"
 	"github.com/sealgate/sealgate/plugin/node"
+	"github.com/sealgate/sealgate/plugin/trust"
 	"github.com/sealgate/sealgate/runtimegate"
 )
 
@@ -51,6 +53,11 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 	}
 	c.Logger = log
 	c.Access = node.Daemon
+	if !c.InsecureNoTPM && c.PolicyFile != "" && sameFile(c.PolicyFile, filepath.Join(c.TrustDir, trust.PolicyName)) {
+		// Units written for earlier releases name the sealed policy
+		// explicitly; it is the trust store's, read from the sealed bytes.
+		c.PolicyFile = ""
+	}
 	c.LaunchedByRuntime = launchedByRuntime()
 	// SIGHUP reloads the trust store (as a change of the sealed files
 	// does), without dropping the runtime connection.
@@ -98,4 +105,14 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, o)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// sameFile reports whether a and b name the same file.
+func sameFile(a, b string) bool {
+	ai, errA := os.Stat(a)
+	bi, errB := os.Stat(b)
+	if errA != nil || errB != nil {
+		return filepath.Clean(a) == filepath.Clean(b)
+	}
+	return os.SameFile(ai, bi)
 }
