@@ -1,12 +1,18 @@
 // Command demo is `make demo`: it builds a throw-away node on this machine —
-// a registry on 127.0.0.1, containerd with runc, sealgate as its NRI plugin —
-// and shows a signed image running and an unsigned one refused. Everything
-// lives in one temporary directory and is torn down at the end, on error and
-// on Ctrl-C. It exits non-zero when the outcome is not the expected one.
+// a registry on 127.0.0.1, containerd with runc, swtpm as the node's TPM,
+// sealgate as containerd's NRI plugin — and shows what sealgate does: a
+// signed image runs and an unsigned one is refused; a key swapped behind
+// sealgate's back is refused live and at restart, naming the file; a key
+// rotated in with a re-seal takes effect without a restart; and with the
+// registry gone and sealgate restarted, the verified image still runs from
+// its TPM-authenticated verdict while a never-verified one is refused.
+// Everything lives in one temporary directory and is torn down at the end,
+// on error and on Ctrl-C. It exits non-zero when an outcome is not the
+// expected one.
 //
 // It needs root (containerd and runc create mounts and cgroups) and the
 // tools `make tools` installs: containerd, containerd-shim-runc-v2, crictl,
-// cosign, plus runc and busybox-static from Debian.
+// cosign, plus runc, busybox-static and swtpm from Debian.
 package main
 
 import (
@@ -14,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -39,7 +44,7 @@ type demo struct {
 	teardown []func()
 }
 
-const steps = 10
+const steps = 14
 
 func (d *demo) say(format string, args ...any) {
 	d.step++
@@ -65,7 +70,7 @@ func run() int {
 	defer stop()
 	d := &demo{ctx: ctx}
 
-	fmt.Println("sealgate demo: a container node that runs signed images and refuses unsigned ones.")
+	fmt.Println("sealgate demo: a container node whose TPM anchors which images may run.")
 	if err := preflight(); err != nil {
 		fmt.Fprintf(os.Stderr, "\ncannot run the demo: %v\n", err)
 		return 2
@@ -84,7 +89,8 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "\nDEMO FAILED: %v\n", err)
 		return 1
 	}
-	fmt.Println("\nResult: as expected. The signed image runs; the unsigned image was refused by sealgate before it could start.")
+	fmt.Println("\nResult: every step as expected. Signed images ran, unsigned and never-verified ones were refused; the trust store sealed in the TPM")
+	fmt.Println("refused a key swapped behind sealgate's back, took a re-seal live, and its verdicts kept the node running offline.")
 	return 0
 }
 
@@ -94,7 +100,7 @@ func preflight() error {
 		return errors.New("it needs root: containerd and runc create mounts and cgroups (try: sudo make demo)")
 	}
 	var missing []string
-	for _, tool := range []string{"containerd", "containerd-shim-runc-v2", "runc", "crictl", "cosign", "go"} {
+	for _, tool := range []string{"containerd", "containerd-shim-runc-v2", "runc", "crictl", "cosign", "swtpm", "go"} {
 		if _, err := testenv.Tool(tool); err != nil {
 			missing = append(missing, tool)
 		}
@@ -103,7 +109,7 @@ func preflight() error {
 		missing = append(missing, "busybox-static ("+testenv.BusyboxPath+")")
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("missing %s; run `make tools` (and apt-get install runc busybox-static)", strings.Join(missing, ", "))
+		return fmt.Errorf("missing %s; run `make tools` (and apt-get install runc busybox-static swtpm)", strings.Join(missing, ", "))
 	}
 	return nil
 }
@@ -192,152 +198,7 @@ func (d *demo) run() error {
 	}
 	detail("the signature is in the registry next to the image (tag %s.sig)", strings.Replace(signed.DigestStr(), ":", "-", 1))
 
-	// 6. The policy.
-	if err := d.check(); err != nil {
-		return err
-	}
-	trustDir := filepath.Join(dir, "trust")
-	policyPath := filepath.Join(trustDir, "policy.yaml")
-	policy := fmt.Sprintf(`mode: enforce
-default: deny
-rules:
-  - name: pod-sandbox
-    images: ["%s"]
-    action: allow
-  - name: demo-apps
-    images: ["%s"]
-    signatures:
-      authorities:
-        - key: keys/release.pub
-`, reg.Ref("sandbox"), reg.Ref("demo/**"))
-	if err := os.MkdirAll(filepath.Join(trustDir, "keys"), 0o755); err != nil {
-		return err
-	}
-	pubPEM, err := os.ReadFile(pub)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(trustDir, "keys", "release.pub"), pubPEM, 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(policyPath, []byte(policy), 0o644); err != nil {
-		return err
-	}
-	d.say("Writing the trust store: the public key and this policy (%s)", policyPath)
-	for _, line := range strings.Split(strings.TrimRight(policy, "\n"), "\n") {
-		detail("| %s", line)
-	}
-
-	// 7. containerd.
-	if err := d.check(); err != nil {
-		return err
-	}
-	d.say("Starting containerd with runc (NRI on, its own root, state and sockets under %s)", filepath.Join(dir, "node"))
-	started := time.Now()
-	node, err := testenv.StartContainerd(testenv.ContainerdOptions{
-		Dir:          filepath.Join(dir, "node"),
-		HostsDir:     hostsDir,
-		SandboxImage: sandbox.String(),
-		// As install/ configures a real node: no container is created
-		// while sealgate is not connected.
-		RequiredPlugins: []string{"sealgate"},
-	})
-	if err != nil {
-		return err
-	}
-	d.onTeardown(func() {
-		if err := node.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "        stopping containerd: %v\n", err)
-		} else {
-			detail("pods removed, containerd stopped, mounts gone")
-		}
-	})
-	detail("ready in %v; CRI socket %s, NRI socket %s", time.Since(started).Round(10*time.Millisecond), node.Address, node.NRISocket)
-	detail("NRI's validator requires the plugin \"sealgate\": until it connects, no container can be created")
-
-	// 8. sealgate.
-	if err := d.check(); err != nil {
-		return err
-	}
-	d.say("Building sealgate (go build ./cmd/sealgate) and starting it as containerd's NRI plugin")
-	bin := filepath.Join(dir, "bin", "sealgate")
-	build := exec.CommandContext(d.ctx, "go", "build", "-o", bin, "./cmd/sealgate")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/sealgate: %w\n%s", err, out)
-	}
-	logPath := filepath.Join(dir, "sealgate.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	sg := exec.Command(bin, "run", "--insecure-no-tpm", "--policy", policyPath, "--nri-socket", node.NRISocket,
-		"--containerd-address", node.Address, "--containerd-namespace", "k8s.io",
-		"--registry-hosts-dir", hostsDir, "--gate-socket", filepath.Join(node.Dir, "gate.sock"))
-	sg.Stdout, sg.Stderr = logf, logf
-	// Its own process group: Ctrl-C reaches the demo, which stops sealgate
-	// in order during the teardown.
-	sg.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := sg.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() { _ = sg.Wait(); close(exited) }()
-	d.onTeardown(func() {
-		_ = sg.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = sg.Process.Kill()
-			<-exited
-		}
-		detail("sealgate stopped")
-	})
-	if err := waitRegistered(node, exited, logPath); err != nil {
-		return err
-	}
-	detail("sealgate is connected: containerd now asks it before creating any container (log: %s)", logPath)
-
-	// 9. The signed image.
-	if err := d.check(); err != nil {
-		return err
-	}
-	d.say("Running the signed image (crictl: pull, pod, create, start)")
-	id, out, err := node.Run(reg.Ref("demo/signed:v1"), "signed", "default")
-	if err != nil {
-		return fmt.Errorf("the signed image should run, but: %w\n%s\nsealgate log:\n%s", err, out, tail(logPath, 20))
-	}
-	state, err := node.ContainerState(id)
-	if err != nil {
-		return err
-	}
-	if state != "CONTAINER_RUNNING" {
-		return fmt.Errorf("the signed container is %s, want CONTAINER_RUNNING", state)
-	}
-	detail("container %s is %s", id[:12], state)
-	if ps, err := node.Crictl("ps"); err == nil {
-		for _, line := range strings.Split(strings.TrimSpace(ps), "\n") {
-			detail("$ crictl ps | %s", line)
-		}
-	}
-
-	// 10. The unsigned image.
-	if err := d.check(); err != nil {
-		return err
-	}
-	d.say("Running the unsigned image the same way")
-	id, out, err = node.Run(reg.Ref("demo/unsigned:v1"), "unsigned", "default")
-	if err == nil {
-		return fmt.Errorf("the unsigned image was NOT refused: container %s was created\n%s", id, out)
-	}
-	msg := denial(out)
-	if msg == "" || !strings.Contains(msg, unsigned.DigestStr()) {
-		return fmt.Errorf("the unsigned image failed, but not with sealgate's refusal naming its digest:\n%s", out)
-	}
-	detail("refused. containerd's answer to crictl carries sealgate's reason:")
-	detail("%s", msg)
-	return nil
+	return d.sealedNode(root, dir, reg, hostsDir, cosign, priv, pub, images{sandbox: sandbox, signed: signed, unsigned: unsigned})
 }
 
 // waitRegistered waits until containerd's NRI reports sealgate connected.

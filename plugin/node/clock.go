@@ -41,9 +41,12 @@ func checkClock(dir string, key []byte, generation uint64, clk tpm.Clock, store 
 // "" when it can; it changes nothing.
 func clockUnusable(dir string, key []byte, generation uint64, clk tpm.Clock, store *cache.Persistent) string {
 	mark, _, err := cache.ReadClockMark(dir, key, generation)
-	if err != nil {
+	if err != nil && store.Len() > 0 {
 		return fmt.Sprintf("%v: the highest TPM clock value seen is unknown (sealgate cache purge clears the verdicts and the mark)", err)
 	}
+	// With no verdict of this generation, a mark that does not
+	// authenticate (the previous generation's, after a re-seal) vouches
+	// for nothing: it is replaced.
 	seen := mark
 	for _, e := range store.Entries() {
 		seen = max(seen, e.Verdict.Clock)

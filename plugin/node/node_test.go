@@ -341,6 +341,11 @@ func TestReloadUnderLoad(t *testing.T) {
 		if g := n.Trust().Generation; g != uint64(i+2) {
 			t.Fatalf("after reload %d the node enforces generation %d, want %d", i, g, i+2)
 		}
+		// The previous generation's clock mark does not turn offline
+		// verdicts off for the new one.
+		if why := n.OfflineUnavailable(); why != "" {
+			t.Fatalf("after reload %d offline verdicts are off: %s", i, why)
+		}
 	}
 	pol := filepath.Join(f.TrustDir, trust.PolicyName)
 	b, _ := os.ReadFile(pol)
@@ -359,3 +364,45 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Errorf("generation %d; %d of %d decisions not allowed", n.Trust().Generation, wrong.Load(), decided.Load())
 	}
 }
+
+// TestResealKeepsOfflineVerdicts: after a re-seal (live, or with a
+// restart), the new generation's verdicts serve offline: the clock mark the
+// previous generation left is replaced, not taken for a forged one.
+func TestResealKeepsOfflineVerdicts(t *testing.T) {
+	f, sw := sealedStoreOn(t, 1)
+	tp, err := tpm.Open(sw.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = trust.Seal(f.TrustDir, tp, trust.SealOptions{MeasurePCR: trust.NoMeasurement})
+	tp.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		n, err := Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if why := n.OfflineUnavailable(); why != "" {
+			t.Fatalf("start %d after a re-seal: offline verdicts are off: %s", i, why)
+		}
+		n.Verdicts().Put(cache.Key{Digest: "sha256:" + strings.Repeat("c", 64), Repository: "r", Rule: "app", PolicyDigest: "sha256:p"},
+			cache.Verdict{Allowed: true, VerifiedAt: time.Now(), Clock: time.Millisecond})
+		n.Close()
+	}
+	// A mark that does not authenticate beside verdicts of this
+	// generation still turns them off.
+	if err := os.WriteFile(filepath.Join(f.StateDir, cache.ClockMarkFile), []byte("sealgate-clock-mark-v1 2 999999999 00\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if n.OfflineUnavailable() == "" {
+		t.Error("a forged clock mark beside verdicts of this generation left offline verdicts on")
+	}
+}
+

@@ -73,6 +73,23 @@ func StartSwtpmFlags(t testing.TB, flags string) *Swtpm {
 	return s
 }
 
+// Launch starts swtpm with DefaultFlags and its state in stateDir, outside
+// a test (the demo's throw-away node); the caller stops it.
+func Launch(stateDir string) (*Swtpm, error) {
+	bin, err := testenv.Tool("swtpm")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, err
+	}
+	s := &Swtpm{bin: bin, flags: DefaultFlags, StateDir: stateDir, log: filepath.Join(stateDir, "swtpm.log")}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // Restart stops swtpm and starts it again on the same state, as a reboot
 // of the node does to its TPM: NV and seeds stay, PCRs are reset, and
 // ResetCount goes up.
