@@ -1,27 +1,40 @@
 #!/bin/sh
-# Installs sealgate on a containerd 2.x node: the binaries (sealgate and the
-# runtime gate sealgate-runc), the systemd unit, containerd's drop-in (NRI
+# Installs sealgate on a containerd 2.x node in one command: the binaries
+# (sealgate and the runtime gate sealgate-runc), the systemd unit, the trust
+# store (initialised when there is none, the operator's policy, keys and
+# trusted roots added, checked and sealed to the TPM), then starts sealgate,
+# waits until it answers, and only then writes containerd's drop-in (NRI
 # with required_plugins = ["sealgate"], and runc run through sealgate-runc)
-# and the trust store directory.
+# and restarts containerd.
 #
-#   sudo install/install.sh [--bin FILE] [--gate-bin FILE] [--policy FILE] [--prefix DIR]
-#                           [--destdir DIR] [--no-start] [--restart-containerd]
+#   sudo install/install.sh [--policy FILE] [--key FILE]... [--trusted-root FILE]...
+#                           [--tpm SPEC] [--bin FILE] [--gate-bin FILE] [--prefix DIR]
+#                           [--destdir DIR] [--no-start] [--no-restart-containerd]
 #
+#   --policy FILE          install FILE as /etc/sealgate/policy.yaml (without it an
+#                          existing policy is kept, or the starter policy written)
+#   --key FILE             add a public key (PEM) to /etc/sealgate/keys/; the
+#                          policy names it as keys/NAME (repeatable)
+#   --trusted-root FILE    add a Sigstore trusted_root.json to /etc/sealgate/roots/
+#                          (repeatable)
+#   --tpm SPEC             the TPM to seal to and run with (default /dev/tpmrm0;
+#                          swtpm:HOST:PORT for a software TPM)
 #   --bin FILE             the sealgate binary (default: <repo>/bin/sealgate, `make build`)
 #   --gate-bin FILE        the runtime gate (default: <repo>/bin/sealgate-runc, `make build`)
-#   --policy FILE          install FILE as /etc/sealgate/policy.yaml (an existing
-#                          policy is kept otherwise)
-#   --prefix DIR           binary goes to DIR/bin (default /usr/local)
-#   --destdir DIR          stage into DIR (OS image builds): no systemctl, no checks
-#                          of the running system
-#   --no-start             install only; do not enable or start sealgate
-#   --restart-containerd   once sealgate runs, restart containerd so that the
-#                          drop-in takes effect (running containers keep running)
+#   --prefix DIR           binaries go to DIR/bin, examples to DIR/share/sealgate
+#                          (default /usr/local)
+#   --destdir DIR          stage into DIR (OS image builds): no systemctl, and no
+#                          seal unless --tpm is given; sealgate-firstboot.service
+#                          seals on the node's first boot, before sealgate starts
+#   --no-start             install and seal only; do not start sealgate or touch containerd
+#   --no-restart-containerd  write the drop-in but leave restarting containerd to you
 #
+# Idempotent: run again to upgrade. The operator's policy, keys and roots are
+# kept, and so is the seal when they are unchanged (sealgate trust status).
 # Order matters: the drop-in makes containerd refuse every container while
-# sealgate is not running, so it is written only once sealgate runs and
-# answers the runtime gate, and containerd is restarted (by this script or
-# by you) only after that. Containers that already run keep running.
+# sealgate is not running, so it is written only once sealgate runs on a
+# sealed trust store and answers, and containerd is restarted only after
+# that. Containers that already run keep running. See install/README.md.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,10 +42,13 @@ repo=$(dirname "$here")
 bin="$repo/bin/sealgate"
 gate_bin="$repo/bin/sealgate-runc"
 policy=""
+keys=""
+roots=""
+tpm=""
 prefix=/usr/local
 destdir=""
 start=1
-restart_containerd=0
+restart_containerd=1
 
 die() { echo "install: $*" >&2; exit 1; }
 say() { echo "install: $*"; }
@@ -42,10 +58,16 @@ while [ $# -gt 0 ]; do
 	--bin) bin=${2:?--bin needs a file}; shift 2 ;;
 	--gate-bin) gate_bin=${2:?--gate-bin needs a file}; shift 2 ;;
 	--policy) policy=${2:?--policy needs a file}; shift 2 ;;
+	--key) [ -f "${2:?--key needs a file}" ] || die "key $2 does not exist"; keys="$keys
+$2"; shift 2 ;;
+	--trusted-root) [ -f "${2:?--trusted-root needs a file}" ] || die "trusted root $2 does not exist"; roots="$roots
+$2"; shift 2 ;;
+	--tpm) tpm=${2:?--tpm needs a TPM (/dev/tpmrm0 or swtpm:HOST:PORT)}; shift 2 ;;
 	--prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
 	--destdir) destdir=${2:?--destdir needs a directory}; shift 2 ;;
 	--no-start) start=0; shift ;;
 	--restart-containerd) restart_containerd=1; shift ;;
+	--no-restart-containerd) restart_containerd=0; shift ;;
 	-h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
 	esac
@@ -74,20 +96,70 @@ for pair in "$bin:sealgate" "$gate_bin:sealgate-runc"; do
 	mv -f "$dst.new" "$dst"
 done
 
-say "trust store -> $etc (policy, keys/), verdict cache -> $D/var/lib/sealgate"
-install -d -m 0755 "$etc" "$etc/keys"
+# Examples and docs live outside the trust store: only the policy and what
+# it names are sealed, and an upgrade that changes an example touches no seal.
+share="$D$prefix/share/sealgate"
+say "examples -> $share"
+install -d -m 0755 "$share"
+install -m 0644 "$here/policy.example.yaml" "$share/policy.example.yaml"
+if [ -f "$etc/policy.example.yaml" ] && cmp -s "$etc/policy.example.yaml" "$here/policy.example.yaml"; then
+	rm -f "$etc/policy.example.yaml" # an older install.sh put it in the trust store
+fi
+
+# The trust store: initialised when there is none, the operator's files
+# added. Existing files are kept.
 install -d -m 0700 "$D/var/lib/sealgate"
-install -m 0644 "$here/policy.example.yaml" "$etc/policy.example.yaml"
+if [ ! -f "$etc/policy.yaml" ]; then
+	if [ ! -d "$etc" ] || [ -z "$(ls -A "$etc" 2>/dev/null)" ]; then
+		"$bin" trust init "$etc" >/dev/null || die "sealgate trust init $etc failed"
+		say "trust store initialised at $etc (starter policy: warn mode, default deny, the pause image allowed)"
+	elif [ -z "$policy" ]; then
+		die "$etc exists but has no policy.yaml; pass --policy FILE (see $share/policy.example.yaml)"
+	fi
+fi
+install -d -m 0755 "$etc" "$etc/keys" "$etc/roots"
 if [ -n "$policy" ]; then
-	install -m 0644 "$policy" "$etc/policy.yaml"
+	install -m 0644 "$policy" "$etc/policy.yaml.new"
+	mv -f "$etc/policy.yaml.new" "$etc/policy.yaml"
 	say "policy $policy -> $etc/policy.yaml"
 fi
+printf '%s\n' "$keys" | while IFS= read -r k; do
+	[ -n "$k" ] || continue
+	install -m 0644 "$k" "$etc/keys/$(basename "$k")"
+	say "key $k -> $etc/keys/$(basename "$k")"
+	grep -q "keys/$(basename "$k")" "$etc/policy.yaml" ||
+		echo "install: WARNING: the policy does not name keys/$(basename "$k"): it is neither sealed nor used" >&2
+done
+printf '%s\n' "$roots" | while IFS= read -r r; do
+	[ -n "$r" ] || continue
+	install -m 0644 "$r" "$etc/roots/$(basename "$r")"
+	say "trusted root $r -> $etc/roots/$(basename "$r")"
+done
 
 say "systemd unit -> $unit"
 install -d -m 0755 "$(dirname "$unit")"
-sed "s#/usr/local/bin/sealgate#$prefix/bin/sealgate#" "$here/../systemd/sealgate.service" >"$unit.new"
+tpm_arg=""
+[ -z "$tpm" ] || tpm_arg=" --tpm $tpm"
+sed -e "s#/usr/local/bin/sealgate#$prefix/bin/sealgate#" -e "s#--trust-dir /etc/sealgate#--trust-dir /etc/sealgate$tpm_arg#" \
+	"$here/../systemd/sealgate.service" >"$unit.new"
 chmod 0644 "$unit.new"
 mv -f "$unit.new" "$unit"
+firstboot="$D/etc/systemd/system/sealgate-firstboot.service"
+sed -e "s#/usr/local/bin/sealgate#$prefix/bin/sealgate#" -e "s#--dir /etc/sealgate#--dir /etc/sealgate$tpm_arg#" \
+	"$here/../systemd/sealgate-firstboot.service" >"$firstboot.new"
+chmod 0644 "$firstboot.new"
+mv -f "$firstboot.new" "$firstboot"
+
+# seal checks the policy and seals the trust store to the TPM, unless the
+# seal in place still matches (an upgrade keeps it).
+seal() {
+	if "$bin" trust status --dir "$etc" ${tpm:+--tpm "$tpm"} >/dev/null 2>&1; then
+		say "the trust store's seal matches its files: kept"
+		return 0
+	fi
+	"$bin" trust seal --dir "$etc" ${tpm:+--tpm "$tpm"} "$@" ||
+		die "sealing $etc failed (see above); nothing was started and containerd was not touched"
+}
 
 # write_dropin installs containerd's drop-in, naming the runtime gate where
 # it was installed.
@@ -116,36 +188,36 @@ else
 fi
 
 if [ -n "$destdir" ]; then
+	if [ -n "$tpm" ]; then
+		seal --gate-socket ""
+	else
+		say "not sealed (no --tpm): sealgate-firstboot.service seals on the node's first boot, before sealgate starts"
+	fi
 	write_dropin
-	say "staged into $destdir; enable sealgate.service in the image"
+	say "staged into $destdir; enable sealgate-firstboot.service and sealgate.service in the image"
 	exit 0
 fi
 
 command -v systemctl >/dev/null 2>&1 || die "no systemctl: start '$prefix/bin/sealgate run' with your init system"
 systemctl daemon-reload
+seal
 if [ "$start" -eq 0 ]; then
-	say "installed; not started (--no-start)"
-	exit 0
-fi
-if [ ! -f "$etc/policy.yaml" ]; then
-	say "installed, but not started: there is no $etc/policy.yaml yet."
-	say "write one (see $etc/policy.example.yaml), then: systemctl enable --now sealgate"
-	say "and only after that restart containerd, which then refuses containers while sealgate is down."
+	say "installed and sealed; not started (--no-start)"
 	exit 0
 fi
 
 systemctl enable sealgate.service
-systemctl restart sealgate.service
-# Up means: the service is active and the runtime gate's socket answers
-# (sealgate opened its trust store and listens).
+if systemctl is-active --quiet sealgate.service; then
+	systemctl reload-or-restart sealgate.service
+else
+	systemctl start sealgate.service
+fi
+# Up means: the service is active and the runtime gate answers (sealgate
+# opened its sealed trust store and listens).
 up=0
-for _ in $(seq 1 30); do
-	if systemctl is-active --quiet sealgate.service && [ -S /run/sealgate/gate.sock ]; then
-		up=1
-		break
-	fi
-	sleep 1
-done
+if "$prefix/bin/sealgate" doctor --ready --wait 30s; then
+	up=1
+fi
 if [ "$up" -ne 1 ]; then
 	journalctl -u sealgate.service -n 20 --no-pager >&2 || true
 	die "sealgate did not come up (see the log above); the containerd drop-in was NOT installed"
@@ -157,7 +229,7 @@ if [ "$restart_containerd" -eq 1 ]; then
 	[ "$imports_ok" -eq 1 ] || die "not restarting containerd: its config does not import the drop-in (see above)"
 	say "restarting containerd to load the drop-in (running containers keep running)"
 	systemctl restart containerd.service
-	if "$prefix/bin/sealgate" doctor --wait 30s; then
+	if "$prefix/bin/sealgate" doctor --wait 30s ${tpm:+--tpm "$tpm"}; then
 		say "both gates are in place: no unverified container is created, with sealgate up or down"
 	else
 		echo "install: WARNING: sealgate doctor found a problem (see above)" >&2

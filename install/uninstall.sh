@@ -64,10 +64,12 @@ fi
 
 if [ "$live" -eq 1 ]; then
 	systemctl disable --now sealgate.service 2>/dev/null || true
+	systemctl disable sealgate-firstboot.service 2>/dev/null || true
 	say "sealgate stopped and disabled"
 fi
-rm -f "$D/etc/systemd/system/sealgate.service" "$D$prefix/bin/sealgate"
-say "removed the unit and $D$prefix/bin/sealgate"
+rm -f "$D/etc/systemd/system/sealgate.service" "$D/etc/systemd/system/sealgate-firstboot.service" "$D$prefix/bin/sealgate"
+rm -rf "$D$prefix/share/sealgate"
+say "removed the units, $D$prefix/bin/sealgate and $D$prefix/share/sealgate"
 # The shims of containers created through the runtime gate keep running
 # sealgate-runc to stop and delete them: leave the real runc in its place.
 gate="$D$prefix/bin/sealgate-runc"

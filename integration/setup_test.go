@@ -166,7 +166,13 @@ func startSealgate(t testing.TB, f *fixture, c *testenv.Containerd) *sealgate {
 // policy and source flags.
 func startSealgateWith(t testing.TB, c *testenv.Containerd, args ...string) *sealgate {
 	t.Helper()
-	bin := testenv.BuildSealgate(t)
+	return startSealgateWithBin(t, testenv.BuildSealgate(t), c, args...)
+}
+
+// startSealgateWithBin is startSealgateWith for a given sealgate binary (an
+// installed one).
+func startSealgateWithBin(t testing.TB, bin string, c *testenv.Containerd, args ...string) *sealgate {
+	t.Helper()
 	before := c.PluginConnections("sealgate")
 	s := &sealgate{logPath: filepath.Join(t.TempDir(), "sealgate.log"), exited: make(chan struct{})}
 	logf, err := os.Create(s.logPath)

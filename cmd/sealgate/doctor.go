@@ -29,6 +29,7 @@ func doctorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	tpmSpec := fs.String("tpm", "/dev/tpmrm0", "the TPM: a device, swtpm:HOST:PORT; none skips the trust store check")
 	wait := fs.Duration("wait", 0, "first wait up to this long for sealgate to answer and be connected (after an install or a restart)")
 	output := fs.String("output", "text", "output format: text or json")
+	ready := fs.Bool("ready", false, "check only that sealgate is ready: it answers on --gate-socket, is connected to the runtime and decides with a sealed trust store (exit 0) or not (exit 1); for install scripts and readiness probes")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sealgate doctor [flags]\n\nChecks, line by line, what decides whether an unverified container can run on this node: the runtime\nand its NRI version, NRI's configuration, the runtime gate, sealgate itself, the trust store and the TPM.\n\nExit status: 0 nothing lets an unverified container run, 1 something does (each such line says the fix),\n2 usage error.")
 		fs.PrintDefaults()
@@ -44,6 +45,9 @@ func doctorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if *output != "text" && *output != "json" {
 		fmt.Fprintf(stderr, "sealgate doctor: --output %q: want text or json\n", *output)
 		return exitUsage
+	}
+	if *ready {
+		return readyCheck(ctx, cfg.GateSocket, *wait, stdout)
 	}
 	if *tpmSpec != "none" {
 		cfg.Trust = func() nodecheck.Finding { return trustFinding(*trustDir, *tpmSpec) }
@@ -78,6 +82,34 @@ func doctorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitFailed
 	}
 	return exitOK
+}
+
+// readyCheck is doctor --ready: sealgate answers, is connected to the
+// runtime and decides with a sealed trust store, within wait.
+func readyCheck(ctx context.Context, socket string, wait time.Duration, stdout io.Writer) int {
+	deadline := time.Now().Add(wait)
+	why := ""
+	for {
+		a, err := runtimegate.Ask(socket, runtimegate.Request{Op: runtimegate.OpStatus}, time.Second)
+		switch {
+		case err != nil:
+			why = "sealgate does not answer on " + socket + ": " + err.Error()
+		case a.Status == nil:
+			why = "sealgate answered without a status"
+		case !a.Status.Connected:
+			why = "sealgate is not connected to the runtime"
+		case a.Status.InsecureNoTPM:
+			why = "sealgate runs without a TPM (--insecure-no-tpm): its trust store is not sealed"
+		default:
+			fmt.Fprintf(stdout, "ready: connected to %s, trust store %s at generation %d (%s)\n", a.Status.Runtime, a.Status.TrustDir, a.Status.TrustGeneration, a.Status.TrustDigest)
+			return exitOK
+		}
+		if !time.Now().Before(deadline) || ctx.Err() != nil {
+			fmt.Fprintf(stdout, "not ready: %s\n", why)
+			return exitFailed
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // waitConnected waits up to d for the daemon to answer and be connected.
