@@ -666,8 +666,11 @@ func TestConcurrentWithFlusher(t *testing.T) {
 // format must then encode it (and its version move on), or the field would
 // be silently lost across a restart.
 func TestSatisfierEncoded(t *testing.T) {
-	if n := reflect.TypeFor[verify.Satisfier]().NumField(); n != 9 {
-		t.Fatalf("verify.Satisfier has %d fields; record.go encodes 9", n)
+	// Origin (where the material was found) is left out on purpose: it
+	// explains a fresh decision and is not part of what a verdict vouches
+	// for.
+	if n := reflect.TypeFor[verify.Satisfier]().NumField(); n != 10 {
+		t.Fatalf("verify.Satisfier has %d fields; record.go encodes 9 of them (all but Origin)", n)
 	}
 	if n := reflect.TypeFor[Verdict]().NumField(); n != 6 {
 		t.Fatalf("Verdict has %d fields; record.go encodes 6", n)

@@ -607,7 +607,17 @@ func (e *Engine) allowed(by []verify.Satisfier) outcome {
 			names = append(names, s.Authority)
 		}
 	}
-	v := cache.Verdict{Allowed: true, Reasons: []string{"verified by " + strings.Join(names, ", ")}, SatisfiedBy: by, VerifiedAt: e.now()}
+	reasons := []string{"verified by " + strings.Join(names, ", ")}
+	var origins []string
+	for _, s := range by {
+		if s.Origin != "" && !slices.Contains(origins, s.Origin) {
+			origins = append(origins, s.Origin)
+		}
+	}
+	if len(origins) > 0 {
+		reasons = append(reasons, "material from "+strings.Join(origins, "; "))
+	}
+	v := cache.Verdict{Allowed: true, Reasons: reasons, SatisfiedBy: by, VerifiedAt: e.now()}
 	if e.mono != nil {
 		v.Clock = e.mono()
 	}

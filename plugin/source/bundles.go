@@ -126,11 +126,13 @@ func (r *Registry) listReferrers(ctx context.Context, t *target, h v1.Hash, fall
 // itself says it is a bundle for h, the bundle. A manifest that no host has
 // (a listing or fallback index may outlive what it lists) is skipped.
 func (r *Registry) fetchReferrer(ctx context.Context, pullers []*target, image name.Digest, h v1.Hash, ref referrer) (artifact.Bundle, bool, error) {
+	var servedBy string
 	m, err := tryHosts(ctx, pullers, func(ctx context.Context, t *target) (ocimaterial.ReferrerManifest, error) {
 		desc, err := t.puller.Get(withBodyLimit(ctx, r.limits.ManifestBytes), t.repo.Digest(ref.Digest.String()))
 		if err != nil {
 			return ocimaterial.ReferrerManifest{}, err
 		}
+		servedBy = t.host.Host
 		if err := ocimaterial.CheckDigest(ref.Digest, desc.Manifest); err != nil {
 			return ocimaterial.ReferrerManifest{}, err
 		}
@@ -157,6 +159,6 @@ func (r *Registry) fetchReferrer(ctx context.Context, pullers []*target, image n
 		MediaType:    layer.MediaType,
 		ArtifactType: m.ArtifactType,
 		Attached:     h.String(),
-		Origin:       "referrer " + image.Context().Digest(ref.Digest.String()).String(),
+		Origin:       "referrer " + image.Context().Digest(ref.Digest.String()).String() + viaMirror(image, servedBy),
 	}, true, nil
 }

@@ -370,7 +370,7 @@ capabilities = ["pull", "resolve"]
 			src := newTestSource(t, WithHostsDir(dir))
 			pushed := len(mirror.Requests())
 			got, err := src.Bundles(context.Background(), image)
-			if err != nil || len(got) != 1 || !strings.HasSuffix(got[0].Origin, want.String()) {
+			if err != nil || len(got) != 1 || !strings.Contains(got[0].Origin, want.String()) || !strings.HasSuffix(got[0].Origin, "(served by mirror "+mirror.Host+")") {
 				t.Fatalf("Bundles via mirror: %+v, %v", got, err)
 			}
 			api := false

@@ -212,11 +212,13 @@ func (r *Registry) fetchTagged(ctx context.Context, image name.Digest, tag name.
 	if len(resolvers) == 0 {
 		return nil, fmt.Errorf("no host of %s may resolve tags (capabilities pull and resolve)", image.RegistryStr())
 	}
+	var servedBy string
 	layers, err := tryHosts(ctx, resolvers, func(ctx context.Context, t *target) ([]ocimaterial.Layer, error) {
 		desc, err := t.puller.Get(withBodyLimit(ctx, r.limits.ManifestBytes), t.repo.Tag(tag.TagStr()))
 		if err != nil {
 			return nil, err
 		}
+		servedBy = t.host.Host
 		return parse(desc.Manifest)
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -233,7 +235,7 @@ func (r *Registry) fetchTagged(ctx context.Context, image name.Digest, tag name.
 	g.SetLimit(blobJobs)
 	for i, l := range layers {
 		g.Go(func() error {
-			origin := tag.String() + " layer " + strconv.Itoa(i)
+			origin := tag.String() + " layer " + strconv.Itoa(i) + viaMirror(image, servedBy)
 			blob, err := tryHosts(ctx, pullers, func(ctx context.Context, t *target) ([]byte, error) {
 				return r.fetchBlob(ctx, t, l, blobLimit)
 			})
@@ -435,4 +437,13 @@ func cloneAttestation(a artifact.Attestation) artifact.Attestation {
 	a.RekorBundle = bytes.Clone(a.RekorBundle)
 	a.Timestamp = bytes.Clone(a.Timestamp)
 	return a
+}
+
+// viaMirror names the host that served image's material when it is not
+// the image's own registry (a mirror), for the origin of what it served.
+func viaMirror(image name.Digest, host string) string {
+	if host == "" || !isProxy(image.RegistryStr(), host) {
+		return ""
+	}
+	return " (served by mirror " + host + ")"
 }

@@ -405,6 +405,9 @@ server = "http://%s"
 	if err != nil || len(got) != 1 || !bytes.Equal(got[0].Signature, []byte("s")) {
 		t.Fatalf("Signatures via mirror: %+v, %v", got, err)
 	}
+	if !strings.HasSuffix(got[0].Origin, "(served by mirror "+mirror.Host+")") {
+		t.Errorf("the signature's origin does not name the mirror that served it: %q", got[0].Origin)
+	}
 	m, err := src.Describe(context.Background(), image)
 	if err != nil || m.Digest != image.DigestStr() {
 		t.Fatalf("Describe via mirror: %+v, %v", m, err)

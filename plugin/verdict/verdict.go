@@ -29,6 +29,10 @@ type Satisfier struct {
 	PredicateType string `json:"predicateType,omitempty"`
 	// Digest is the digest the signed payload names.
 	Digest string `json:"digest,omitempty"`
+	// Origin says where the material was found (the tag or referrer, and
+	// the mirror that served it), as the source reported it. Not
+	// persisted with cached verdicts.
+	Origin string `json:"origin,omitempty"`
 	// Requirement names the rule's requirement this satisfied, for
 	// callers that report several requirements together (the decision
 	// engine sets it; this package leaves it empty).

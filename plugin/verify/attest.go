@@ -60,7 +60,7 @@ func (v *Verifier) VerifyAttestations(ctx context.Context, subject Subject, atts
 			continue
 		}
 		found++
-		if err := v.checkAttestation(ctx, s, st, subject, req, t); err != nil {
+		if err := v.checkAttestation(ctx, s, st, subject, req, t, att.Origin); err != nil {
 			res.Reasons = append(res.Reasons, label+": "+err.Error())
 		}
 	}
@@ -90,7 +90,7 @@ func (v *Verifier) VerifyAttestations(ctx context.Context, subject Subject, atts
 			}
 			found++
 			s := bundleSigned(pb)
-			if err := v.checkAttestation(ctx, s, pb.statement, subject, req, t); err != nil {
+			if err := v.checkAttestation(ctx, s, pb.statement, subject, req, t, b.Origin); err != nil {
 				res.Reasons = append(res.Reasons, label+": "+err.Error())
 			}
 		}
@@ -113,7 +113,7 @@ func (v *Verifier) VerifyAttestations(ctx context.Context, subject Subject, atts
 // checkAttestation checks one statement of the required type: its subject,
 // its signature for each authority, then the conditions (evaluated only on
 // a statement whose signature verified).
-func (v *Verifier) checkAttestation(ctx context.Context, s *signed, st *Statement, subject Subject, req *policy.Attestation, t *tally) error {
+func (v *Verifier) checkAttestation(ctx context.Context, s *signed, st *Statement, subject Subject, req *policy.Attestation, t *tally, origin string) error {
 	if err := checkStatementSubject(st, subject.Digest); err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func (v *Verifier) checkAttestation(ctx context.Context, s *signed, st *Statemen
 			return reasonf(ErrConditionNotMet, "condition is false: "+describeCondition(c))
 		}
 	}
-	t.add(matched, KindAttestation, st.PredicateType)
+	t.add(matched, KindAttestation, st.PredicateType, origin)
 	return nil
 }
 

@@ -231,7 +231,7 @@ func (v *Verifier) VerifySignaturesAndBundles(ctx context.Context, subject Subje
 			res.Reasons = append(res.Reasons, label+": "+err.Error())
 			continue
 		}
-		t.add(matched, KindCosignSignature, "")
+		t.add(matched, KindCosignSignature, "", sig.Origin)
 	}
 	if !stop.halted {
 		for i, b := range bundles {
@@ -257,7 +257,7 @@ func (v *Verifier) VerifySignaturesAndBundles(ctx context.Context, subject Subje
 				res.Reasons = append(res.Reasons, label+": "+err.Error())
 				continue
 			}
-			t.add(matched, KindBundle, CosignSignPredicateType)
+			t.add(matched, KindBundle, CosignSignPredicateType, b.Origin)
 		}
 	}
 	if found == 0 && !stop.halted {
@@ -489,13 +489,14 @@ type candidate struct {
 	who           signer
 	kind          string
 	predicateType string
+	origin        string
 }
 
 func newTally(n int) *tally { return &tally{cands: make([][]candidate, n)} }
 
-func (t *tally) add(ms []match, kind, predicateType string) {
+func (t *tally) add(ms []match, kind, predicateType, origin string) {
 	for _, m := range ms {
-		t.cands[m.index] = append(t.cands[m.index], candidate{who: m.who, kind: kind, predicateType: predicateType})
+		t.cands[m.index] = append(t.cands[m.index], candidate{who: m.who, kind: kind, predicateType: predicateType, origin: origin})
 	}
 }
 
@@ -511,7 +512,9 @@ func (t *tally) satisfiers(auths []*policy.Authority, digest string) []Satisfier
 				continue
 			}
 			used[c.who.id] = true
-			out = append(out, c.who.satisfier(authorityName(auths[i], i), c.kind, digest, c.predicateType))
+			sat := c.who.satisfier(authorityName(auths[i], i), c.kind, digest, c.predicateType)
+			sat.Origin = c.origin
+			out = append(out, sat)
 			break
 		}
 	}

@@ -188,7 +188,7 @@ func TestVerifySignaturesKeyTypes(t *testing.T) {
 			if !tt.ok {
 				return
 			}
-			want := []Satisfier{{Authority: "key " + tt.kind + ".pub", KeyID: keyIDOf(t, k.public()), Digest: testDigest, Kind: KindCosignSignature}}
+			want := []Satisfier{{Authority: "key " + tt.kind + ".pub", KeyID: keyIDOf(t, k.public()), Digest: testDigest, Kind: KindCosignSignature, Origin: "o0"}}
 			if fmt.Sprint(res.By) != fmt.Sprint(want) || len(res.Reasons) != 0 {
 				t.Fatalf("By = %+v, reasons %q; want %+v and no reasons", res.By, res.Reasons, want)
 			}
