@@ -405,4 +405,3 @@ func TestResealKeepsOfflineVerdicts(t *testing.T) {
 		t.Error("a forged clock mark beside verdicts of this generation left offline verdicts on")
 	}
 }
-
