@@ -55,6 +55,7 @@ func bundleExport(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&out, "output", "", "same as -o")
 	hostsDir := fs.String("registry-hosts-dir", source.DefaultHostsDir, "containerd's registry host configuration (certs.d/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs")
 	timeout := fs.Duration("registry-timeout", source.DefaultTimeout, "timeout of one registry request")
+	creds := fs.String("registry-credentials", node.DefaultRegistryCredentials, "registry credentials in docker's config.json format, read when the file exists")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sealgate bundle export IMAGE@DIGEST... -o FILE [--registry-hosts-dir DIR]")
 		fs.PrintDefaults()
@@ -86,7 +87,7 @@ func bundleExport(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	// The registry source exactly as the node builds it, so that what is
 	// exported is what the node would fetch.
-	reg, err := node.NewRegistry(node.Config{HostsDir: *hostsDir, RegistryTimeout: *timeout})
+	reg, err := node.NewRegistry(node.Config{HostsDir: *hostsDir, RegistryTimeout: *timeout, RegistryCredentials: *creds})
 	if err != nil {
 		fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
 		return exitUsage

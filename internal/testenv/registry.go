@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -42,6 +43,7 @@ type Registry struct {
 	handler   http.Handler
 	referrers bool
 	requests  atomic.Int64
+	auth      atomic.Pointer[[2]string] // user and password required, when set
 	transport *http.Transport
 
 	mu      sync.Mutex
@@ -96,6 +98,13 @@ func (r *Registry) serve(ln net.Listener) {
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			r.requests.Add(1)
+			if a := r.auth.Load(); a != nil {
+				if u, p, ok := req.BasicAuth(); !ok || u != a[0] || p != a[1] {
+					w.Header().Set("WWW-Authenticate", `Basic realm="sealgate-test"`)
+					http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+					return
+				}
+			}
 			if r.referrers && req.Method == http.MethodGet && isReferrersPath(req.URL.Path) {
 				r.serveReferrers(w, req)
 				return
@@ -182,7 +191,21 @@ func (r *Registry) Requests() int64 { return r.requests.Load() }
 func (r *Registry) Ref(repoTag string) string { return r.Addr + "/" + repoTag }
 
 func (r *Registry) remoteOptions(ctx context.Context) []remote.Option {
-	return []remote.Option{remote.WithContext(ctx), remote.WithTransport(r.transport)}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(r.transport)}
+	if a := r.auth.Load(); a != nil {
+		opts = append(opts, remote.WithAuth(&authn.Basic{Username: a[0], Password: a[1]}))
+	}
+	return opts
+}
+
+// RequireAuth makes every request need HTTP basic authentication as user
+// with password (a private registry); an empty user lifts it.
+func (r *Registry) RequireAuth(user, password string) {
+	if user == "" {
+		r.auth.Store(nil)
+		return
+	}
+	r.auth.Store(&[2]string{user, password})
 }
 
 // parse parses a reference that must name this registry; the input is either

@@ -66,6 +66,14 @@ type Config struct {
 
 	// HostsDir is containerd's registry host configuration.
 	HostsDir string
+	// RegistryCredentials is a docker config file (config.json format)
+	// with registry credentials; a file that does not exist holds none.
+	RegistryCredentials string
+	// CredentialProviderConfig and CredentialProviderBinDir are kubelet's
+	// --image-credential-provider-config and -bin-dir: exec plugins that
+	// return registry credentials. Empty: none.
+	CredentialProviderConfig string
+	CredentialProviderBinDir string
 	// RegistryTimeout bounds one registry request.
 	RegistryTimeout time.Duration
 	// CacheSize is the number of verdicts kept in memory.
@@ -109,6 +117,9 @@ const (
 	DefaultContainerdNamespace = "k8s.io"
 	DefaultHostsDir            = source.DefaultHostsDir
 	DefaultBundleStore         = bundlestore.DefaultDir
+	// DefaultRegistryCredentials is read when it exists: the unit's
+	// hardening hides home directories, so ~/.docker/config.json is not.
+	DefaultRegistryCredentials = "/etc/sealgate/registry-credentials.json"
 )
 
 // withDefaults fills what is unset and rejects what cannot work.

@@ -3,7 +3,10 @@ package node
 import (
 	"fmt"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+
 	"github.com/sealgate/sealgate/plugin/bundlestore"
+	"github.com/sealgate/sealgate/plugin/credentials"
 	"github.com/sealgate/sealgate/plugin/source"
 )
 
@@ -37,9 +40,34 @@ func NewRegistry(cfg Config) (*source.Registry, error) {
 	if timeout <= 0 {
 		timeout = source.DefaultTimeout
 	}
-	reg, err := source.NewRegistry(source.WithHostsDir(hosts), source.WithTimeout(timeout))
+	keychain, err := Keychain(cfg)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := source.NewRegistry(source.WithHostsDir(hosts), source.WithTimeout(timeout), source.WithKeychain(keychain))
 	if err != nil {
 		return nil, fmt.Errorf("%w: registry source: %w", ErrConfig, err)
 	}
 	return reg, nil
+}
+
+// Keychain is where the node's registry credentials come from, in order:
+// the credentials file, kubelet's credential provider plugins, then the
+// process's own docker config (DOCKER_CONFIG, ~/.docker/config.json).
+func Keychain(cfg Config) (authn.Keychain, error) {
+	var chain []authn.Keychain
+	if cfg.RegistryCredentials != "" {
+		chain = append(chain, credentials.DockerConfig{Path: cfg.RegistryCredentials})
+	}
+	if cfg.CredentialProviderConfig != "" {
+		if cfg.CredentialProviderBinDir == "" {
+			return nil, fmt.Errorf("%w: a credential provider config needs the plugins' bin dir", ErrConfig)
+		}
+		p, err := credentials.LoadProviders(cfg.CredentialProviderConfig, cfg.CredentialProviderBinDir)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		chain = append(chain, p)
+	}
+	return authn.NewMultiKeychain(append(chain, authn.DefaultKeychain)...), nil
 }
