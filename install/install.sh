@@ -96,6 +96,12 @@ for pair in "$bin:sealgate" "$gate_bin:sealgate-runc"; do
 	mv -f "$dst.new" "$dst"
 done
 
+# containerd's image verifier runs what is in this folder before each pull.
+verifier_dir="$D$prefix/lib/sealgate/image-verifier"
+install -d -m 0755 "$verifier_dir"
+ln -sfn "$prefix/bin/sealgate" "$verifier_dir/sealgate"
+say "image verifier -> $verifier_dir/sealgate (a link to $prefix/bin/sealgate)"
+
 # Examples and docs live outside the trust store: only the policy and what
 # it names are sealed, and an upgrade that changes an example touches no seal.
 share="$D$prefix/share/sealgate"
@@ -166,7 +172,8 @@ seal() {
 write_dropin() {
 	say "containerd drop-in -> $dropin (NRI requires sealgate; runc runs through $prefix/bin/sealgate-runc)"
 	install -d -m 0755 "$(dirname "$dropin")"
-	sed "s#/usr/local/bin/sealgate-runc#$prefix/bin/sealgate-runc#" "$here/containerd/sealgate.toml" >"$dropin.new"
+	sed -e "s#/usr/local/bin/sealgate-runc#$prefix/bin/sealgate-runc#" -e "s#/usr/local/lib/sealgate#$prefix/lib/sealgate#" \
+		"$here/containerd/sealgate.toml" >"$dropin.new"
 	chmod 0644 "$dropin.new"
 	mv -f "$dropin.new" "$dropin"
 }

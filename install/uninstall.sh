@@ -68,7 +68,7 @@ if [ "$live" -eq 1 ]; then
 	say "sealgate stopped and disabled"
 fi
 rm -f "$D/etc/systemd/system/sealgate.service" "$D/etc/systemd/system/sealgate-firstboot.service" "$D$prefix/bin/sealgate"
-rm -rf "$D$prefix/share/sealgate"
+rm -rf "$D$prefix/share/sealgate" "$D$prefix/lib/sealgate"
 say "removed the units, $D$prefix/bin/sealgate and $D$prefix/share/sealgate"
 # The shims of containers created through the runtime gate keep running
 # sealgate-runc to stop and delete them: leave the real runc in its place.

@@ -111,6 +111,26 @@ func (g *Gate) checkSandbox(ctx context.Context, req runtimegate.Request) runtim
 	return answer(d)
 }
 
+// VerifyPull decides on an image containerd is about to pull, as the
+// image verifier asks: the same engine and cache as every other decision,
+// so the verdict is there before any container of the image exists.
+func (g *Gate) VerifyPull(ctx context.Context, image, digest string) runtimegate.Answer {
+	ctx, cancel := context.WithTimeout(ctx, pullDeadline)
+	defer cancel()
+	d := g.decider.Decide(ctx, decision.Request{Image: image, Digest: digest})
+	a := answer(d)
+	if !a.Allowed {
+		g.log.Warn("pull refused", "image", image, "digest", digest, "reason", a.Reason)
+	} else {
+		g.log.Info("pull verified", "image", image, "digest", digest, "rule", d.Rule, "source", d.Source)
+	}
+	return a
+}
+
+// pullDeadline bounds a decision at pull time: containerd gives a verifier
+// 10 s by default, and nothing waits on the pull but its puller.
+const pullDeadline = 8 * time.Second
+
 // answer turns a decision into the gate's answer.
 func answer(d decision.Decision) runtimegate.Answer {
 	if err := d.Err(); err != nil {

@@ -79,6 +79,9 @@ const (
 	// trust seal on a running node); the answer says whether the new one
 	// was taken (Allowed) and, when not, why.
 	OpReload = "reload"
+	// OpPull asks the daemon to decide on an image containerd is about to
+	// pull (Image and Digest), for containerd's image verifier.
+	OpPull = "pull"
 )
 
 // maxMessage bounds a request or an answer on the socket.
@@ -99,6 +102,9 @@ type Request struct {
 	Namespace string `json:"namespace,omitempty"`
 	Pod       string `json:"pod,omitempty"`
 	Container string `json:"container,omitempty"`
+	// Digest is the manifest digest of an image about to be pulled
+	// (OpPull).
+	Digest string `json:"digest,omitempty"`
 	// Escape says the spec carries the static-pod escape (Escaped). The
 	// daemon honours it only while it is not connected to the runtime,
 	// which is when NRI's validator lets such a container by unasked.

@@ -22,6 +22,12 @@ type Checker interface {
 	Status() Status
 }
 
+// PullVerifier is a Checker that can also decide on an image containerd is
+// about to pull (OpPull).
+type PullVerifier interface {
+	VerifyPull(ctx context.Context, image, digest string) Answer
+}
+
 // Reloader is a Checker that can also reload the daemon's trust store
 // when asked (OpReload).
 type Reloader interface {
@@ -125,6 +131,13 @@ func (s *Server) serve(ctx context.Context, conn *net.UnixConn) {
 	case OpStatus:
 		st := s.checker.Status()
 		a = Answer{Allowed: true, Status: &st}
+	case OpPull:
+		v, ok := s.checker.(PullVerifier)
+		if !ok {
+			a = Answer{Reason: "sealgate: this daemon does not verify pulls"}
+			break
+		}
+		a = v.VerifyPull(ctx, req.Image, req.Digest)
 	case OpReload:
 		r, ok := s.checker.(Reloader)
 		if !ok {

@@ -40,6 +40,7 @@ func commands() []command {
 		{"trust", "init, seal and check the trust store against the TPM (init | seal | status)", trustCmd},
 		{"bundle", "carry signatures to air-gapped nodes (export | import)", bundleCmd},
 		{"cache", "list or purge the persisted verdicts (list | purge)", cacheCmd},
+		{"verify-pull", "containerd's image verifier: decide on an image before it is pulled", verifyPullCmd},
 		{"doctor", "check what decides whether an unverified container can run on this node", doctorCmd},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
 			fmt.Fprintln(stdout, "sealgate", version)
@@ -60,6 +61,11 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		// Installed as a pre-started plugin (/opt/nri/plugins/10-sealgate),
 		// the runtime starts the binary without arguments.
 		return runCmd(ctx, nil, stdout, stderr)
+	}
+	if len(args) > 0 && isImageVerifierCall(args) {
+		// Run by containerd's bindir image verifier, which passes only
+		// its own flags (-name, -digest, -stdin-media-type).
+		return verifyPullCmd(ctx, args, stdout, stderr)
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
