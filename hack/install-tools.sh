@@ -27,8 +27,9 @@ die() { printf 'install-tools: error: %s\n' "$*" >&2; exit 1; }
 # runc runs the containers, busybox-static is packed into the runnable test
 # image, swtpm/swtpm-tools are the software TPM, ca-certificates/git/make are
 # what `go install` and `make` need. gcc and libc6-dev let containerd build
-# with cgo (as upstream ships it).
-apt_packages=(runc busybox-static swtpm swtpm-tools ca-certificates git make gcc libc6-dev)
+# with cgo (as upstream ships it). systemd brings systemd-analyze, which checks
+# the unit files.
+apt_packages=(runc busybox-static swtpm swtpm-tools ca-certificates git make gcc libc6-dev systemd)
 
 install_apt() {
 	if [[ "${SKIP_APT:-0}" == 1 ]]; then

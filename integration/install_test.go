@@ -105,6 +105,17 @@ func TestInstallSealsAndRuns(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(etc, "policy.example.yaml")); err == nil {
 		t.Error("the example policy was put in the trust store")
 	}
+	// The installed units as systemd reads them (binary paths pointed at
+	// this test's build, which systemd checks exist).
+	analyze := testenv.RequireTool(t, "systemd-analyze")
+	units := t.TempDir()
+	for _, u := range []string{"sealgate.service", "sealgate-firstboot.service"} {
+		text := readFile(t, filepath.Join(dest, "etc/systemd/system", u))
+		writeFile(t, filepath.Join(units, u), strings.ReplaceAll(text, "/usr/local/bin/sealgate", testenv.BuildSealgate(t)))
+		if out, err := exec.Command(analyze, "verify", filepath.Join(units, u)).CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+			t.Errorf("systemd-analyze verify %s: %v\n%s", u, err, out)
+		}
+	}
 	if out := install(); !strings.Contains(out, "seal matches its files: kept") {
 		t.Errorf("a second install.sh did not keep the seal:\n%s", out)
 	}
