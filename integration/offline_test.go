@@ -197,3 +197,50 @@ func TestBundleImportAirGapped(t *testing.T) {
 		t.Fatalf("signed image refused after bundle import: %v\n%s\nsealgate log:\n%s", err, out, s.log())
 	}
 }
+
+// TestBundleSharedDigestAirGapped: two repositories hold the same digest,
+// each signed for its own name. Both are exported in one file, their
+// signatures removed from the registry, the file imported: both run, each
+// by its own signature (the export keeps every repository's material for
+// the shared digest).
+func TestBundleSharedDigestAirGapped(t *testing.T) {
+	f := newFixture(t)
+	copyRef := f.reg.Ref("apps/copy:v1")
+	if err := f.reg.CopyManifest(f.signed.String(), copyRef); err != nil {
+		t.Fatal(err)
+	}
+	copied := f.reg.Ref("apps/copy@" + f.signed.DigestStr())
+	cosign := testenv.NewCosign(t)
+	priv, pub, err := cosign.GenerateKeyPair("copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cosign.Sign(priv, copied); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, pub, filepath.Join(f.trustDir, "keys", "copy.pub"))
+	writeFile(t, f.policy, strings.Replace(f.policyYAML(), "        - key: keys/release.pub\n", "        - key: keys/release.pub\n        - key: keys/copy.pub\n", 1))
+	n := &sealedNode{f: f, tpm: tpmtest.StartSwtpm(t), trustDir: f.trustDir, stateDir: t.TempDir(), bundles: t.TempDir()}
+	n.sealgate(t, "trust", "seal", "--dir", n.trustDir, "--tpm", n.tpm.Spec, "--gate-socket", "")
+	n.c = f.node(t)
+
+	export := filepath.Join(t.TempDir(), "signatures.tar")
+	out := n.sealgate(t, "bundle", "export", f.signed.String(), copied, "-o", export, "--registry-hosts-dir", f.hostsDir)
+	for _, want := range []string{"exported " + f.signed.String() + ": 1 signature", "exported " + copied + ": 1 signature"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("export report lacks %q:\n%s", want, out)
+		}
+	}
+	for _, repo := range []string{"apps/signed", "apps/copy"} {
+		if err := f.reg.Delete(f.reg.Ref(repo + ":" + strings.Replace(f.signed.DigestStr(), ":", "-", 1) + ".sig")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.sealgate(t, "bundle", "import", export, "--store", n.bundles)
+	s := n.start(t)
+	for i, img := range []string{f.signedTag, copyRef} {
+		if out, err := n.run(t, img, fmt.Sprintf("shared-%d", i)); err != nil {
+			t.Fatalf("%s refused after importing the shared-digest export: %v\n%s\nsealgate log:\n%s", img, err, out, s.log())
+		}
+	}
+}

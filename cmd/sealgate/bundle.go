@@ -55,6 +55,7 @@ func bundleExport(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&out, "output", "", "same as -o")
 	hostsDir := fs.String("registry-hosts-dir", source.DefaultHostsDir, "containerd's registry host configuration (certs.d/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs")
 	timeout := fs.Duration("registry-timeout", source.DefaultTimeout, "timeout of one registry request")
+	allowEmpty := fs.Bool("allow-empty", false, "export images that have no signature material (their manifests only) instead of failing")
 	creds := fs.String("registry-credentials", node.DefaultRegistryCredentials, "registry credentials in docker's config.json format, read when the file exists")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sealgate bundle export IMAGE@DIGEST... -o FILE [--registry-hosts-dir DIR]")
@@ -96,7 +97,7 @@ func bundleExport(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	report := stdout
 	if out == "-" {
 		report = stderr
-		sums, err := bundlestore.Export(ctx, reg, images, stdout)
+		sums, err := bundlestore.Export(ctx, reg, images, stdout, exportOpts(*allowEmpty)...)
 		if err != nil {
 			fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
 			return exitFailed
@@ -104,7 +105,7 @@ func bundleExport(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		printSummaries(report, "exported", sums)
 		return exitOK
 	}
-	sums, err := exportToFile(ctx, reg, images, out)
+	sums, err := exportToFile(ctx, reg, images, out, exportOpts(*allowEmpty)...)
 	if err != nil {
 		fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
 		return exitFailed
@@ -116,13 +117,21 @@ func bundleExport(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // exportToFile writes the export beside out and renames it into place, so
 // that a failed export leaves no half-written file to be carried to a node.
-func exportToFile(ctx context.Context, src source.Source, images []name.Digest, out string) ([]bundlestore.ImageSummary, error) {
+// exportOpts are the export options the flags ask for.
+func exportOpts(allowEmpty bool) []bundlestore.ExportOption {
+	if allowEmpty {
+		return []bundlestore.ExportOption{bundlestore.WithAllowEmpty()}
+	}
+	return nil
+}
+
+func exportToFile(ctx context.Context, src source.Source, images []name.Digest, out string, opts ...bundlestore.ExportOption) ([]bundlestore.ImageSummary, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
 	if err != nil {
 		return nil, err
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	sums, err := bundlestore.Export(ctx, src, images, tmp)
+	sums, err := bundlestore.Export(ctx, src, images, tmp, opts...)
 	if err == nil {
 		err = tmp.Sync()
 	}

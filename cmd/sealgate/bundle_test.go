@@ -125,7 +125,10 @@ func openLocal(t *testing.T, dir string) *bundlestore.Store {
 func TestBundleExportImportOffline(t *testing.T) {
 	f := newBundleFixture(t)
 	file := filepath.Join(t.TempDir(), "signatures.tar")
-	code, stdout, stderr := runBundle("export", f.classic.String(), f.bundled.String(), f.unsigned.String(), "-o", file, "--registry-hosts-dir", f.hosts)
+	if code, _, stderr := runBundle("export", f.unsigned.String(), "-o", file, "--registry-hosts-dir", f.hosts); code != exitFailed || !strings.Contains(stderr, "no signature material") || !strings.Contains(stderr, "--allow-empty") {
+		t.Errorf("export of an unsigned image: exit %d, %s; want 1 naming --allow-empty", code, stderr)
+	}
+	code, stdout, stderr := runBundle("export", f.classic.String(), f.bundled.String(), f.unsigned.String(), "-o", file, "--registry-hosts-dir", f.hosts, "--allow-empty")
 	if code != exitOK {
 		t.Fatalf("export: exit %d\n%s%s", code, stdout, stderr)
 	}

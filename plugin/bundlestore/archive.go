@@ -45,7 +45,21 @@ const maxExportChildren = 64
 type ExportOption func(*exportOptions) error
 
 type exportOptions struct {
-	limits ocimaterial.Limits
+	limits     ocimaterial.Limits
+	allowEmpty bool
+}
+
+// ErrNoMaterial: an image given to Export has no signatures, attestations
+// or bundles, so the export would carry nothing for it.
+var ErrNoMaterial = errors.New("no signature material")
+
+// WithAllowEmpty lets Export include images that have no material (their
+// manifests only), instead of failing with ErrNoMaterial.
+func WithAllowEmpty() ExportOption {
+	return func(o *exportOptions) error {
+		o.allowEmpty = true
+		return nil
+	}
 }
 
 // WithExportLimits makes Export refuse material that a store with these
@@ -90,19 +104,31 @@ func Export(ctx context.Context, src source.Source, images []name.Digest, w io.W
 	if len(images) == 0 {
 		return nil, errors.New("export: no images")
 	}
+	// One entry per digest, as the store keeps them: the material of every
+	// repository that holds the digest is merged into it, so that each of
+	// them decides offline.
 	var (
 		entries []imageEntry
-		seen    = map[v1.Hash]bool{}
+		at      = map[v1.Hash]int{}
+		sums    []ImageSummary
 	)
 	add := func(image name.Digest, child bool) (imageEntry, error) {
 		e, err := exportEntry(ctx, src, image, o.limits)
 		if err != nil {
 			return imageEntry{}, fmt.Errorf("export %s: %w", image, err)
 		}
-		if seen[e.index.image] || (child && !hasMaterial(e.index)) {
+		if child && !hasMaterial(e.index) {
 			return e, nil
 		}
-		seen[e.index.image] = true
+		sums = append(sums, e.summary())
+		if i, ok := at[e.index.image]; ok {
+			entries[i].index = mergeIndex(entries[i].index, e.index)
+			for h, b := range e.blobs {
+				entries[i].blobs[h] = b
+			}
+			return e, nil
+		}
+		at[e.index.image] = len(entries)
 		entries = append(entries, e)
 		return e, nil
 	}
@@ -111,7 +137,17 @@ func Export(ctx context.Context, src source.Source, images []name.Digest, w io.W
 		if err != nil {
 			return nil, err
 		}
+		before := len(sums)
+		empty := func() error {
+			if hasMaterial(e.index) || len(sums) > before || o.allowEmpty {
+				return nil
+			}
+			return fmt.Errorf("export %s: %w: no signatures, attestations or bundles, for it or its platform manifests; a node that imports this file could not allow it (--allow-empty exports it anyway)", image, ErrNoMaterial)
+		}
 		if e.index.manifest == nil {
+			if err := empty(); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		m, err := ocimaterial.ParseDescription(e.index.image, e.index.manifest.MediaType, e.blobs[e.index.image])
@@ -126,15 +162,19 @@ func Export(ctx context.Context, src source.Source, images []name.Digest, w io.W
 				return nil, err
 			}
 		}
+		if err := empty(); err != nil {
+			return nil, err
+		}
+	}
+	for _, e := range entries {
+		if err := e.index.check(o.limits); err != nil {
+			return nil, fmt.Errorf("export %s: the material of every repository together: %w", e.ref, err)
+		}
 	}
 	if err := writeArchive(w, entries); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	out := make([]ImageSummary, len(entries))
-	for i, e := range entries {
-		out[i] = e.summary()
-	}
-	return out, nil
+	return sums, nil
 }
 
 func hasMaterial(idx localIndex) bool {

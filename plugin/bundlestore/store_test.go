@@ -165,10 +165,62 @@ func newTestLocal(t *testing.T, opts ...Option) *Store {
 func exportTo(t *testing.T, src source.Source, images ...name.Digest) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if _, err := Export(context.Background(), src, images, &buf); err != nil {
+	if _, err := Export(context.Background(), src, images, &buf, WithAllowEmpty()); err != nil {
 		t.Fatalf("Export: %v", err)
 	}
 	return buf.Bytes()
+}
+
+// TestExportSharedDigest: two repositories hold the same digest, each with
+// its own signature. The export carries both, reports each image, and
+// after import each repository's signature is there for its own name; an
+// image with no material is an error unless asked for.
+func TestExportSharedDigest(t *testing.T) {
+	reg := sourcetest.NewRegistry(t)
+	a := sourcetest.PushImage(t, reg.Host, reg.Host, "team/a")
+	img, err := remote.Image(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sourcetest.Write(t, reg.Host+"/team/b:latest", img)
+	b := a.Context().Registry.Repo("team", "b").Digest(a.DigestStr())
+	pa, pb := sourcetest.SimpleSigning(a), sourcetest.SimpleSigning(b)
+	sourcetest.PushSignatures(t, reg.Host, a, sourcetest.Sig{Payload: pa, Signature: []byte("sig-a")})
+	sourcetest.PushSignatures(t, reg.Host, b, sourcetest.Sig{Payload: pb, Signature: []byte("sig-b")})
+	src := newRegistrySource(t)
+	var buf bytes.Buffer
+	sums, err := Export(context.Background(), src, []name.Digest{a, b}, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sums) != 2 || sums[0].Ref != a.String() || sums[1].Ref != b.String() || sums[0].Signatures != 1 || sums[1].Signatures != 1 {
+		t.Fatalf("summaries %+v, want one per image with its signature", sums)
+	}
+	local := newTestLocal(t)
+	if _, err := local.ImportArchive(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range []name.Digest{a, b} {
+		sigs, err := local.Signatures(context.Background(), img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var payloads []string
+		for _, s := range sigs {
+			payloads = append(payloads, string(s.Payload))
+		}
+		if !slices.Contains(payloads, string(sourcetest.SimpleSigning(img))) {
+			t.Errorf("%s: its own signature was not carried; payloads %q", img, payloads)
+		}
+	}
+
+	unsigned := sourcetest.PushImage(t, reg.Host, reg.Host, "team/unsigned")
+	if _, err := Export(context.Background(), src, []name.Digest{a, unsigned}, io.Discard); !errors.Is(err, ErrNoMaterial) || !strings.Contains(err.Error(), unsigned.String()) {
+		t.Errorf("export of an image without material: %v, want ErrNoMaterial naming it", err)
+	}
+	if _, err := Export(context.Background(), src, []name.Digest{unsigned}, io.Discard, WithAllowEmpty()); err != nil {
+		t.Errorf("--allow-empty: %v", err)
+	}
 }
 
 // TestLocalRoundTrip: what the registry serves, exported and imported,
