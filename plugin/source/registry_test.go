@@ -520,6 +520,45 @@ func TestServerOverride(t *testing.T) {
 	}
 }
 
+// TestAPIRootNotFound: a host whose API root answers 404 (containerd never
+// asks it). Behind override_path the host is used as containerd uses it;
+// otherwise it is a host error, never "no signatures".
+func TestAPIRootNotFound(t *testing.T) {
+	for _, override := range []bool{true, false} {
+		t.Run(fmt.Sprintf("override_path=%v", override), func(t *testing.T) {
+			reg := sourcetest.NewRegistry(t, sourcetest.WithPrefix("/custom/api/", "/v2/"))
+			stored := pushImageVia(t, reg, "app")
+			image, _ := name.NewDigest("registry.sealgate.invalid/app@" + stored.DigestStr())
+			pushSignaturesVia(t, reg, image, sourcetest.Sig{Payload: sourcetest.SimpleSigning(image), Signature: []byte("o")})
+			reg.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
+				if r.Method == http.MethodGet && (r.URL.Path == "/v2/" || r.URL.Path == "/v2") {
+					http.NotFound(w, r)
+					return true
+				}
+				return false
+			})
+			toml := fmt.Sprintf("server = \"http://%s/custom/api\"\noverride_path = true", reg.Host)
+			if !override {
+				// The API root is /custom/api/v2/ here, which the
+				// prefix rule does not serve: a misconfigured host.
+				toml = fmt.Sprintf("server = \"http://%s/custom/api\"", reg.Host)
+			}
+			dir := sourcetest.WriteHosts(t, t.TempDir(), "registry.sealgate.invalid", toml)
+			src := newTestSource(t, WithHostsDir(dir))
+			got, err := src.Signatures(context.Background(), image)
+			if override {
+				if err != nil || len(got) != 1 {
+					t.Fatalf("override_path host whose API root answers 404: %+v, %v", got, err)
+				}
+				return
+			}
+			if err == nil || errors.Is(err, ErrNotFound) || len(got) != 0 {
+				t.Fatalf("a host without a registry API read as \"no signatures\": %+v, %v", got, err)
+			}
+		})
+	}
+}
+
 // pushImageVia and pushSignaturesVia write through the prefix a registry
 // expects, by pushing with a transport that adds it.
 func pushImageVia(t *testing.T, reg *sourcetest.Registry, repo string) name.Digest {

@@ -54,7 +54,9 @@ func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx, cancel := context.WithTimeout(parent, t.timeout)
 	out := req.Clone(ctx)
+	ping := false
 	if req.URL.Host == t.from {
+		ping = req.Method == http.MethodGet && (req.URL.Path == "/v2/" || req.URL.Path == "/v2")
 		t.rewrite(out)
 	}
 	what := out.Method + " " + redactURL(out.URL)
@@ -63,6 +65,21 @@ func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		cancel()
 		return nil, timeoutError(ctx, parent, t.timeout, err)
+	}
+	if ping && resp.StatusCode == http.StatusNotFound {
+		// go-containerregistry probes the API root before anything else;
+		// containerd does not. A 404 there says nothing about what the
+		// registry holds, so it must never read as "no signatures".
+		resp.Body.Close()
+		if !strings.HasSuffix(strings.TrimSuffix(t.path, "/"), "/v2") {
+			// An override_path host, which need not answer its root
+			// (containerd never asks): go on as with an open registry.
+			cancel()
+			return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+				Header: http.Header{}, Body: io.NopCloser(strings.NewReader("{}")), ContentLength: 2, Request: out}, nil
+		}
+		cancel()
+		return nil, fmt.Errorf("%s: 404 Not Found at the registry API root: no registry API at %s (check the hosts.toml server, path and override_path)", what, t.host)
 	}
 	if out.Method != http.MethodHead && resp.ContentLength > limit {
 		resp.Body.Close()
