@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/containerd/nri/pkg/api"
@@ -42,10 +44,7 @@ func commands() []command {
 		{"cache", "list or purge the persisted verdicts (list | purge)", cacheCmd},
 		{"verify-pull", "containerd's image verifier: decide on an image before it is pulled", verifyPullCmd},
 		{"doctor", "check what decides whether an unverified container can run on this node", doctorCmd},
-		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
-			fmt.Fprintln(stdout, "sealgate", version)
-			return exitOK
-		}},
+		{"version", "print the version, the commit and the Go version it was built with", versionCmd},
 	}
 }
 
@@ -67,11 +66,19 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		// its own flags (-name, -digest, -stdin-media-type).
 		return verifyPullCmd(ctx, args, stdout, stderr)
 	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		return versionCmd(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 1 && wantsHelp(args[1:]) {
+		// Help asked for is output, not an error: it goes to stdout.
+		stderr = stdout
+	}
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return exitUsage
-		}
+		return exitUsage
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
 		return exitOK
 	}
 	for _, c := range commands() {
@@ -90,6 +97,42 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'sealgate COMMAND -h' for a command's flags.")
+}
+
+// wantsHelp reports whether args ask for a command's help.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
+// versionCmd prints the version, the commit and the Go version, from the
+// build information the Go toolchain records.
+func versionCmd(_ context.Context, _ []string, stdout, _ io.Writer) int {
+	v, commit, dirty, goVersion := version, "unknown", "", runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = " (modified)"
+				}
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "sealgate %s\ncommit %s%s\n%s\n", v, commit, dirty, goVersion)
+	return exitOK
 }
 
 // parse parses flags that may come before or after positional arguments.

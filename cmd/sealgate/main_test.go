@@ -53,6 +53,8 @@ func TestUsageErrors(t *testing.T) {
 		{"verify with a tag only", []string{"verify", "nginx:latest"}, "has no digest"},
 		{"bad output", []string{"verify", "--output", "yaml", "nginx@sha256:" + strings.Repeat("a", 64)}, "--output"},
 		{"run with bad log level", []string{"run", "--log-level", "loud"}, "--log-level"},
+		{"malformed digest after @", []string{"verify", "--policy", "/dev/null", "a.io/x@sha256:zz"}, "not an image reference"},
+		{"malformed --digest", []string{"verify", "--policy", "/dev/null", "a.io/x", "--digest", "sha256:12"}, "--digest"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,6 +66,24 @@ func TestUsageErrors(t *testing.T) {
 				t.Errorf("stderr %q, want %q", stderr, tt.want)
 			}
 		})
+	}
+}
+
+// TestHelpAndVersion: help asked for is output (stdout, exit 0); help as
+// the answer to a mistake goes to stderr (exit 2); --version and version
+// print the version, the commit and the Go version.
+func TestHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"verify", "--help"}, {"trust", "seal", "-h"}, {"run", "-help"}} {
+		code, stdout, stderr := runMain(args...)
+		if code != exitOK || !strings.Contains(stdout, "usage") || stderr != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want the help on stdout", args, code, stdout, stderr)
+		}
+	}
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		code, stdout, _ := runMain(args...)
+		if code != exitOK || !strings.HasPrefix(stdout, "sealgate ") || !strings.Contains(stdout, "commit ") || !strings.Contains(stdout, "go1.") {
+			t.Errorf("%v: exit %d, %q", args, code, stdout)
+		}
 	}
 }
 

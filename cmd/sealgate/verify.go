@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"io"
 	"strings"
 
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/node"
+	"github.com/sealgate/sealgate/plugin/policy"
 )
 
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -44,6 +46,23 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if *digest == "" && !strings.Contains(image, "@") {
 		fmt.Fprintf(stderr, "sealgate verify: %s has no digest; give IMAGE@sha256:... or --digest (a tag is never trusted)\n", image)
 		return exitUsage
+	}
+	// A malformed reference or digest is a usage error, not a denial.
+	if *digest != "" {
+		if _, err := v1.NewHash(*digest); err != nil {
+			fmt.Fprintf(stderr, "sealgate verify: --digest %q: want sha256:<64 hex digits> (%v)\n", *digest, err)
+			return exitUsage
+		}
+	}
+	if _, err := policy.ParseImage(image); err != nil {
+		fmt.Fprintf(stderr, "sealgate verify: %q is not an image reference: %v\n", image, err)
+		return exitUsage
+	}
+	if i := strings.LastIndex(image, "@"); i >= 0 {
+		if _, err := v1.NewHash(image[i+1:]); err != nil {
+			fmt.Fprintf(stderr, "sealgate verify: %s: the digest after @ is malformed: want sha256:<64 hex digits> (%v)\n", image, err)
+			return exitUsage
+		}
 	}
 	// The daemon's node, opened read-only; --policy tries a file instead,
 	// unchecked.
