@@ -13,9 +13,9 @@ import (
 )
 
 func TestTrustIsACommand(t *testing.T) {
-	code, _, stderr := runMain("trust", "--help")
-	if code != exitOK || !strings.Contains(stderr, "sealgate trust SUBCOMMAND") {
-		t.Fatalf("`sealgate trust --help`: exit %d, %q (is trustCmd in commands()?)", code, stderr)
+	code, stdout, _ := runMain("trust", "--help")
+	if code != exitOK || !strings.Contains(stdout, "sealgate trust SUBCOMMAND") {
+		t.Fatalf("`sealgate trust --help`: exit %d, %q (is trustCmd in commands()?)", code, stdout)
 	}
 }
 
