@@ -303,6 +303,10 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 	}
 
 	key := cache.Key{Digest: d.Digest, Repository: img.Repository, Rule: rule.Name, PolicyDigest: e.policy.Digest}
+	if rule.Signatures != nil && rule.Signatures.SignedIdentity == policy.MatchExact {
+		// The verdict holds for this very reference only.
+		key.Repository += ":" + img.Tag
+	}
 	if v, ok := e.cache.Get(key); ok && e.age(v) < e.revalidate {
 		d.Source = SourceCache
 		return e.fromVerdict(d, rule, v)
@@ -456,7 +460,7 @@ func (e *Engine) verify(ctx context.Context, img policy.Image, rule *policy.Rule
 	if err != nil {
 		return failed(fmt.Errorf("repository %q: %w", loc, err))
 	}
-	res := e.check(ctx, repo, img.Repository, img.Digest, rule)
+	res := e.check(ctx, repo, img.Repository, img.Tag, img.Digest, rule)
 	if res.err != nil || res.verdict.Allowed {
 		return res
 	}
@@ -471,7 +475,7 @@ func (e *Engine) verify(ctx context.Context, img policy.Image, rule *policy.Rule
 	if child == "" {
 		return denied(append(res.verdict.Reasons, fmt.Sprintf("index has no manifest for platform %s", e.platformName)))
 	}
-	childRes := e.check(ctx, repo, img.Repository, child, rule)
+	childRes := e.check(ctx, repo, img.Repository, img.Tag, child, rule)
 	accept := rule.Signatures != nil && rule.Signatures.AcceptPlatformSignature
 	switch {
 	case childRes.err != nil:
@@ -536,7 +540,7 @@ func (e *Engine) fetch(ctx context.Context, img name.Digest, rule *policy.Rule) 
 // satisfies the rule the image is allowed; if not, the image is denied,
 // whatever failed beside it, so an unreachable referrers endpoint can never
 // turn a fetched, failing signature into an offline allow.
-func (e *Engine) check(ctx context.Context, repo name.Repository, repository, digest string, rule *policy.Rule) outcome {
+func (e *Engine) check(ctx context.Context, repo name.Repository, repository, tag, digest string, rule *policy.Rule) outcome {
 	m, parts, errs := e.fetch(ctx, repo.Digest(digest), rule)
 	if len(errs) > 0 && m.empty() {
 		err := errors.Join(errs...)
@@ -547,7 +551,7 @@ func (e *Engine) check(ctx context.Context, repo name.Repository, repository, di
 		}
 		return failed(fetchErr(ctx, err))
 	}
-	subj := verify.Subject{Repository: repository, Digest: digest}
+	subj := verify.Subject{Repository: repository, Digest: digest, Tag: tag}
 	var (
 		by      []verify.Satisfier
 		reasons []string

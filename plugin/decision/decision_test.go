@@ -472,3 +472,39 @@ func TestRegressionClockWentBack(t *testing.T) {
 		t.Errorf("online with an untrusted clock: %+v; want allowed", d)
 	}
 }
+
+// TestMatchExactVerdictPerReference: under signedIdentity matchExact a
+// signature for app:v1 allows app:v1 and not app:v2 of the same digest,
+// and the cached verdict of one is never served for the other.
+func TestMatchExactVerdictPerReference(t *testing.T) {
+	e := newEnv(t)
+	digest := "sha256:" + strings.Repeat("c", 64)
+	payload := fmt.Sprintf(`{"critical":{"identity":{"docker-reference":%q},"image":{"docker-manifest-digest":%q},"type":"cosign container image signature"},"optional":null}`, repo+":v1", digest)
+	sig, err := e.signer.SignMessage(strings.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &fakeSource{sigs: map[string][]artifact.Signature{digest: {{Payload: []byte(payload), Signature: sig, Attached: digest}}}}
+	text := "mode: enforce\ndefault: deny\nrules:\n  - name: app\n    images: [\"registry.example.com/team/**\"]\n    signatures:\n      signedIdentity: matchExact\n      authorities: [{key: release.pub}]\n"
+	p := filepath.Join(e.dir, "exact.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := New(pol, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		image string
+		ok    bool
+	}{{repo + ":v1", true}, {repo + ":v2", false}, {repo + ":v1", true}, {repo + ":v2", false}} {
+		d := eng.Decide(context.Background(), Request{Image: tc.image, Digest: digest})
+		if d.Allowed != tc.ok {
+			t.Errorf("%s: allowed %v (source %s, %q), want %v", tc.image, d.Allowed, d.Source, d.Reasons, tc.ok)
+		}
+	}
+}

@@ -730,11 +730,9 @@ func (p *parser) signatures(n *yaml.Node, path string, pol *Policy) (*Signatures
 		s.Threshold = t
 	}
 	if v := m.vals["signedIdentity"]; v != nil {
-		id, err := p.enum(v, join(path, "signedIdentity"), string(MatchRepository), string(MatchAny))
-		if err != nil {
+		if err := p.signedIdentity(v, join(path, "signedIdentity"), s); err != nil {
 			return nil, err
 		}
-		s.SignedIdentity = SignedIdentity(id)
 	}
 	if v := m.vals["acceptPlatformSignature"]; v != nil {
 		apath := join(path, "acceptPlatformSignature")
@@ -1076,4 +1074,84 @@ func (p *parser) stringMatch(m *mapping, key string) (StringMatch, error) {
 		return StringMatch{RegExp: re}, nil
 	}
 	return StringMatch{}, nil
+}
+
+// signedIdentity reads signatures.signedIdentity: a name (matchRepository,
+// matchExact, any), or, as containers-policy.json writes it, a mapping with
+// type (and, for remapIdentity, prefix and signedPrefix).
+func (p *parser) signedIdentity(n *yaml.Node, path string, s *Signatures) error {
+	names := []string{string(MatchRepository), string(MatchExact), string(MatchAny)}
+	if n.Kind == yaml.ScalarNode {
+		id, err := p.enum(n, path, names...)
+		if err != nil {
+			return err
+		}
+		s.SignedIdentity = SignedIdentity(id)
+		return nil
+	}
+	m, err := p.mapping(n, path, "type", "prefix", "signedPrefix")
+	if err != nil {
+		return err
+	}
+	tn := m.vals["type"]
+	if tn == nil {
+		return p.errf(n, path, "type is missing: one of %s, %s", strings.Join(names, ", "), RemapIdentity)
+	}
+	t, err := p.enum(tn, join(path, "type"), append(names, string(RemapIdentity))...)
+	if err != nil {
+		return err
+	}
+	s.SignedIdentity = SignedIdentity(t)
+	if s.SignedIdentity != RemapIdentity {
+		for _, k := range []string{"prefix", "signedPrefix"} {
+			if v := m.vals[k]; v != nil {
+				return p.errf(v, join(path, k), "only with type remapIdentity")
+			}
+		}
+		return nil
+	}
+	r := &Remap{}
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"prefix", &r.Prefix}, {"signedPrefix", &r.SignedPrefix}} {
+		v := m.vals[f.key]
+		if v == nil {
+			return p.errf(n, join(path, f.key), "is missing: remapIdentity needs prefix and signedPrefix (a registry host, optionally with a path: mirror.example.com/library)")
+		}
+		raw, err := p.str(v, join(path, f.key))
+		if err != nil {
+			return err
+		}
+		canon, err := canonicalPrefix(raw)
+		if err != nil {
+			return p.errf(v, join(path, f.key), "%v", err)
+		}
+		*f.dst = canon
+	}
+	s.Remap = r
+	return nil
+}
+
+// canonicalPrefix puts a repository prefix ("host[:port][/path]") in the
+// form rules and verdicts use: the registry canonical, the path as given
+// (Docker Hub's official images are docker.io/library/NAME).
+// A prefix without a registry host is refused: it would be read as a Docker
+// Hub repository.
+func canonicalPrefix(s string) (string, error) {
+	host, rest, _ := strings.Cut(s, "/")
+	if host == "" || !strings.ContainsAny(host, ".:") && host != "localhost" {
+		return "", fmt.Errorf("%q does not start with a registry host (with a dot or a port, or localhost)", s)
+	}
+	canon, err := CanonicalRegistry(host)
+	if err != nil {
+		return "", err
+	}
+	if rest == "" {
+		return canon, nil
+	}
+	if strings.HasSuffix(rest, "/") || strings.Contains(rest, "//") || strings.ContainsAny(rest, "*?@: ") {
+		return "", fmt.Errorf("%q: the path after the host must be repository components (no wildcard, tag or digest)", s)
+	}
+	return canon + "/" + rest, nil
 }

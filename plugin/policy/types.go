@@ -9,6 +9,7 @@ package policy
 import (
 	"crypto"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -47,7 +48,38 @@ const (
 	// MatchAny accepts a payload whatever repository it names (for images
 	// copied between registries after signing). The digest must still match.
 	MatchAny SignedIdentity = "any"
+	// MatchExact requires the payload's reference to be the image's
+	// reference exactly: the same repository and tag (or, for an image
+	// named by digest, the same digest), as containers/image defines it.
+	MatchExact SignedIdentity = "matchExact"
+	// RemapIdentity maps the image's repository from Remap.Prefix to
+	// Remap.SignedPrefix (a mirror that serves images signed under their
+	// upstream name) and then requires MatchRepository; an image outside
+	// Prefix is matched as MatchRepository.
+	RemapIdentity SignedIdentity = "remapIdentity"
 )
+
+// Remap is the prefix rewriting of RemapIdentity. Both are canonical
+// repository prefixes: a registry host, optionally with path components.
+type Remap struct {
+	Prefix       string
+	SignedPrefix string
+}
+
+// Apply rewrites repository when it lies under Prefix (at a path
+// component boundary), and reports whether it did.
+func (r *Remap) Apply(repository string) (string, bool) {
+	if r == nil {
+		return repository, false
+	}
+	if repository == r.Prefix {
+		return r.SignedPrefix, true
+	}
+	if rest, ok := strings.CutPrefix(repository, r.Prefix+"/"); ok {
+		return r.SignedPrefix + "/" + rest, true
+	}
+	return repository, false
+}
 
 // Policy is a parsed, validated policy file. It is immutable once returned.
 type Policy struct {
@@ -126,6 +158,8 @@ type Signatures struct {
 	Authorities []*Authority
 	// SignedIdentity checks the payload's docker-reference; default MatchRepository.
 	SignedIdentity SignedIdentity
+	// Remap is set with SignedIdentity RemapIdentity.
+	Remap *Remap
 	// AcceptPlatformSignature lets a signature over the node's platform
 	// manifest satisfy a rule when the image digest is an index. By default
 	// only a signature over the index itself does.

@@ -7,9 +7,9 @@ import (
 )
 
 // checkPayload parses a payload whose signature has already verified and
-// checks that it vouches for subject: the digest always, the repository
-// unless identity is policy.MatchAny.
-func checkPayload(payload []byte, subject Subject, identity policy.SignedIdentity) (*Payload, error) {
+// checks that it vouches for subject: the digest always, and the
+// reference by identity (remap is RemapIdentity's prefixes).
+func checkPayload(payload []byte, subject Subject, identity policy.SignedIdentity, remap *policy.Remap) (*Payload, error) {
 	p, err := ParsePayload(payload)
 	if err != nil {
 		return nil, err
@@ -22,6 +22,17 @@ func checkPayload(payload []byte, subject Subject, identity policy.SignedIdentit
 		return p, nil
 	case policy.MatchRepository, "":
 		if err := matchRepository(p.DockerReference, subject.Repository); err != nil {
+			return nil, err
+		}
+		return p, nil
+	case policy.RemapIdentity:
+		repo, _ := remap.Apply(subject.Repository)
+		if err := matchRepository(p.DockerReference, repo); err != nil {
+			return nil, err
+		}
+		return p, nil
+	case policy.MatchExact:
+		if err := matchExact(p.DockerReference, subject); err != nil {
 			return nil, err
 		}
 		return p, nil
@@ -48,6 +59,33 @@ func matchRepository(ref, repo string) error {
 	}
 	if got.Repository != want.Repository {
 		return reasonf(ErrReferenceMismatch, fmt.Sprintf("payload names repository %s, rule expects %s (signatures.signedIdentity)", got.Repository, want.Repository))
+	}
+	return nil
+}
+
+// matchExact checks that a payload's docker-reference is the image's
+// reference exactly: repository and tag, or, for an image named by digest
+// alone, repository and that digest.
+func matchExact(ref string, subject Subject) error {
+	want := subject.Repository + ":" + subject.Tag
+	if subject.Tag == "" {
+		want = subject.Repository + "@" + subject.Digest
+	}
+	if ref == "" {
+		return reasonf(ErrReferenceMismatch, fmt.Sprintf("payload names no reference (empty docker-reference), rule expects exactly %s (signatures.signedIdentity matchExact)", want))
+	}
+	got, err := policy.ParseImage(ref)
+	if err != nil {
+		return reasonf(ErrReferenceMismatch, fmt.Sprintf("payload names %q, which is not an image reference; rule expects exactly %s (signatures.signedIdentity matchExact)", truncate(ref, 200), want))
+	}
+	ok := got.Repository == subject.Repository
+	if subject.Tag != "" {
+		ok = ok && got.Tag == subject.Tag && got.Digest == ""
+	} else {
+		ok = ok && got.Tag == "" && got.Digest == subject.Digest
+	}
+	if !ok {
+		return reasonf(ErrReferenceMismatch, fmt.Sprintf("payload names %s, rule expects exactly %s (signatures.signedIdentity matchExact)", truncate(ref, 200), want))
 	}
 	return nil
 }

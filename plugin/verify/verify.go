@@ -89,6 +89,9 @@ type Subject struct {
 	// Digest is the "sha256:<hex>" manifest or index digest the signature
 	// must cover.
 	Digest string
+	// Tag is the tag the image was named by ("" when by digest alone),
+	// for signedIdentity matchExact.
+	Tag string
 }
 
 // Result is the outcome of checking an image's signatures against a rule.
@@ -158,7 +161,7 @@ func (v *Verifier) VerifySignature(subject Subject, sig artifact.Signature, a *p
 	if err != nil {
 		return Satisfier{}, named(err, name)
 	}
-	p, err := checkPayload(sig.Payload, subject, identity)
+	p, err := checkPayload(sig.Payload, subject, identity, nil)
 	if err != nil {
 		return Satisfier{}, err
 	}
@@ -225,7 +228,7 @@ func (v *Verifier) VerifySignaturesAndBundles(ctx context.Context, subject Subje
 			matched, err = v.evaluate(s, auths)
 		}
 		if err == nil {
-			_, err = checkPayload(sig.Payload, subject, req.SignedIdentity)
+			_, err = checkPayload(sig.Payload, subject, req.SignedIdentity, req.Remap)
 		}
 		if err != nil {
 			res.Reasons = append(res.Reasons, label+": "+err.Error())
