@@ -49,8 +49,8 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{"no command", nil, "usage"},
 		{"unknown command", []string{"frobnicate"}, "unknown command"},
-		{"verify without image", []string{"verify"}, "exactly one IMAGE"},
-		{"verify with a tag only", []string{"verify", "nginx:latest"}, "has no digest"},
+		{"verify without image", []string{"verify"}, "give at least one IMAGE"},
+		{"--digest with two images", []string{"verify", "a.io/x", "a.io/y", "--digest", "sha256:" + strings.Repeat("a", 64)}, "--digest pins the digest of one IMAGE"},
 		{"bad output", []string{"verify", "--output", "yaml", "nginx@sha256:" + strings.Repeat("a", 64)}, "--output"},
 		{"run with bad log level", []string{"run", "--log-level", "loud"}, "--log-level"},
 		{"malformed digest after @", []string{"verify", "--policy", "/dev/null", "a.io/x@sha256:zz"}, "not an image reference"},
@@ -175,4 +175,46 @@ func signedFixture(t *testing.T) (*testenv.Registry, string, name.Digest, name.D
 		t.Fatal(err)
 	}
 	return reg, pub, signed, unsigned
+}
+
+// TestVerifyByTag: in the shell a tag is resolved at the registry and the
+// digest said; several images are decided in one call (exit 1 when any is
+// denied, JSON an array naming the tag each digest came from); a tag moved
+// to an unsigned image after signing is denied.
+func TestVerifyByTag(t *testing.T) {
+	reg, pub, signed, unsigned := signedFixture(t)
+	dir := t.TempDir()
+	pol := writeFile(t, dir, "policy.yaml", "mode: enforce\ndefault: deny\nrules:\n  - name: app\n    images: [\""+reg.Addr+"/app/**\"]\n    signatures:\n      authorities: [{key: "+pub+"}]\n")
+	hosts := filepath.Join(dir, "certs.d")
+	common := []string{"--policy", pol, "--registry-hosts-dir", hosts}
+
+	code, stdout, stderr := runMain(append([]string{"verify", reg.Ref("app/signed:v1")}, common...)...)
+	if code != exitOK || !strings.Contains(stdout, "resolved "+reg.Ref("app/signed:v1")+" to "+signed.DigestStr()) || !strings.Contains(stdout, "sealgate: allowed") {
+		t.Fatalf("signed tag: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = runMain(append([]string{"verify", reg.Ref("app/signed:v1"), reg.Ref("app/unsigned:v1"), "--output", "json"}, common...)...)
+	if code != exitDenied {
+		t.Fatalf("signed and unsigned tags: exit %d, want 1\n%s%s", code, stdout, stderr)
+	}
+	var got []map[string]any
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil || len(got) != 2 {
+		t.Fatalf("JSON for two images: %v\n%s", err, stdout)
+	}
+	if got[0]["resolvedTag"] != reg.Ref("app/signed:v1") || got[0]["digest"] != signed.DigestStr() || got[0]["allowed"] != true ||
+		got[1]["resolvedTag"] != reg.Ref("app/unsigned:v1") || got[1]["digest"] != unsigned.DigestStr() || got[1]["allowed"] != false {
+		t.Errorf("JSON: %s", stdout)
+	}
+	// The tag moved to the unsigned image after signing.
+	if err := reg.CopyManifest(unsigned.String(), reg.Ref("app/signed:v1")); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ = runMain(append([]string{"verify", reg.Ref("app/signed:v1")}, common...)...)
+	if code != exitDenied || !strings.Contains(stdout, unsigned.DigestStr()) {
+		t.Errorf("moved tag: exit %d\n%s", code, stdout)
+	}
+	// --digest pins: no registry lookup of the tag.
+	code, stdout, _ = runMain(append([]string{"verify", reg.Ref("app/signed:v1"), "--digest", signed.DigestStr()}, common...)...)
+	if code != exitOK || strings.Contains(stdout, "resolved") {
+		t.Errorf("--digest: exit %d\n%s", code, stdout)
+	}
 }

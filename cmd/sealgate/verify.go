@@ -5,14 +5,25 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"io"
 	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/node"
 	"github.com/sealgate/sealgate/plugin/policy"
 )
+
+// verified is one image's outcome: the decision, and the tag it was named
+// by when the digest was resolved at the registry.
+type verified struct {
+	decision.Decision
+	// ResolvedTag is the tag resolved to Digest at the registry (the shell
+	// resolves tags; the daemon never does).
+	ResolvedTag string `json:"resolvedTag,omitempty"`
+}
 
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sealgate verify", flag.ContinueOnError)
@@ -21,47 +32,44 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	nf.registerAnchor(fs, "the daemon's persisted verdicts (read, never written)")
 	nf.registerEngine(fs, "decide with the trust store's policy as it is on disk, unchecked")
 	namespace := fs.String("namespace", "default", "namespace of the pod, for rules that match namespaces")
-	digest := fs.String("digest", "", "digest to decide on when IMAGE carries none (sealgate never trusts a tag)")
+	digest := fs.String("digest", "", "the digest to decide on, for one IMAGE named by tag (otherwise the tag is resolved at the registry)")
 	output := fs.String("output", "text", "output format: text or json")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sealgate verify IMAGE[@DIGEST] [--digest DIGEST] [--trust-dir DIR --tpm SPEC | --policy FILE] [--namespace NS] [--output text|json]")
-		fmt.Fprintln(stderr, "\nDecides as the daemon does: with the sealed trust store checked against the TPM, and the daemon's\npersisted verdicts (read only). --policy FILE tries a policy file instead, unchecked.")
-		fmt.Fprintln(stderr, "\nExit status: 0 allowed, 1 denied, 2 usage or configuration error.")
+		fmt.Fprintln(stderr, "usage: sealgate verify IMAGE[:TAG|@DIGEST]... [--digest DIGEST] [--trust-dir DIR --tpm SPEC | --policy FILE] [--namespace NS] [--output text|json]")
+		fmt.Fprintln(stderr, "\nDecides as the daemon does: with the sealed trust store checked against the TPM, and the daemon's\npersisted verdicts (read only). --policy FILE tries a policy file instead, unchecked. An image named by\ntag is resolved at the registry and the digest printed (the daemon itself never trusts a tag).")
+		fmt.Fprintln(stderr, "\nExit status: 0 every image allowed, 1 one or more denied, 2 usage or configuration error.")
 		fs.PrintDefaults()
 	}
 	pos, err := parse(fs, args)
 	if err != nil {
 		return flagErr(err)
 	}
-	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "sealgate verify: give exactly one IMAGE")
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "sealgate verify: "+format+"\n", a...)
+		return exitUsage
+	}
+	switch {
+	case len(pos) == 0:
 		fs.Usage()
-		return exitUsage
+		return usageErr("give at least one IMAGE")
+	case *output != "text" && *output != "json":
+		return usageErr("--output %q: want text or json", *output)
+	case *digest != "" && len(pos) != 1:
+		return usageErr("--digest pins the digest of one IMAGE; give the others as IMAGE@DIGEST")
 	}
-	if *output != "text" && *output != "json" {
-		fmt.Fprintf(stderr, "sealgate verify: --output %q: want text or json\n", *output)
-		return exitUsage
-	}
-	image := pos[0]
-	if *digest == "" && !strings.Contains(image, "@") {
-		fmt.Fprintf(stderr, "sealgate verify: %s has no digest; give IMAGE@sha256:... or --digest (a tag is never trusted)\n", image)
-		return exitUsage
-	}
-	// A malformed reference or digest is a usage error, not a denial.
 	if *digest != "" {
 		if _, err := v1.NewHash(*digest); err != nil {
-			fmt.Fprintf(stderr, "sealgate verify: --digest %q: want sha256:<64 hex digits> (%v)\n", *digest, err)
-			return exitUsage
+			return usageErr("--digest %q: want sha256:<64 hex digits> (%v)", *digest, err)
 		}
 	}
-	if _, err := policy.ParseImage(image); err != nil {
-		fmt.Fprintf(stderr, "sealgate verify: %q is not an image reference: %v\n", image, err)
-		return exitUsage
-	}
-	if i := strings.LastIndex(image, "@"); i >= 0 {
-		if _, err := v1.NewHash(image[i+1:]); err != nil {
-			fmt.Fprintf(stderr, "sealgate verify: %s: the digest after @ is malformed: want sha256:<64 hex digits> (%v)\n", image, err)
-			return exitUsage
+	for _, image := range pos {
+		if _, err := policy.ParseImage(image); err != nil {
+			return usageErr("%q is not an image reference: %v", image, err)
+		}
+		if i := strings.LastIndex(image, "@"); i >= 0 {
+			if _, err := v1.NewHash(image[i+1:]); err != nil {
+				return usageErr("%s: the digest after @ is malformed: want sha256:<64 hex digits> (%v)", image, err)
+			}
 		}
 	}
 	// The daemon's node, opened read-only; --policy tries a file instead,
@@ -72,25 +80,62 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	n, err := node.Open(nf.cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "sealgate verify: %v\n", err)
-		return exitUsage
+		return usageErr("%v", err)
 	}
 	defer n.Close()
-	d := n.Engine().Decide(ctx, decision.Request{Image: image, Digest: *digest, Namespace: *namespace})
+
+	var out []verified
+	denied := false
+	for _, image := range pos {
+		v := verified{}
+		req := decision.Request{Image: image, Digest: *digest, Namespace: *namespace}
+		if req.Digest == "" && !strings.Contains(image, "@") {
+			d, err := resolveTag(ctx, nf.cfg, image)
+			if err != nil {
+				return usageErr("%v (or give IMAGE@sha256:... or --digest)", err)
+			}
+			req.Digest, v.ResolvedTag = d, image
+		}
+		v.Decision = n.Engine().Decide(ctx, req)
+		denied = denied || !v.Allowed
+		out = append(out, v)
+	}
 	if *output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(d); err != nil {
-			fmt.Fprintf(stderr, "sealgate verify: %v\n", err)
-			return exitUsage
+		var doc any = out
+		if len(out) == 1 {
+			doc = out[0]
+		}
+		if err := enc.Encode(doc); err != nil {
+			return usageErr("%v", err)
 		}
 	} else {
-		printText(stdout, d)
+		for _, v := range out {
+			if v.ResolvedTag != "" {
+				fmt.Fprintf(stdout, "resolved %s to %s at the registry\n", v.ResolvedTag, v.Digest)
+			}
+			printText(stdout, v.Decision)
+		}
 	}
-	if !d.Allowed {
+	if denied {
 		return exitDenied
 	}
 	return exitOK
+}
+
+// resolveTag asks the registry, as the node's sources reach it (hosts.toml,
+// credentials), which digest the tag of image names now.
+func resolveTag(ctx context.Context, cfg node.Config, image string) (string, error) {
+	tag, err := name.NewTag(image, name.WeakValidation)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", image, err)
+	}
+	reg, err := node.NewRegistry(cfg)
+	if err != nil {
+		return "", err
+	}
+	return reg.Resolve(ctx, tag)
 }
 
 func printText(w io.Writer, d decision.Decision) {

@@ -34,7 +34,7 @@ func (r *Registry) fetchBundles(ctx context.Context, image name.Digest) ([]artif
 	if err != nil {
 		return nil, fmt.Errorf("image digest: %w", err)
 	}
-	targets, err := r.targets(image)
+	targets, err := r.targets(image.Context())
 	if err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ func (r *Registry) Manifest(ctx context.Context, image name.Digest) (string, []b
 	if err != nil {
 		return "", nil, fmt.Errorf("manifest of %s: image digest: %w", image, err)
 	}
-	targets, err := r.targets(image)
+	targets, err := r.targets(image.Context())
 	if err != nil {
 		return "", nil, fmt.Errorf("manifest of %s: %w", image, err)
 	}

@@ -204,7 +204,7 @@ type layerBlob struct {
 // none: an empty slice and a nil error.
 func (r *Registry) fetchTagged(ctx context.Context, image name.Digest, tag name.Tag,
 	parse func([]byte) ([]ocimaterial.Layer, error), blobLimit int64) ([]layerBlob, error) {
-	targets, err := r.targets(image)
+	targets, err := r.targets(image.Context())
 	if err != nil {
 		return nil, err
 	}
@@ -304,7 +304,7 @@ func (r *Registry) fetchDescription(ctx context.Context, image name.Digest) (art
 	if err != nil {
 		return artifact.Manifest{}, fmt.Errorf("image digest: %w", err)
 	}
-	targets, err := r.targets(image)
+	targets, err := r.targets(image.Context())
 	if err != nil {
 		return artifact.Manifest{}, err
 	}
@@ -335,7 +335,7 @@ type target struct {
 // are looked up for the mirror, as containerd does. One puller per host and
 // call: authentication is shared between the manifest and its payloads, and
 // credentials are read afresh on the next call.
-func (r *Registry) targets(image name.Digest) ([]*target, error) {
+func (r *Registry) targets(image name.Repository) ([]*target, error) {
 	registry := image.RegistryStr()
 	if registry == name.DefaultRegistry {
 		registry = "docker.io" // the name containerd's certs.d uses
@@ -346,7 +346,7 @@ func (r *Registry) targets(image name.Digest) ([]*target, error) {
 	}
 	targets := make([]*target, 0, len(hosts))
 	for _, h := range hosts {
-		repo := image.Context()
+		repo := image
 		ns := ""
 		if isProxy(registry, h.Host) {
 			ns = registry
@@ -446,4 +446,29 @@ func viaMirror(image name.Digest, host string) string {
 		return ""
 	}
 	return " (served by mirror " + host + ")"
+}
+
+// Resolve returns the digest tag names now, asking the hosts containerd
+// would ask (mirrors first, hosts allowed to resolve). It is for the shell
+// (sealgate verify by tag); the daemon never resolves a tag.
+func (r *Registry) Resolve(ctx context.Context, tag name.Tag) (string, error) {
+	targets, err := r.targets(tag.Context())
+	if err != nil {
+		return "", err
+	}
+	resolvers := withCapability(targets, docker.HostCapabilityResolve)
+	if len(resolvers) == 0 {
+		return "", fmt.Errorf("no host of %s may resolve tags (capability resolve)", tag.RegistryStr())
+	}
+	d, err := tryHosts(ctx, resolvers, func(ctx context.Context, t *target) (string, error) {
+		desc, err := t.puller.Head(ctx, t.repo.Tag(tag.TagStr()))
+		if err != nil {
+			return "", err
+		}
+		return desc.Digest.String(), nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", tag, err)
+	}
+	return d, nil
 }
