@@ -922,7 +922,7 @@ server = "https://registry-1.docker.io"
 			}
 			src := newTestSource(t, WithHostsDir(dir))
 			image, _ := name.NewDigest(tc.image)
-			targets, err := src.targets(image)
+			targets, err := src.targets(image.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
