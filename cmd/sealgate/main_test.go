@@ -218,3 +218,39 @@ func TestVerifyByTag(t *testing.T) {
 		t.Errorf("--digest: exit %d\n%s", code, stdout)
 	}
 }
+
+// TestAdhocAgreesWithCosign: without a policy, cosign's flags decide as
+// cosign verify does on the same images (real cosign, same key).
+func TestAdhocAgreesWithCosign(t *testing.T) {
+	reg, pub, signed, unsigned := signedFixture(t)
+	cs := testenv.NewCosign(t)
+	hosts := filepath.Join(t.TempDir(), "certs.d")
+	for _, tc := range []struct {
+		img name.Digest
+		ok  bool
+	}{{signed, true}, {unsigned, false}} {
+		img := tc.img
+		_, cosignErr := cs.Run("verify", "--key", pub, "--insecure-ignore-tlog=true", "--allow-insecure-registry", "--allow-http-registry", img.String())
+		code, stdout, stderr := runMain("verify", img.String(), "--key", pub, "--insecure-ignore-tlog", "--registry-hosts-dir", hosts)
+		if (cosignErr == nil) != tc.ok || (code == exitOK) != tc.ok || code == exitUsage {
+			t.Errorf("%s: cosign verify err %v; sealgate exit %d\n%s%s", img, cosignErr, code, stdout, stderr)
+		}
+	}
+	if cosign, _ := cs.Run("verify", "--key", pub, "--insecure-ignore-tlog=true", "--allow-insecure-registry", "--allow-http-registry", signed.String()); len(cosign) == 0 {
+		t.Error("cosign said nothing")
+	}
+	// By tag too, and the errors cosign would also refuse.
+	if code, stdout, stderr := runMain("verify", reg.Ref("app/signed:v1"), "--key", pub, "--insecure-ignore-tlog", "--registry-hosts-dir", hosts); code != exitOK {
+		t.Errorf("ad-hoc by tag: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, args := range [][]string{
+		{"--key", pub},                  // no log entry possible without a root, as cosign refuses
+		{"--certificate-identity", "x"}, // no issuer
+		{"--key", pub, "--certificate-identity", "x", "--certificate-oidc-issuer", "y"},
+		{"--key", pub, "--insecure-ignore-tlog", "--type", "nonsense"},
+	} {
+		if code, _, stderr := runMain(append([]string{"verify", signed.String(), "--registry-hosts-dir", hosts}, args...)...); code != exitUsage {
+			t.Errorf("%v: exit %d, want 2\n%s", args, code, stderr)
+		}
+	}
+}

@@ -34,9 +34,12 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	namespace := fs.String("namespace", "default", "namespace of the pod, for rules that match namespaces")
 	digest := fs.String("digest", "", "the digest to decide on, for one IMAGE named by tag (otherwise the tag is resolved at the registry)")
 	output := fs.String("output", "text", "output format: text or json")
+	var adhoc adhocFlags
+	adhoc.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sealgate verify IMAGE[:TAG|@DIGEST]... [--digest DIGEST] [--trust-dir DIR --tpm SPEC | --policy FILE] [--namespace NS] [--output text|json]")
 		fmt.Fprintln(stderr, "\nDecides as the daemon does: with the sealed trust store checked against the TPM, and the daemon's\npersisted verdicts (read only). --policy FILE tries a policy file instead, unchecked. An image named by\ntag is resolved at the registry and the digest printed (the daemon itself never trusts a tag).")
+		fmt.Fprintln(stderr, "\nWithout a policy, cosign's flags check one authority over every image given: --key FILE, or\n--certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp] with --trusted-root; --type for\nan attestation; as cosign, the digest must match, the repository need not, and a transparency log\nentry is required unless --insecure-ignore-tlog.")
 		fmt.Fprintln(stderr, "\nExit status: 0 every image allowed, 1 one or more denied, 2 usage or configuration error.")
 		fs.PrintDefaults()
 	}
@@ -73,8 +76,19 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 	}
 	// The daemon's node, opened read-only; --policy tries a file instead,
-	// unchecked.
+	// and cosign's flags a policy written from them, unchecked.
 	nf.cfg.Access = node.Inspect
+	if adhoc.set() {
+		if nf.cfg.PolicyFile != "" {
+			return usageErr("give either --policy or cosign's flags (--key, --certificate-*)")
+		}
+		text, err := adhoc.policy()
+		if err != nil {
+			return usageErr("%v", err)
+		}
+		nf.cfg.PolicyFile, nf.cfg.PolicyBytes = "(command-line flags)", text
+		nf.cfg.BundleStore = ""
+	}
 	if nf.cfg.PolicyFile != "" {
 		nf.cfg.InsecureNoTPM = true
 	}

@@ -61,6 +61,9 @@ type Config struct {
 	InsecureNoTPM bool
 	// PolicyFile is a policy to use unchecked; only with InsecureNoTPM.
 	PolicyFile string
+	// PolicyBytes, when set, is that policy's content (a policy written
+	// from command-line flags); PolicyFile then only names it.
+	PolicyBytes []byte
 	// Access says what opening may change.
 	Access Access
 
@@ -151,7 +154,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	switch {
-	case c.PolicyFile != "" && !c.InsecureNoTPM:
+	case (c.PolicyFile != "" || c.PolicyBytes != nil) && !c.InsecureNoTPM:
 		return c, fmt.Errorf("%w: with a TPM the policy is the sealed trust store's (%s/%s); a policy file is only for --insecure-no-tpm", ErrConfig, c.TrustDir, trust.PolicyName)
 	case c.RegistryTimeout < 0, c.Deadline < 0, c.RevalidateAfter < 0:
 		return c, fmt.Errorf("%w: durations must be positive", ErrConfig)

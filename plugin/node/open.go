@@ -121,7 +121,11 @@ func (n *Node) check() (*checked, error) {
 		if path == "" {
 			path = filepath.Join(cfg.TrustDir, trust.PolicyName)
 		}
-		pol, err := policy.Load(path)
+		load := func() (*policy.Policy, error) { return policy.Load(path) }
+		if cfg.PolicyBytes != nil {
+			load = func() (*policy.Policy, error) { return policy.Parse(path, cfg.PolicyBytes) }
+		}
+		pol, err := load()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
