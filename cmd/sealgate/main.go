@@ -39,6 +39,7 @@ func commands() []command {
 		{"run", "run the NRI plugin daemon beside containerd", runCmd},
 		{"verify", "decide on one image, exactly as the daemon would", verifyCmd},
 		{"verify-bundle", "verify a Sigstore bundle over a file or digest (conformance client protocol)", verifyBundleCmd},
+		{"policy", "check a policy file, or import one from another tool (check | import)", policyCmd},
 		{"trust", "init, seal and check the trust store against the TPM (init | seal | status)", trustCmd},
 		{"bundle", "carry signatures to air-gapped nodes (export | import)", bundleCmd},
 		{"cache", "list or purge the persisted verdicts (list | purge)", cacheCmd},

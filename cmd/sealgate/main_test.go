@@ -254,3 +254,39 @@ func TestAdhocAgreesWithCosign(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyImportAgrees: a containers-policy.json for the registry, imported
+// and checked, decides as the same policy written by hand; `policy check`
+// says what a policy holds and refuses a broken one.
+func TestPolicyImportAgrees(t *testing.T) {
+	reg, pub, signed, unsigned := signedFixture(t)
+	dir := t.TempDir()
+	hosts := filepath.Join(dir, "certs.d")
+	cp := writeFile(t, dir, "policy.json", `{"default":[{"type":"reject"}],"transports":{"docker":{"`+reg.Addr+`/app":[{"type":"sigstoreSigned","keyPath":"`+pub+`","signedIdentity":{"type":"matchRepository"}}]}}}`)
+	store := filepath.Join(dir, "store")
+	if err := os.MkdirAll(filepath.Join(store, "keys"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	imported := filepath.Join(store, "policy.yaml")
+	code, stdout, stderr := runMain("policy", "import", "--from", "containers-policy", cp, "-o", imported)
+	if code != exitOK || !strings.Contains(stderr, "copy "+pub+" into the trust store as keys/"+filepath.Base(pub)) {
+		t.Fatalf("import: exit %d\n%s%s", code, stdout, stderr)
+	}
+	b, _ := os.ReadFile(pub)
+	writeFile(t, filepath.Join(store, "keys"), filepath.Base(pub), string(b))
+	if code, stdout, _ := runMain("policy", "check", imported); code != exitOK || !strings.Contains(stdout, "valid: mode enforce, default deny, 1 rule, 1 file named") {
+		t.Fatalf("policy check of the import: exit %d %s", code, stdout)
+	}
+	hand := writeFile(t, dir, "hand.yaml", "mode: enforce\ndefault: deny\nrules:\n  - name: app\n    images: [\""+reg.Addr+"/app:*\", \""+reg.Addr+"/app@*\", \""+reg.Addr+"/app/**\"]\n    signatures:\n      authorities: [{key: "+pub+"}]\n")
+	for _, img := range []name.Digest{signed, unsigned} {
+		a, _, _ := runMain("verify", img.String(), "--policy", imported, "--registry-hosts-dir", hosts)
+		h, _, _ := runMain("verify", img.String(), "--policy", hand, "--registry-hosts-dir", hosts)
+		if a != h || (img == signed) != (a == exitOK) {
+			t.Errorf("%s: imported policy exit %d, hand-written %d", img, a, h)
+		}
+	}
+	broken := writeFile(t, dir, "broken.yaml", "mode: enforce\ndefault: deny\nrules:\n  - name: x\n    images: [a.io/**]\n    signatures:\n      authorities: [{key: missing.pub}]\n")
+	if code, stdout, _ := runMain("policy", "check", broken); code != exitFailed || !strings.Contains(stdout, "broken.yaml:7") {
+		t.Errorf("policy check of a broken policy: exit %d %s", code, stdout)
+	}
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/sealgate/sealgate/plugin/policy"
+	"github.com/sealgate/sealgate/plugin/policyimport"
+)
+
+// policyCmd is `sealgate policy check FILE...`: the policy parsed as the
+// daemon parses it (strictly, every file it names read and checked),
+// without a TPM or an image.
+func policyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "usage: sealgate policy check FILE...")
+		fmt.Fprintln(w, "       sealgate policy import --from containers-policy FILE [-o FILE]")
+		fmt.Fprintln(w, "\ncheck parses each policy as the daemon does (strict YAML, every key and trusted root it names")
+		fmt.Fprintln(w, "read and checked) and says what it holds; exit 0 valid, 1 invalid, 2 usage.")
+		fmt.Fprintln(w, "import writes a sealgate policy from another tool's (see sealgate policy import -h).")
+	}
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "check":
+		return policyCheck(args[1:], stdout, stderr)
+	case "import":
+		return policyImport(ctx, args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		usage(stdout)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "sealgate policy: unknown subcommand %q\n\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func policyCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sealgate policy check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, "usage: sealgate policy check FILE...") }
+	files, err := parse(fs, args)
+	if err != nil {
+		return flagErr(err)
+	}
+	if len(files) == 0 {
+		fmt.Fprintln(stderr, "sealgate policy check: give at least one FILE")
+		return exitUsage
+	}
+	code := exitOK
+	for _, f := range files {
+		p, err := policy.Load(f)
+		if err != nil {
+			fmt.Fprintf(stdout, "%v\n", err)
+			code = exitFailed
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: valid: mode %s, default %s, %s, %s named (digest %s)\n", f, p.Mode, p.Default,
+			plural(len(p.Rules), "rule"), plural(len(p.Files()), "file"), p.Digest)
+	}
+	return code
+}
+
+// policyImport is `sealgate policy import --from containers-policy FILE`.
+func policyImport(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sealgate policy import", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	from := fs.String("from", "", "the format of FILE: containers-policy (containers-policy.json(5), CRI-O's and podman's policy.json)")
+	var out string
+	fs.StringVar(&out, "o", "", "write the sealgate policy to this file (default: standard output)")
+	fs.StringVar(&out, "out", "", "same as -o")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sealgate policy import --from containers-policy FILE [-o FILE]")
+		fmt.Fprintln(stderr, "\nWrites a sealgate policy from FILE, with a comment for each thing that did not map; the keys it names")
+		fmt.Fprintln(stderr, "are to be copied into the trust store's keys/. Exit 0 when everything mapped, 1 when something")
+		fmt.Fprintln(stderr, "security-relevant did not (the policy is still written, saying what), 2 usage or unreadable input.")
+		fs.PrintDefaults()
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagErr(err)
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "sealgate policy import: give exactly one FILE")
+		return exitUsage
+	}
+	if *from != "containers-policy" {
+		fmt.Fprintf(stderr, "sealgate policy import: --from %q: want containers-policy\n", *from)
+		return exitUsage
+	}
+	data, err := os.ReadFile(pos[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "sealgate policy import: %v\n", err)
+		return exitUsage
+	}
+	res, err := policyimport.FromContainersPolicy(data)
+	if err != nil && !errors.Is(err, policyimport.ErrIncomplete) {
+		fmt.Fprintf(stderr, "sealgate policy import: %s: %v\n", pos[0], err)
+		return exitUsage
+	}
+	if out == "" || out == "-" {
+		_, _ = stdout.Write(res.YAML)
+	} else if werr := os.WriteFile(out, res.YAML, 0o644); werr != nil {
+		fmt.Fprintf(stderr, "sealgate policy import: %v\n", werr)
+		return exitUsage
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(stderr, "note: %s\n", n)
+	}
+	for _, k := range res.Keys {
+		fmt.Fprintf(stderr, "copy %s into the trust store as keys/%s\n", k, filepath.Base(k))
+	}
+	if errors.Is(err, policyimport.ErrIncomplete) {
+		fmt.Fprintln(stderr, "sealgate policy import: NOT EQUIVALENT: something security-relevant did not map (see the notes); review the policy before sealing it")
+		return exitFailed
+	}
+	return exitOK
+}
