@@ -290,3 +290,30 @@ func TestPolicyImportAgrees(t *testing.T) {
 		t.Errorf("policy check of a broken policy: exit %d %s", code, stdout)
 	}
 }
+
+// TestClusterImagePolicyImportAgrees: a key-based ClusterImagePolicy for
+// the registry, imported (its inline key written beside the policy),
+// decides as the same policy written by hand.
+func TestClusterImagePolicyImportAgrees(t *testing.T) {
+	reg, pub, signed, unsigned := signedFixture(t)
+	dir := t.TempDir()
+	hosts := filepath.Join(dir, "certs.d")
+	key, _ := os.ReadFile(pub)
+	cip := writeFile(t, dir, "cip.yaml", "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: app\nspec:\n  images:\n  - glob: \""+reg.Addr+"/app/**\"\n  authorities:\n  - key:\n      data: |\n        "+strings.ReplaceAll(strings.TrimSpace(string(key)), "\n", "\n        ")+"\n")
+	store := filepath.Join(dir, "store")
+	if err := os.MkdirAll(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	imported := filepath.Join(store, "policy.yaml")
+	if code, stdout, stderr := runMain("policy", "import", "--from", "clusterimagepolicy", cip, "-o", imported); code != exitOK || !strings.Contains(stderr, "wrote "+filepath.Join(store, "keys", "app-0.pub")) {
+		t.Fatalf("import: exit %d\n%s%s", code, stdout, stderr)
+	}
+	hand := writeFile(t, dir, "hand.yaml", "mode: enforce\ndefault: allow\nrules:\n  - name: app\n    images: [\""+reg.Addr+"/app/**\"]\n    signatures:\n      signedIdentity: any\n      authorities: [{key: "+pub+"}]\n")
+	for _, img := range []name.Digest{signed, unsigned} {
+		a, _, _ := runMain("verify", img.String(), "--policy", imported, "--registry-hosts-dir", hosts)
+		h, _, _ := runMain("verify", img.String(), "--policy", hand, "--registry-hosts-dir", hosts)
+		if a != h || (img == signed) != (a == exitOK) {
+			t.Errorf("%s: imported policy exit %d, hand-written %d", img, a, h)
+		}
+	}
+}

@@ -19,7 +19,7 @@ import (
 func policyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	usage := func(w io.Writer) {
 		fmt.Fprintln(w, "usage: sealgate policy check FILE...")
-		fmt.Fprintln(w, "       sealgate policy import --from containers-policy FILE [-o FILE]")
+		fmt.Fprintln(w, "       sealgate policy import --from containers-policy|clusterimagepolicy FILE [-o FILE]")
 		fmt.Fprintln(w, "\ncheck parses each policy as the daemon does (strict YAML, every key and trusted root it names")
 		fmt.Fprintln(w, "read and checked) and says what it holds; exit 0 valid, 1 invalid, 2 usage.")
 		fmt.Fprintln(w, "import writes a sealgate policy from another tool's (see sealgate policy import -h).")
@@ -72,14 +72,14 @@ func policyCheck(args []string, stdout, stderr io.Writer) int {
 func policyImport(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sealgate policy import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	from := fs.String("from", "", "the format of FILE: containers-policy (containers-policy.json(5), CRI-O's and podman's policy.json)")
+	from := fs.String("from", "", "the format of FILE: containers-policy (containers-policy.json(5), CRI-O's and podman's policy.json), or clusterimagepolicy (sigstore policy-controller's, also read by Talos)")
 	var out string
 	fs.StringVar(&out, "o", "", "write the sealgate policy to this file (default: standard output)")
 	fs.StringVar(&out, "out", "", "same as -o")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sealgate policy import --from containers-policy FILE [-o FILE]")
+		fmt.Fprintln(stderr, "usage: sealgate policy import --from containers-policy|clusterimagepolicy FILE [-o FILE]")
 		fmt.Fprintln(stderr, "\nWrites a sealgate policy from FILE, with a comment for each thing that did not map; the keys it names")
-		fmt.Fprintln(stderr, "are to be copied into the trust store's keys/. Exit 0 when everything mapped, 1 when something")
+		fmt.Fprintln(stderr, "are to be copied into the trust store's keys/ (inline keys are written there, beside -o FILE). Exit 0 when everything mapped, 1 when something")
 		fmt.Fprintln(stderr, "security-relevant did not (the policy is still written, saying what), 2 usage or unreadable input.")
 		fs.PrintDefaults()
 	}
@@ -91,8 +91,12 @@ func policyImport(_ context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "sealgate policy import: give exactly one FILE")
 		return exitUsage
 	}
-	if *from != "containers-policy" {
-		fmt.Fprintf(stderr, "sealgate policy import: --from %q: want containers-policy\n", *from)
+	convert := map[string]func([]byte) (*policyimport.Result, error){
+		"containers-policy":  policyimport.FromContainersPolicy,
+		"clusterimagepolicy": policyimport.FromClusterImagePolicy,
+	}[*from]
+	if convert == nil {
+		fmt.Fprintf(stderr, "sealgate policy import: --from %q: want containers-policy or clusterimagepolicy\n", *from)
 		return exitUsage
 	}
 	data, err := os.ReadFile(pos[0])
@@ -100,16 +104,33 @@ func policyImport(_ context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "sealgate policy import: %v\n", err)
 		return exitUsage
 	}
-	res, err := policyimport.FromContainersPolicy(data)
+	res, err := convert(data)
 	if err != nil && !errors.Is(err, policyimport.ErrIncomplete) {
 		fmt.Fprintf(stderr, "sealgate policy import: %s: %v\n", pos[0], err)
 		return exitUsage
 	}
 	if out == "" || out == "-" {
 		_, _ = stdout.Write(res.YAML)
-	} else if werr := os.WriteFile(out, res.YAML, 0o644); werr != nil {
-		fmt.Fprintf(stderr, "sealgate policy import: %v\n", werr)
-		return exitUsage
+		for f := range res.Files {
+			fmt.Fprintf(stderr, "note: %s is written only with -o FILE (beside it)\n", f)
+		}
+	} else {
+		if werr := os.WriteFile(out, res.YAML, 0o644); werr != nil {
+			fmt.Fprintf(stderr, "sealgate policy import: %v\n", werr)
+			return exitUsage
+		}
+		for f, b := range res.Files {
+			p := filepath.Join(filepath.Dir(out), filepath.FromSlash(f))
+			werr := os.MkdirAll(filepath.Dir(p), 0o755)
+			if werr == nil {
+				werr = os.WriteFile(p, b, 0o644)
+			}
+			if werr != nil {
+				fmt.Fprintf(stderr, "sealgate policy import: %v\n", werr)
+				return exitUsage
+			}
+			fmt.Fprintf(stderr, "wrote %s\n", p)
+		}
 	}
 	for _, n := range res.Notes {
 		fmt.Fprintf(stderr, "note: %s\n", n)

@@ -32,6 +32,9 @@ type Result struct {
 	// Keys are the key files the policy names, to copy into the trust
 	// store's keys/ (the policy names them as keys/BASENAME).
 	Keys []string
+	// Files are files to write beside the policy (inline keys), by path
+	// relative to it.
+	Files map[string][]byte
 }
 
 // containersPolicy is containers-policy.json(5), read strictly.
