@@ -151,7 +151,7 @@ sed -e "s#/usr/local/bin/sealgate#$prefix/bin/sealgate#" -e "s#--trust-dir /etc/
 chmod 0644 "$unit.new"
 mv -f "$unit.new" "$unit"
 firstboot="$D/etc/systemd/system/sealgate-firstboot.service"
-sed -e "s#/usr/local/bin/sealgate#$prefix/bin/sealgate#" -e "s#--dir /etc/sealgate#--dir /etc/sealgate$tpm_arg#" \
+sed -e "s#/usr/local/bin/sealgate#$prefix/bin/sealgate#" -e "s#--trust-dir /etc/sealgate#--trust-dir /etc/sealgate$tpm_arg#" \
 	"$here/../systemd/sealgate-firstboot.service" >"$firstboot.new"
 chmod 0644 "$firstboot.new"
 mv -f "$firstboot.new" "$firstboot"
@@ -159,11 +159,11 @@ mv -f "$firstboot.new" "$firstboot"
 # seal checks the policy and seals the trust store to the TPM, unless the
 # seal in place still matches (an upgrade keeps it).
 seal() {
-	if "$bin" trust status --dir "$etc" ${tpm:+--tpm "$tpm"} >/dev/null 2>&1; then
+	if "$bin" trust status --trust-dir "$etc" ${tpm:+--tpm "$tpm"} >/dev/null 2>&1; then
 		say "the trust store's seal matches its files: kept"
 		return 0
 	fi
-	"$bin" trust seal --dir "$etc" ${tpm:+--tpm "$tpm"} "$@" ||
+	"$bin" trust seal --trust-dir "$etc" ${tpm:+--tpm "$tpm"} "$@" ||
 		die "sealing $etc failed (see above); nothing was started and containerd was not touched"
 }
 

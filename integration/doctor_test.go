@@ -18,7 +18,7 @@ import (
 func TestDoctor(t *testing.T) {
 	f := newFixture(t)
 	swtpm := tpmtest.StartSwtpm(t)
-	if out, code := sealgateCmd(t, "trust", "seal", "--dir", f.trustDir, "--tpm", swtpm.Spec); code != 0 {
+	if out, code := sealgateCmd(t, "trust", "seal", "--trust-dir", f.trustDir, "--tpm", swtpm.Spec); code != 0 {
 		t.Fatalf("trust seal: exit %d\n%s", code, out)
 	}
 	n := newGatedNode(t, f)

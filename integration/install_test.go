@@ -92,7 +92,7 @@ func TestInstallSealsAndRuns(t *testing.T) {
 	bin := filepath.Join(dest, "usr", "local", "bin", "sealgate")
 	status := func() (string, int) {
 		t.Helper()
-		return sealgateCmd(t, "trust", "status", "--dir", etc, "--tpm", sw.Spec)
+		return sealgateCmd(t, "trust", "status", "--trust-dir", etc, "--tpm", sw.Spec)
 	}
 	if st, code := status(); code != 0 || !strings.Contains(st, "generation 1") {
 		t.Fatalf("after install.sh the trust store is not sealed:\n%s\ninstall.sh said:\n%s", st, out)

@@ -34,7 +34,7 @@ func newSealedNode(t *testing.T, maxAge time.Duration) *sealedNode {
 	f := newFixture(t)
 	n := &sealedNode{f: f, tpm: tpmtest.StartSwtpm(t), trustDir: f.trustDir, stateDir: t.TempDir(), bundles: t.TempDir()}
 	writeFile(t, f.policy, strings.Replace(f.policyYAML(), "default: deny\n", fmt.Sprintf("default: deny\noffline:\n  maxVerdictAge: %s\n", maxAge), 1))
-	n.sealgate(t, "trust", "seal", "--dir", n.trustDir, "--tpm", n.tpm.Spec)
+	n.sealgate(t, "trust", "seal", "--trust-dir", n.trustDir, "--tpm", n.tpm.Spec)
 	n.c = f.node(t)
 	return n
 }
@@ -191,7 +191,7 @@ func TestBundleImportAirGapped(t *testing.T) {
 	}
 	s.stop()
 
-	n.sealgate(t, "bundle", "import", export, "--store", n.bundles)
+	n.sealgate(t, "bundle", "import", export, "--bundle-store", n.bundles)
 	s = n.start(t)
 	if out, err := n.run(t, n.f.signedTag, "after-import"); err != nil {
 		t.Fatalf("signed image refused after bundle import: %v\n%s\nsealgate log:\n%s", err, out, s.log())
@@ -221,7 +221,7 @@ func TestBundleSharedDigestAirGapped(t *testing.T) {
 	copyFile(t, pub, filepath.Join(f.trustDir, "keys", "copy.pub"))
 	writeFile(t, f.policy, strings.Replace(f.policyYAML(), "        - key: keys/release.pub\n", "        - key: keys/release.pub\n        - key: keys/copy.pub\n", 1))
 	n := &sealedNode{f: f, tpm: tpmtest.StartSwtpm(t), trustDir: f.trustDir, stateDir: t.TempDir(), bundles: t.TempDir()}
-	n.sealgate(t, "trust", "seal", "--dir", n.trustDir, "--tpm", n.tpm.Spec, "--gate-socket", "")
+	n.sealgate(t, "trust", "seal", "--trust-dir", n.trustDir, "--tpm", n.tpm.Spec, "--gate-socket", "")
 	n.c = f.node(t)
 
 	export := filepath.Join(t.TempDir(), "signatures.tar")
@@ -236,7 +236,7 @@ func TestBundleSharedDigestAirGapped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n.sealgate(t, "bundle", "import", export, "--store", n.bundles)
+	n.sealgate(t, "bundle", "import", export, "--bundle-store", n.bundles)
 	s := n.start(t)
 	for i, img := range []string{f.signedTag, copyRef} {
 		if out, err := n.run(t, img, fmt.Sprintf("shared-%d", i)); err != nil {

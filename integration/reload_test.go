@@ -50,7 +50,7 @@ func TestLiveReseal(t *testing.T) {
 	// Rotate the new key in and seal: the running daemon takes it.
 	copyFile(t, pub, filepath.Join(n.trustDir, "keys", "next.pub"))
 	writeFile(t, n.f.policy, strings.Replace(readFile(t, n.f.policy), "        - key: keys/release.pub\n", "        - key: keys/release.pub\n        - key: keys/next.pub\n", 1))
-	out := n.sealgate(t, "trust", "seal", "--dir", n.trustDir, "--tpm", n.tpm.Spec, "--gate-socket", s.gateSocket)
+	out := n.sealgate(t, "trust", "seal", "--trust-dir", n.trustDir, "--tpm", n.tpm.Spec, "--gate-socket", s.gateSocket)
 	if !strings.Contains(out, "the running sealgate now enforces generation 2") {
 		t.Fatalf("trust seal did not report the daemon taking the new seal:\n%s\nsealgate log:\n%s", out, s.log())
 	}

@@ -23,7 +23,7 @@ import (
 func bundleCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	usage := func(w io.Writer) {
 		fmt.Fprintln(w, "usage: sealgate bundle export IMAGE@DIGEST... -o FILE [--registry-hosts-dir DIR]")
-		fmt.Fprintln(w, "       sealgate bundle import FILE|DIR [--store DIR]")
+		fmt.Fprintln(w, "       sealgate bundle import FILE|DIR [--bundle-store DIR]")
 		fmt.Fprintln(w, "\nexport, on a machine that reaches the registry, writes the images' signatures,")
 		fmt.Fprintln(w, "attestations, Sigstore bundles and manifests to one file; import loads such a file,")
 		fmt.Fprintln(w, "or the directory `cosign save --dir` writes, into the node's local bundle store.")
@@ -52,7 +52,8 @@ func bundleExport(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.SetOutput(stderr)
 	var out string
 	fs.StringVar(&out, "o", "", "file to write (\"-\" for standard output)")
-	fs.StringVar(&out, "output", "", "same as -o")
+	fs.StringVar(&out, "out", "", "same as -o")
+	deprecatedAlias(fs, "output", "out", &out, stderr)
 	hostsDir := fs.String("registry-hosts-dir", source.DefaultHostsDir, "containerd's registry host configuration (certs.d/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs")
 	timeout := fs.Duration("registry-timeout", source.DefaultTimeout, "timeout of one registry request")
 	allowEmpty := fs.Bool("allow-empty", false, "export images that have no signature material (their manifests only) instead of failing")
@@ -153,10 +154,11 @@ func exportToFile(ctx context.Context, src source.Source, images []name.Digest, 
 func bundleImport(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sealgate bundle import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	store := fs.String("store", bundlestore.DefaultDir, "the node's local bundle store")
+	store := fs.String("bundle-store", bundlestore.DefaultDir, "the node's local bundle store")
+	deprecatedAlias(fs, "store", "bundle-store", store, stderr)
 	maxSize := fs.Int64("max-size", bundlestore.DefaultArchiveBytes, "largest export file (or cosign layout content) to read, in bytes")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sealgate bundle import FILE|DIR [--store DIR]")
+		fmt.Fprintln(stderr, "usage: sealgate bundle import FILE|DIR [--bundle-store DIR]")
 		fmt.Fprintln(stderr, "\nFILE is what `sealgate bundle export` wrote; DIR is what `cosign save --dir DIR IMAGE` wrote.")
 		fs.PrintDefaults()
 	}

@@ -190,7 +190,7 @@ func TestBundleImportCosignSave(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := filepath.Join(t.TempDir(), "bundles")
-	code, stdout, stderr := runBundle("import", layout, "--store", store)
+	code, stdout, stderr := runBundle("import", layout, "--bundle-store", store)
 	if code != exitOK || !strings.Contains(stdout, "imported "+f.classic.DigestStr()+": 1 signature, 1 attestation, 0 bundles, manifest") {
 		t.Fatalf("import: exit %d\n%s%s", code, stdout, stderr)
 	}
@@ -213,7 +213,7 @@ func TestBundleImportTampered(t *testing.T) {
 	}
 	tampered := tamperPayload(t, file)
 	store := filepath.Join(t.TempDir(), "bundles")
-	if code, stdout, stderr := runBundle("import", tampered, "--store", store); code != exitOK {
+	if code, stdout, stderr := runBundle("import", tampered, "--bundle-store", store); code != exitOK {
 		t.Fatalf("import of the tampered file: exit %d\n%s%s", code, stdout, stderr)
 	}
 	if err := f.reg.Stop(); err != nil {
@@ -331,10 +331,10 @@ func TestBundleErrors(t *testing.T) {
 		{"export without -o", []string{"export", image}, exitUsage, "-o FILE"},
 		{"export of a tag", []string{"export", "nginx:latest", "-o", "x"}, exitUsage, "a tag is never trusted"},
 		{"import without a file", []string{"import"}, exitUsage, "exactly one FILE or DIR"},
-		{"import of a missing file", []string{"import", filepath.Join(dir, "missing.tar"), "--store", store}, exitFailed, "no such file"},
-		{"import of garbage", []string{"import", garbage, "--store", store}, exitFailed, "not a sealgate export file"},
-		{"import over --max-size", []string{"import", garbage, "--store", store, "--max-size", "100"}, exitFailed, "export file larger than 100 bytes"},
-		{"import of a directory that is not a layout", []string{"import", dir, "--store", store}, exitFailed, "not an OCI image layout"},
+		{"import of a missing file", []string{"import", filepath.Join(dir, "missing.tar"), "--bundle-store", store}, exitFailed, "no such file"},
+		{"import of garbage", []string{"import", garbage, "--bundle-store", store}, exitFailed, "not a sealgate export file"},
+		{"import over --max-size", []string{"import", garbage, "--bundle-store", store, "--max-size", "100"}, exitFailed, "export file larger than 100 bytes"},
+		{"import of a directory that is not a layout", []string{"import", dir, "--bundle-store", store}, exitFailed, "not an OCI image layout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -349,5 +349,22 @@ func TestBundleErrors(t *testing.T) {
 	}
 	if code, stdout, _ := runBundle("--help"); code != exitOK || !strings.Contains(stdout, "grants nothing by itself") {
 		t.Errorf("help: exit %d %q", code, stdout)
+	}
+}
+
+// TestDeprecatedFlagNames: the old names still work, and say which to use.
+func TestDeprecatedFlagNames(t *testing.T) {
+	dir := t.TempDir()
+	code, _, stderr := runMain("trust", "status", "--dir", dir, "--tpm", "swtpm:127.0.0.1:1")
+	if code == exitOK || !strings.Contains(stderr, "--dir is deprecated; use --trust-dir") {
+		t.Errorf("trust --dir: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = runMain("bundle", "import", filepath.Join(dir, "missing.tar"), "--store", dir)
+	if !strings.Contains(stderr, "--store is deprecated; use --bundle-store") || !strings.Contains(stderr, "no such file") {
+		t.Errorf("bundle import --store: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = runMain("bundle", "export", "a.io/x@sha256:"+strings.Repeat("a", 64), "--output", filepath.Join(dir, "x.tar"), "--registry-hosts-dir", dir, "--registry-timeout", "1s")
+	if !strings.Contains(stderr, "--output is deprecated; use --out") {
+		t.Errorf("bundle export --output: exit %d, %q", code, stderr)
 	}
 }

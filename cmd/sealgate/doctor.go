@@ -135,11 +135,11 @@ func trustFinding(dir, spec string) nodecheck.Finding {
 	defer t.Close()
 	st, err := trust.Status(dir, t)
 	if err != nil {
-		return nodecheck.Finding{Check: check, Level: nodecheck.Fail, Detail: err.Error(), Fix: "sealgate trust status --dir " + dir + " says more"}
+		return nodecheck.Finding{Check: check, Level: nodecheck.Fail, Detail: err.Error(), Fix: "sealgate trust status --trust-dir " + dir + " says more"}
 	}
 	if !st.OK() {
 		return nodecheck.Finding{Check: check, Level: nodecheck.Fail, Detail: fmt.Sprintf("trust store %s would not open: %s", dir, strings.Join(st.Problems, "; ")),
-			Fix: "sealgate trust status --dir " + dir + "; after a deliberate change: sealgate trust seal"}
+			Fix: "sealgate trust status --trust-dir " + dir + "; after a deliberate change: sealgate trust seal"}
 	}
 	return nodecheck.Finding{Check: check, Level: nodecheck.OK, Detail: fmt.Sprintf("trust store %s matches its seal in TPM %s (generation %d, digest %s)", dir, spec, st.Generation, st.Digest)}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"io"
 
 	"github.com/sealgate/sealgate/plugin/bundlestore"
 	"github.com/sealgate/sealgate/plugin/cache"
@@ -46,4 +48,14 @@ func exitFor(err error) int {
 		return exitUsage
 	}
 	return exitFailed
+}
+
+// deprecatedAlias registers old as another name of the string flag that
+// sets target, saying on stderr, when it is used, which name to use.
+func deprecatedAlias(fs *flag.FlagSet, old, current string, target *string, stderr io.Writer) {
+	fs.Func(old, "deprecated: use --"+current, func(v string) error {
+		fmt.Fprintf(stderr, "sealgate: --%s is deprecated; use --%s\n", old, current)
+		*target = v
+		return nil
+	})
 }

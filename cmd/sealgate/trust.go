@@ -83,17 +83,18 @@ func trustInitCmd(_ context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	fmt.Fprintf(stdout, "wrote a starter trust store to %s (policy.yaml in warn mode, keys/, roots/).\n", dir)
 	fmt.Fprintf(stdout, "Next: put your public keys in %s/keys/, add rules to %s/policy.yaml, then seal it:\n", dir, dir)
-	fmt.Fprintf(stdout, "    sealgate trust seal --dir %s\n", dir)
+	fmt.Fprintf(stdout, "    sealgate trust seal --trust-dir %s\n", dir)
 	return exitOK
 }
 
-// trustStoreFlags are --dir and --tpm, shared by seal and status.
+// trustStoreFlags are --trust-dir and --tpm, shared by seal and status.
 type trustStoreFlags struct {
 	dir, tpm string
 }
 
 func (f *trustStoreFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.dir, "dir", trust.DefaultDir, "the trust store's folder")
+	fs.StringVar(&f.dir, "trust-dir", trust.DefaultDir, "the trust store's folder")
+	deprecatedAlias(fs, "dir", "trust-dir", &f.dir, fs.Output())
 	fs.StringVar(&f.tpm, "tpm", tpm.DefaultDevice, "the TPM: a device (/dev/tpmrm0) or swtpm:HOST:PORT")
 }
 
@@ -117,7 +118,7 @@ func trustSealCmd(_ context.Context, args []string, stdout, stderr io.Writer) in
 	gateSocket := fs.String("gate-socket", runtimegate.DefaultSocket, "the running daemon's socket: it is told to take the new seal at once; empty: do not tell it")
 	bindList := fs.String("bind-pcrs", "", "comma-separated PCRs (e.g. 7,14) whose current values the key is sealed to; a change of them (firmware, boot loader, Secure Boot) then needs a re-seal")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sealgate trust seal [--dir DIR] [--tpm SPEC] [--measure-pcr N] [--bind-pcrs 7,14]")
+		fmt.Fprintln(stderr, "usage: sealgate trust seal [--trust-dir DIR] [--tpm SPEC] [--measure-pcr N] [--bind-pcrs 7,14]")
 		fmt.Fprintln(stderr, "\nChecks the policy strictly, seals a fresh key to the TPM at the next trust generation, writes\nDIR/sealed.json and measures the trust store into a PCR. Every earlier seal stops opening.")
 		fmt.Fprintln(stderr, "\nExit status: 0 sealed, 1 the TPM refused or failed, 2 usage or configuration error.")
 		fs.PrintDefaults()
@@ -127,7 +128,7 @@ func trustSealCmd(_ context.Context, args []string, stdout, stderr io.Writer) in
 		return flagErr(err)
 	}
 	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "sealgate trust seal: unexpected argument %q (the trust store is --dir)\n", pos[0])
+		fmt.Fprintf(stderr, "sealgate trust seal: unexpected argument %q (the trust store is --trust-dir)\n", pos[0])
 		return exitUsage
 	}
 	switch {
@@ -231,7 +232,7 @@ func trustStatusCmd(_ context.Context, args []string, stdout, stderr io.Writer) 
 	tf.register(fs)
 	output := fs.String("output", "text", "output format: text or json")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sealgate trust status [--dir DIR] [--tpm SPEC] [--output text|json]")
+		fmt.Fprintln(stderr, "usage: sealgate trust status [--trust-dir DIR] [--tpm SPEC] [--output text|json]")
 		fmt.Fprintln(stderr, "\nSays what is sealed, the TPM's trust generation, whether the files on disk still match, and\nwhich PCR holds the measurement. It changes nothing.")
 		fmt.Fprintln(stderr, "\nExit status: 0 the trust store would open, 1 it would not (not sealed, files differ, an older\nor forged seal record), 2 usage or configuration error.")
 		fs.PrintDefaults()
@@ -241,7 +242,7 @@ func trustStatusCmd(_ context.Context, args []string, stdout, stderr io.Writer) 
 		return flagErr(err)
 	}
 	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "sealgate trust status: unexpected argument %q (the trust store is --dir)\n", pos[0])
+		fmt.Fprintf(stderr, "sealgate trust status: unexpected argument %q (the trust store is --trust-dir)\n", pos[0])
 		return exitUsage
 	}
 	if *output != "text" && *output != "json" {

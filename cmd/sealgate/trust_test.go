@@ -30,15 +30,15 @@ func TestTrustUsageErrors(t *testing.T) {
 		{"unknown subcommand", []string{"trust", "open"}, `unknown subcommand "open"`},
 		{"init without DIR", []string{"trust", "init"}, "give exactly one DIR"},
 		{"init with two DIRs", []string{"trust", "init", dir, dir}, "give exactly one DIR"},
-		{"seal with a bad PCR list", []string{"trust", "seal", "--dir", dir, "--bind-pcrs", "7,x"}, `"x" is not a PCR`},
-		{"seal binding PCR 24", []string{"trust", "seal", "--dir", dir, "--bind-pcrs", "24"}, `"24" is not a PCR`},
-		{"seal measuring PCR 0", []string{"trust", "seal", "--dir", dir, "--measure-pcr", "0"}, "PCR 0 holds the firmware's"},
-		{"seal measuring PCR -2", []string{"trust", "seal", "--dir", dir, "--measure-pcr", "-2"}, "--measure-pcr -2"},
-		{"seal with an argument", []string{"trust", "seal", dir}, "the trust store is --dir"},
-		{"seal with an unknown TPM", []string{"trust", "seal", "--dir", dir, "--tpm", "tpm0"}, "unknown TPM"},
-		{"seal with no TPM there", []string{"trust", "seal", "--dir", dir, "--tpm", "/dev/sealgate-no-such-tpm"}, "no TPM"},
-		{"status with a bad output", []string{"trust", "status", "--dir", dir, "--output", "yaml"}, "--output"},
-		{"status with an unknown TPM", []string{"trust", "status", "--dir", dir, "--tpm", "tpm0"}, "unknown TPM"},
+		{"seal with a bad PCR list", []string{"trust", "seal", "--trust-dir", dir, "--bind-pcrs", "7,x"}, `"x" is not a PCR`},
+		{"seal binding PCR 24", []string{"trust", "seal", "--trust-dir", dir, "--bind-pcrs", "24"}, `"24" is not a PCR`},
+		{"seal measuring PCR 0", []string{"trust", "seal", "--trust-dir", dir, "--measure-pcr", "0"}, "PCR 0 holds the firmware's"},
+		{"seal measuring PCR -2", []string{"trust", "seal", "--trust-dir", dir, "--measure-pcr", "-2"}, "--measure-pcr -2"},
+		{"seal with an argument", []string{"trust", "seal", dir}, "the trust store is --trust-dir"},
+		{"seal with an unknown TPM", []string{"trust", "seal", "--trust-dir", dir, "--tpm", "tpm0"}, "unknown TPM"},
+		{"seal with no TPM there", []string{"trust", "seal", "--trust-dir", dir, "--tpm", "/dev/sealgate-no-such-tpm"}, "no TPM"},
+		{"status with a bad output", []string{"trust", "status", "--trust-dir", dir, "--output", "yaml"}, "--output"},
+		{"status with an unknown TPM", []string{"trust", "status", "--trust-dir", dir, "--tpm", "tpm0"}, "unknown TPM"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,7 +56,7 @@ func TestTrustUsageErrors(t *testing.T) {
 func TestTrustInit(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "sealgate")
 	code, stdout, stderr := runMain("trust", "init", dir)
-	if code != exitOK || !strings.Contains(stdout, "sealgate trust seal --dir "+dir) {
+	if code != exitOK || !strings.Contains(stdout, "sealgate trust seal --trust-dir "+dir) {
 		t.Fatalf("init: exit %d, %q %q", code, stdout, stderr)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "policy.yaml")); err != nil {
@@ -83,7 +83,7 @@ func TestTrustSealStatus(t *testing.T) {
 	}
 	status := func(want int, args ...string) (string, string) {
 		t.Helper()
-		code, stdout, stderr := runMain(append([]string{"trust", "status", "--dir", dir, "--tpm", sw.Spec}, args...)...)
+		code, stdout, stderr := runMain(append([]string{"trust", "status", "--trust-dir", dir, "--tpm", sw.Spec}, args...)...)
 		if code != want {
 			t.Fatalf("status: exit %d, want %d\nstdout %s\nstderr %s", code, want, stdout, stderr)
 		}
@@ -91,11 +91,11 @@ func TestTrustSealStatus(t *testing.T) {
 	}
 
 	stdout, _ := status(exitFailed)
-	if !strings.Contains(stdout, "not sealed") || !strings.Contains(stdout, "run `sealgate trust seal --dir "+dir+"`") {
+	if !strings.Contains(stdout, "not sealed") || !strings.Contains(stdout, "run `sealgate trust seal --trust-dir "+dir+"`") {
 		t.Errorf("status of an unsealed store: %s", stdout)
 	}
 
-	code, stdout, stderr := runMain("trust", "seal", "--dir", dir, "--tpm", sw.Spec, "--bind-pcrs", "16")
+	code, stdout, stderr := runMain("trust", "seal", "--trust-dir", dir, "--tpm", sw.Spec, "--bind-pcrs", "16")
 	if code != exitOK || !strings.Contains(stdout, "sealed "+dir+" at generation 1: 1 file (the policy and the files it names)") || !strings.Contains(stdout, "measured into PCR 23") || !strings.Contains(stdout, "bound to PCRs 16") {
 		t.Fatalf("seal: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
@@ -138,7 +138,7 @@ func TestTrustSealStatus(t *testing.T) {
 
 	// Seal refuses the store while the policy is invalid, and names the line.
 	os.WriteFile(pol, append(good, []byte("trusted: yes\n")...), 0o644)
-	code, _, stderr = runMain("trust", "seal", "--dir", dir, "--tpm", sw.Spec)
+	code, _, stderr = runMain("trust", "seal", "--trust-dir", dir, "--tpm", sw.Spec)
 	if code != exitUsage || !strings.Contains(stderr, "policy.yaml:") || !strings.Contains(stderr, "trusted") || !strings.Contains(stderr, "nothing was sealed") {
 		t.Errorf("seal of an invalid policy: exit %d, %s", code, stderr)
 	}
@@ -146,7 +146,7 @@ func TestTrustSealStatus(t *testing.T) {
 
 	// Re-seal accepts the store (the file that is not a key is not named,
 	// so neither sealed nor parsed).
-	code, stdout, stderr = runMain("trust", "seal", "--dir", dir, "--tpm", sw.Spec, "--bind-pcrs", "16")
+	code, stdout, stderr = runMain("trust", "seal", "--trust-dir", dir, "--tpm", sw.Spec, "--bind-pcrs", "16")
 	if code != exitOK || !strings.Contains(stdout, "at generation 2: 1 file (") {
 		t.Fatalf("re-seal: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -166,7 +166,7 @@ func TestTrustSealStatus(t *testing.T) {
 	// After a reboot the bound PCR 16 is back at its sealed value, PCR 23
 	// is empty until the daemon measures.
 	sw.Restart(t)
-	code, _, _ = runMain("trust", "seal", "--dir", dir, "--tpm", sw.Spec, "--measure-pcr", "-1")
+	code, _, _ = runMain("trust", "seal", "--trust-dir", dir, "--tpm", sw.Spec, "--measure-pcr", "-1")
 	if code != exitOK {
 		t.Fatal("seal without measurement")
 	}
@@ -191,7 +191,7 @@ func TestNoSimulatorInTheBinary(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "sealgate")
 	runMain("trust", "init", dir)
-	if code, _, stderr := runMain("trust", "seal", "--dir", dir, "--tpm", "simulator"); code != exitUsage || !strings.Contains(stderr, "unknown TPM") {
+	if code, _, stderr := runMain("trust", "seal", "--trust-dir", dir, "--tpm", "simulator"); code != exitUsage || !strings.Contains(stderr, "unknown TPM") {
 		t.Errorf("--tpm simulator: exit %d, want 2 naming an unknown TPM:\n%s", code, stderr)
 	}
 }

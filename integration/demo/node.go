@@ -87,7 +87,7 @@ rules:
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/sealgate: %w\n%s", err, out)
 	}
-	out, err := n.sealgate("trust", "seal", "--dir", n.trustDir, "--tpm", n.tpm.Spec, "--gate-socket", "")
+	out, err := n.sealgate("trust", "seal", "--trust-dir", n.trustDir, "--tpm", n.tpm.Spec, "--gate-socket", "")
 	if err != nil {
 		return fmt.Errorf("sealgate trust seal: %w\n%s", err, out)
 	}
@@ -238,7 +238,7 @@ func (n *node) rotate(sg *proc, reg *testenv.Registry, cosign *testenv.Cosign) e
 		return err
 	}
 	detail("policy: demo-apps now accepts keys/release.pub or keys/next.pub")
-	out, err := n.sealgate("trust", "seal", "--dir", n.trustDir, "--tpm", n.tpm.Spec, "--gate-socket", n.socket)
+	out, err := n.sealgate("trust", "seal", "--trust-dir", n.trustDir, "--tpm", n.tpm.Spec, "--gate-socket", n.socket)
 	if err != nil || !strings.Contains(out, "now enforces generation 2") {
 		return fmt.Errorf("the re-seal should be taken live, but: %v\n%s\nsealgate log:\n%s", err, out, tail(sg.logPath, 20))
 	}

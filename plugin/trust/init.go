@@ -95,7 +95,7 @@ func Init(dir string) error {
 	case err != nil:
 		return fmt.Errorf("init: %w", err)
 	case len(entries) > 0:
-		return fmt.Errorf("init: %s is not empty (%w); trust init writes a starter trust store into a new or empty directory (see what is there with `sealgate trust status --dir %s`)", dir, fs.ErrExist, dir)
+		return fmt.Errorf("init: %s is not empty (%w); trust init writes a starter trust store into a new or empty directory (see what is there with `sealgate trust status --trust-dir %s`)", dir, fs.ErrExist, dir)
 	}
 	for _, d := range []string{"keys", "roots"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {

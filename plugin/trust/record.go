@@ -212,7 +212,7 @@ func readRecord(dir string) (*Record, error) {
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("%w: %s has no %s; run `sealgate trust seal --dir %s`", ErrNotSealed, dir, RecordName, dir)
+		return nil, fmt.Errorf("%w: %s has no %s; run `sealgate trust seal --trust-dir %s`", ErrNotSealed, dir, RecordName, dir)
 	case errors.Is(err, syscall.ELOOP):
 		return nil, fmt.Errorf("%w: %s is a symbolic link; remove it and run `sealgate trust seal`", ErrRecord, p)
 	case err != nil:

@@ -712,7 +712,7 @@ func TestStatusMalformedRecord(t *testing.T) {
 func TestOpenNotSealed(t *testing.T) {
 	dir := newStore(t)
 	_, err := Open(dir, newFake())
-	if !errors.Is(err, ErrNotSealed) || !strings.Contains(err.Error(), "run `sealgate trust seal --dir "+dir+"`") {
+	if !errors.Is(err, ErrNotSealed) || !strings.Contains(err.Error(), "run `sealgate trust seal --trust-dir "+dir+"`") {
 		t.Fatalf("%v", err)
 	}
 	// A link in place of the record is not followed.
