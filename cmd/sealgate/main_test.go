@@ -189,7 +189,8 @@ func TestVerifyByTag(t *testing.T) {
 	common := []string{"--policy", pol, "--registry-hosts-dir", hosts}
 
 	code, stdout, stderr := runMain(append([]string{"verify", reg.Ref("app/signed:v1")}, common...)...)
-	if code != exitOK || !strings.Contains(stdout, "resolved "+reg.Ref("app/signed:v1")+" to "+signed.DigestStr()) || !strings.Contains(stdout, "sealgate: allowed") {
+	if code != exitOK || !strings.Contains(stdout, "resolved "+reg.Ref("app/signed:v1")+" to "+signed.DigestStr()) || !strings.Contains(stdout, "sealgate: allowed") ||
+		!strings.Contains(stdout, "signatures: satisfied by key "+pub+" (key sha256:") {
 		t.Fatalf("signed tag: exit %d\n%s%s", code, stdout, stderr)
 	}
 	code, stdout, stderr = runMain(append([]string{"verify", reg.Ref("app/signed:v1"), reg.Ref("app/unsigned:v1"), "--output", "json"}, common...)...)

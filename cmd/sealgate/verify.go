@@ -165,4 +165,23 @@ func printText(w io.Writer, d decision.Decision) {
 	for _, r := range d.Reasons {
 		fmt.Fprintf(w, "  - %s\n", r)
 	}
+	// Each requirement of the rule, with what satisfied it.
+	for _, s := range d.SatisfiedBy {
+		req := s.Requirement
+		if s.PredicateType != "" && s.Kind == "attestation" {
+			req += " " + s.PredicateType
+		}
+		who := s.Authority
+		switch {
+		case s.KeyID != "":
+			who += " (key " + s.KeyID + ")"
+		case s.Subject != "":
+			who += " (" + s.Issuer + " " + s.Subject + ")"
+		}
+		line := fmt.Sprintf("  %s: satisfied by %s, %s over %s", req, who, s.Kind, s.Digest)
+		if !s.SignedAt.IsZero() {
+			line += ", signed " + s.SignedAt.UTC().Format("2006-01-02T15:04:05Z")
+		}
+		fmt.Fprintln(w, line)
+	}
 }
