@@ -119,13 +119,26 @@ func TestVerifyCommand(t *testing.T) {
 		}
 	})
 
+	t.Run("two images and a tag", func(t *testing.T) {
+		// Several images are decided in one call (1: one is denied); a
+		// tag is resolved at the registry and the digest said.
+		code, stdout, stderr := run(t, append([]string{f.signed.String(), f.unsigned.String()}, common...)...)
+		if code != 1 || !strings.Contains(string(stdout), "sealgate: allowed") || !strings.Contains(string(stdout), "sealgate: denied") {
+			t.Errorf("two images: exit %d\n%s%s", code, stdout, stderr)
+		}
+		code, stdout, stderr = run(t, append([]string{f.signedTag}, common...)...)
+		if code != 0 || !strings.Contains(string(stdout), "resolved "+f.signedTag+" to "+f.signed.DigestStr()) {
+			t.Errorf("tag: exit %d\n%s%s", code, stdout, stderr)
+		}
+	})
+
 	usage := []struct {
 		name string
 		args []string
 	}{
 		{"no image", common},
-		{"two images", append([]string{f.signed.String(), f.unsigned.String()}, common...)},
-		{"tag only", append([]string{f.signedTag}, common...)},
+		{"--digest with two images", append([]string{f.signed.String(), f.unsigned.String(), "--digest", f.signed.DigestStr()}, common...)},
+		{"malformed digest", append([]string{f.signed.Context().String() + "@sha256:12"}, common...)},
 		{"missing policy", []string{f.signed.String(), "--policy", filepath.Join(t.TempDir(), "none.yaml"), "--registry-hosts-dir", f.hostsDir}},
 		{"policy with unknown key", []string{f.signed.String(), "--policy", badPolicy, "--registry-hosts-dir", f.hostsDir}},
 		{"bad output format", append([]string{f.signed.String(), "--output", "yaml"}, common...)},
