@@ -484,6 +484,20 @@ func (p *parser) trustedRoots(n *yaml.Node) ([]string, error) {
 	return roots, nil
 }
 
+// rootsHaveCTLogs reports whether any of the trusted roots (already read)
+// lists a CT log.
+func (p *parser) rootsHaveCTLogs(roots []string) bool {
+	for _, r := range roots {
+		var doc struct {
+			CTLogs []json.RawMessage `json:"ctlogs"`
+		}
+		if json.Unmarshal(p.files[r], &doc) == nil && len(doc.CTLogs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // resolve makes a policy path absolute, relative to the policy's directory.
 func (p *parser) resolve(rel string) string {
 	if filepath.IsAbs(rel) {
@@ -842,7 +856,7 @@ func (p *parser) authorities(n *yaml.Node, path string, pol *Policy) ([]*Authori
 // two entries that name the same signer (whatever their transparency-log
 // settings).
 func (p *parser) authority(n *yaml.Node, path string, pol *Policy) (*Authority, string, error) {
-	m, err := p.mapping(n, path, "key", "keyless", "rekorKey", "transparencyLog")
+	m, err := p.mapping(n, path, "key", "keyless", "rekorKey", "transparencyLog", "ctlog")
 	if err != nil {
 		return nil, "", err
 	}
@@ -880,8 +894,21 @@ func (p *parser) authority(n *yaml.Node, path string, pol *Policy) (*Authority, 
 			return nil, "", p.errf(m.keys["keyless"], join(path, "keyless"), "keyless verification needs a Sigstore trusted root; add trustedRoot: roots/trusted_root.json at the top level")
 		}
 		a, id = &Authority{Name: "keyless " + name, Keyless: kl}, "keyless\x00"+kid
+		if v := m.vals["ctlog"]; v != nil {
+			s, err := p.enum(v, join(path, "ctlog"), "required", "skip")
+			if err != nil {
+				return nil, "", err
+			}
+			a.SkipSCT = s == "skip"
+		}
+		if !a.SkipSCT && !p.rootsHaveCTLogs(pol.TrustedRoots) {
+			return nil, "", p.errf(m.keys["keyless"], join(path, "keyless"), "the trusted root has no CT logs, so the certificate's SCT cannot be checked: add the CT logs' keys to the trusted root (cosign trusted-root create --ctfe-key), or write ctlog: skip on this authority to accept certificates without an SCT, as cosign's --insecure-ignore-sct does")
+		}
 	default:
 		return nil, "", p.errf(n, path, "an authority needs key: (a public key file) or keyless: (issuer and subject)")
+	}
+	if k := m.keys["ctlog"]; k != nil && a.Keyless == nil {
+		return nil, "", p.errf(k, join(path, "ctlog"), "applies to keyless authorities only (their Fulcio certificates carry SCTs)")
 	}
 
 	a.TransparencyLog = TlogOptional

@@ -277,6 +277,23 @@ func with(base []string, more ...string) []byte {
 	return y(append(append([]string(nil), base...), more...)...)
 }
 
+// TestCTLogSkip: ctlog: skip is what lets a keyless authority stand on a
+// root without CT logs, and says so in the parsed authority.
+func TestCTLogSkip(t *testing.T) {
+	lines := append([]string{"trustedRoot: roots/no_ctlogs.json"}, keyless1[1:]...)
+	p, err := Parse(filepath.Join("testdata", "policy.yaml"), y(append(lines, "          ctlog: skip")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := p.Rules[0].Signatures.Authorities[0]; !a.SkipSCT {
+		t.Errorf("authority %+v: SkipSCT not set", a)
+	}
+	p, err = Parse(filepath.Join("testdata", "policy.yaml"), y(keyless1...))
+	if err != nil || p.Rules[0].Signatures.Authorities[0].SkipSCT {
+		t.Errorf("default: %v, SkipSCT must be false", err)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	big := make([]byte, maxPolicySize+1)
 	for i := range big {
@@ -320,6 +337,9 @@ func TestParseErrors(t *testing.T) {
 		{"default verify", y("default: verify"), 1, "default", "must be deny or allow"},
 		{"bad default", y("default: reject"), 1, "default", `"reject" is not one of deny, allow`},
 		{"bad action", with(rule1, "    action: permit"), 4, "rules[0].action", `"permit" is not one of verify, allow, deny`},
+		{"keyless with a root without CT logs", y(append([]string{"trustedRoot: roots/no_ctlogs.json"}, keyless1[1:]...)...), 7, "rules[0].signatures.authorities[0].keyless", "write ctlog: skip on this authority"},
+		{"ctlog on a key authority", with(rule1, "    signatures:", "      authorities:", "        - key: keys/ed25519.pub", "          ctlog: skip"), 7, "rules[0].signatures.authorities[0].ctlog", "keyless authorities only"},
+		{"bad ctlog", with(keyless1, "          ctlog: maybe"), 10, "rules[0].signatures.authorities[0].ctlog", "is not one of required, skip"},
 		{"bad signedIdentity", with(rule1, "    signatures:", "      signedIdentity: exact", "      authorities: [{key: keys/ed25519.pub}]"), 5, "rules[0].signatures.signedIdentity", "is not one of matchRepository, matchExact, any"},
 		{"remapIdentity without prefix", with(rule1, "    signatures:", "      signedIdentity: {type: remapIdentity, signedPrefix: docker.io/library}", "      authorities: [{key: keys/ed25519.pub}]"), 5, "rules[0].signatures.signedIdentity.prefix", "remapIdentity needs prefix and signedPrefix"},
 		{"remapIdentity prefix without host", with(rule1, "    signatures:", "      signedIdentity: {type: remapIdentity, prefix: library, signedPrefix: docker.io/library}", "      authorities: [{key: keys/ed25519.pub}]"), 5, "rules[0].signatures.signedIdentity.prefix", "does not start with a registry host"},

@@ -189,6 +189,11 @@ type Authority struct {
 	Keyless *KeylessAuthority
 	// TransparencyLog is the authority's effective `transparencyLog`.
 	TransparencyLog TransparencyLog
+	// SkipSCT is `ctlog: skip` on a keyless authority: its certificates
+	// need no signed certificate timestamp. Otherwise one from a CT log of
+	// the trusted root is required, and a root without CT logs is a policy
+	// error, never a silent downgrade.
+	SkipSCT bool
 }
 
 // KeyAuthority is a public key read from the trust store.

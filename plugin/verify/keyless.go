@@ -38,7 +38,7 @@ type signed struct {
 	sig, payload []byte
 	// keyless caches the certificate verification, which does not depend
 	// on the identity: [0] with the log optional, [1] required.
-	keyless [2]*keylessOutcome
+	keyless [4]*keylessOutcome
 }
 
 // signer is who a signature verified for: the key, or the certificate's
@@ -214,7 +214,7 @@ func (v *Verifier) verifyKeyless(s *signed, a *policy.Authority) (signer, error)
 	if s.annotationErr != nil {
 		return signer{}, s.annotationErr
 	}
-	out := v.keylessVerify(s, tlogRequired(a))
+	out := v.keylessVerify(s, tlogRequired(a), a.SkipSCT)
 	if out.err != nil {
 		return signer{}, out.err
 	}
@@ -231,12 +231,15 @@ func (v *Verifier) verifyKeyless(s *signed, a *policy.Authority) (signer, error)
 
 // keylessVerify verifies s's certificate, signature, log entry and
 // timestamps with sigstore-go, without the identity, caching the outcome
-// per log mode. Time comes only from a verified log entry (signed entry
+// per log mode and SCT requirement (skipSCT: the authority's ctlog: skip). Time comes only from a verified log entry (signed entry
 // timestamp) or TSA timestamp, never from the clock.
-func (v *Verifier) keylessVerify(s *signed, required bool) *keylessOutcome {
+func (v *Verifier) keylessVerify(s *signed, required, skipSCT bool) *keylessOutcome {
 	idx := 0
 	if required {
 		idx = 1
+	}
+	if skipSCT {
+		idx += 2
 	}
 	if s.keyless[idx] != nil {
 		return s.keyless[idx]
@@ -260,7 +263,7 @@ func (v *Verifier) keylessVerify(s *signed, required bool) *keylessOutcome {
 		out.err = reasonf(ErrTimestamp, "no verified signing time: the signature has neither a transparency-log entry from a log of the trusted root nor a TSA timestamp, and a certificate is only checked at a verified time")
 		return out
 	}
-	if len(v.mat.ct) > 0 {
+	if len(v.mat.ct) > 0 && !skipSCT {
 		opts = append(opts, verify.WithSignedCertificateTimestamps(1))
 	}
 	opts = append(opts, verify.WithoutStatementPredicate())

@@ -31,6 +31,7 @@ type keylessCase struct {
 	tlog   policy.TransparencyLog
 	tsa    bool
 	noCT   bool // verify against the root without CT logs
+	skip   bool // the authority says ctlog: skip
 	mutate func(t *testing.T, p *keylessParts, other keylessParts)
 	// want is a substring of the reason; "" means allowed.
 	want string
@@ -66,6 +67,7 @@ func keylessCases(t *testing.T, ts *testSigstore) []keylessCase {
 		{name: "transparency log optional, TSA timestamp only", tlog: policy.TlogOptional, tsa: true,
 			mutate: func(t *testing.T, p *keylessParts, _ keylessParts) { p.entry = nil }, wantTSA: true},
 		{name: "no SCT, root without CT logs", noCT: true, leaf: func(o *leafOpts) { o.noSCT = true }},
+		{name: "no SCT, the authority says ctlog: skip", skip: true, leaf: func(o *leafOpts) { o.noSCT = true }},
 
 		{name: "wrong subject", auth: func(k *policy.KeylessAuthority) {
 			k.Subject = "https://github.com/evil/app/.github/workflows/release.yml@refs/tags/v1.0.0"
@@ -157,6 +159,7 @@ func TestKeyless(t *testing.T) {
 				}
 				auth := keylessAuthority(c.auth)
 				auth.TransparencyLog = c.tlog
+				auth.SkipSCT = c.skip
 				req := &policy.Signatures{Authorities: []*policy.Authority{auth}}
 				var sigs []artifact.Signature
 				var bundles []artifact.Bundle
