@@ -15,7 +15,7 @@ type adhocFlags struct {
 	key, identity, identityRE, issuer, issuerRE string
 	ghRepository, ghRef                         string
 	predicateType, trustedRoot                  string
-	ignoreTlog                                  bool
+	ignoreTlog, ignoreSCT                       bool
 }
 
 func (a *adhocFlags) register(fs *flag.FlagSet) {
@@ -29,12 +29,13 @@ func (a *adhocFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.predicateType, "type", "", "ad-hoc check of an attestation of this predicate type (a URI, or cosign's short names: slsaprovenance, slsaprovenance02, slsaprovenance1, link, spdx, spdxjson, cyclonedx, vuln, openvex, custom)")
 	fs.StringVar(&a.trustedRoot, "trusted-root", "", "ad-hoc check: Sigstore trusted_root.json (needed for keyless, and for a key unless --insecure-ignore-tlog)")
 	fs.BoolVar(&a.ignoreTlog, "insecure-ignore-tlog", false, "ad-hoc check: do not require a transparency log entry, as cosign's flag")
+	fs.BoolVar(&a.ignoreSCT, "insecure-ignore-sct", false, "ad-hoc keyless check: do not require the certificate's SCT, as cosign's flag")
 }
 
 // set reports whether any ad-hoc flag was given.
 func (a *adhocFlags) set() bool {
 	return a.key != "" || a.identity != "" || a.identityRE != "" || a.issuer != "" || a.issuerRE != "" ||
-		a.ghRepository != "" || a.ghRef != "" || a.predicateType != "" || a.trustedRoot != "" || a.ignoreTlog
+		a.ghRepository != "" || a.ghRef != "" || a.predicateType != "" || a.trustedRoot != "" || a.ignoreTlog || a.ignoreSCT
 }
 
 // cosignPredicateTypes are cosign's short names for --type.
@@ -70,6 +71,8 @@ func (a *adhocFlags) policy() ([]byte, error) {
 		return nil, fmt.Errorf("a keyless check needs --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp]")
 	case keyless && a.trustedRoot == "":
 		return nil, fmt.Errorf("a keyless check needs --trusted-root (sealgate never fetches Sigstore's roots)")
+	case a.key != "" && a.ignoreSCT:
+		return nil, fmt.Errorf("--insecure-ignore-sct applies to keyless checks only")
 	case a.key != "" && !a.ignoreTlog && a.trustedRoot == "":
 		return nil, fmt.Errorf("--key requires a transparency log entry, as cosign does: give --trusted-root, or --insecure-ignore-tlog")
 	}
@@ -109,6 +112,9 @@ func (a *adhocFlags) policy() ([]byte, error) {
 		tlog = "optional"
 	}
 	fmt.Fprintf(&auth, "          transparencyLog: %s\n", tlog)
+	if a.ignoreSCT {
+		auth.WriteString("          ctlog: skip\n")
+	}
 	var b strings.Builder
 	b.WriteString("mode: enforce\ndefault: deny\n")
 	if a.trustedRoot != "" {

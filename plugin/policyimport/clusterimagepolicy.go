@@ -220,8 +220,9 @@ func convertCIP(b *strings.Builder, r *Result, cip *clusterImagePolicy) (bool, e
 			if a.Keyless.TrustRootRef != "" || !a.Keyless.CACert.IsZero() {
 				r.note(true, "%s: a custom Fulcio root (trustRootRef, ca-cert) must be in the trusted root the policy names", aat)
 			}
+			skipSCT := ""
 			if a.Keyless.InsecureIgnoreSCT {
-				r.note(true, "%s: insecureIgnoreSCT has no sealgate equivalent; SCTs are checked", aat)
+				skipSCT = "          ctlog: skip\n"
 			}
 			for _, id := range a.Keyless.Identities {
 				var kb strings.Builder
@@ -231,7 +232,7 @@ func convertCIP(b *strings.Builder, r *Result, cip *clusterImagePolicy) (bool, e
 						fmt.Fprintf(&kb, "            %s: %s\n", f[0], strconv.Quote(f[1]))
 					}
 				}
-				auths = append(auths, kb.String())
+				auths = append(auths, kb.String()+skipSCT)
 			}
 			if len(auths) == 0 {
 				return false, fmt.Errorf("%s: keyless without identities", aat)
