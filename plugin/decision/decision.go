@@ -269,6 +269,9 @@ func New(p *policy.Policy, src source.Source, opts ...Option) (*Engine, error) {
 				vopts = append(vopts, verify.WithTrustedRootFiles(r))
 			}
 		}
+		if p.PEMRoots != nil {
+			vopts = append(vopts, verify.WithPEMRoots(*p.PEMRoots))
+		}
 		v, err := verify.New(vopts...)
 		if err != nil {
 			return nil, fmt.Errorf("new decision engine: %w", err)

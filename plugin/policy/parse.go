@@ -408,7 +408,11 @@ func (p *parser) policy(root *yaml.Node) (*Policy, error) {
 		}
 	}
 	if v := m.vals["trustedRoot"]; v != nil {
-		if pol.TrustedRoots, err = p.trustedRoots(v); err != nil {
+		if v.Kind == yaml.MappingNode {
+			if pol.PEMRoots, err = p.pemRoots(v); err != nil {
+				return nil, err
+			}
+		} else if pol.TrustedRoots, err = p.trustedRoots(v); err != nil {
 			return nil, err
 		}
 	}
@@ -486,8 +490,11 @@ func (p *parser) trustedRoots(n *yaml.Node) ([]string, error) {
 
 // rootsHaveCTLogs reports whether any of the trusted roots (already read)
 // lists a CT log.
-func (p *parser) rootsHaveCTLogs(roots []string) bool {
-	for _, r := range roots {
+func (p *parser) rootsHaveCTLogs(pol *Policy) bool {
+	if pol.PEMRoots != nil && len(pol.PEMRoots.CTLogs) > 0 {
+		return true
+	}
+	for _, r := range pol.TrustedRoots {
 		var doc struct {
 			CTLogs []json.RawMessage `json:"ctlogs"`
 		}
@@ -496,6 +503,97 @@ func (p *parser) rootsHaveCTLogs(roots []string) bool {
 		}
 	}
 	return false
+}
+
+// pemRoots reads trustedRoot as a mapping of PEM files: fulcio and tsa
+// (certificate chains), rekor and ctlogs (public keys); each entry a path,
+// or {file, validFrom, validUntil} with RFC 3339 times.
+func (p *parser) pemRoots(n *yaml.Node) (*PEMRoots, error) {
+	const path = "trustedRoot"
+	m, err := p.mapping(n, path, "fulcio", "rekor", "ctlogs", "tsa")
+	if err != nil {
+		return nil, err
+	}
+	r := &PEMRoots{}
+	for _, f := range []struct {
+		key, what string
+		dst       *[]PEMMaterial
+		block     string
+	}{
+		{"fulcio", "Fulcio CA chain", &r.Fulcio, "CERTIFICATE"},
+		{"rekor", "Rekor public key", &r.Rekor, "PUBLIC KEY"},
+		{"ctlogs", "CT log public key", &r.CTLogs, "PUBLIC KEY"},
+		{"tsa", "TSA certificate chain", &r.TSA, "CERTIFICATE"},
+	} {
+		v := m.vals[f.key]
+		if v == nil {
+			continue
+		}
+		items, err := p.nonEmptyList(v, join(path, f.key), f.what+" file")
+		if err != nil {
+			return nil, err
+		}
+		for i, item := range items {
+			ipath := index(join(path, f.key), i)
+			mat, err := p.pemMaterial(item, ipath, f.what, f.block)
+			if err != nil {
+				return nil, err
+			}
+			*f.dst = append(*f.dst, mat)
+		}
+	}
+	if len(r.Fulcio) == 0 {
+		return nil, p.errf(n, path, "fulcio is missing: keyless verification needs the Fulcio CA chain (PEM)")
+	}
+	return r, nil
+}
+
+func (p *parser) pemMaterial(n *yaml.Node, path, what, block string) (PEMMaterial, error) {
+	var mat PEMMaterial
+	fileNode := n
+	if n.Kind == yaml.MappingNode {
+		m, err := p.mapping(n, path, "file", "validFrom", "validUntil")
+		if err != nil {
+			return mat, err
+		}
+		if fileNode = m.vals["file"]; fileNode == nil {
+			return mat, p.errf(n, join(path, "file"), "is missing")
+		}
+		for _, t := range []struct {
+			key string
+			dst *time.Time
+		}{{"validFrom", &mat.ValidFrom}, {"validUntil", &mat.ValidUntil}} {
+			v := m.vals[t.key]
+			if v == nil {
+				continue
+			}
+			s, err := p.str(v, join(path, t.key))
+			if err != nil {
+				return mat, err
+			}
+			if *t.dst, err = time.Parse(time.RFC3339, s); err != nil {
+				return mat, p.errf(v, join(path, t.key), "%q is not an RFC 3339 time such as 2025-01-01T00:00:00Z", s)
+			}
+		}
+		if !mat.ValidFrom.IsZero() && !mat.ValidUntil.IsZero() && !mat.ValidUntil.After(mat.ValidFrom) {
+			return mat, p.errf(n, path, "validUntil must come after validFrom")
+		}
+	}
+	rel, err := p.str(fileNode, path)
+	if err != nil {
+		return mat, err
+	}
+	mat.File = p.resolve(rel)
+	data, err := p.read(fileNode, path, what, mat.File, maxRootSize)
+	if err != nil {
+		return mat, err
+	}
+	b, _ := pem.Decode(data)
+	if b == nil || b.Type != block {
+		return mat, p.errf(fileNode, path, "%s is not a PEM %s file (expected a %s block)", mat.File, what, block)
+	}
+	mat.PEM = data
+	return mat, nil
 }
 
 // resolve makes a policy path absolute, relative to the policy's directory.
@@ -890,7 +988,7 @@ func (p *parser) authority(n *yaml.Node, path string, pol *Policy) (*Authority, 
 		if err != nil {
 			return nil, "", err
 		}
-		if len(pol.TrustedRoots) == 0 {
+		if !pol.HasSigstoreRoots() {
 			return nil, "", p.errf(m.keys["keyless"], join(path, "keyless"), "keyless verification needs a Sigstore trusted root; add trustedRoot: roots/trusted_root.json at the top level")
 		}
 		a, id = &Authority{Name: "keyless " + name, Keyless: kl}, "keyless\x00"+kid
@@ -901,7 +999,7 @@ func (p *parser) authority(n *yaml.Node, path string, pol *Policy) (*Authority, 
 			}
 			a.SkipSCT = s == "skip"
 		}
-		if !a.SkipSCT && !p.rootsHaveCTLogs(pol.TrustedRoots) {
+		if !a.SkipSCT && !p.rootsHaveCTLogs(pol) {
 			return nil, "", p.errf(m.keys["keyless"], join(path, "keyless"), "the trusted root has no CT logs, so the certificate's SCT cannot be checked: add the CT logs' keys to the trusted root (cosign trusted-root create --ctfe-key), or write ctlog: skip on this authority to accept certificates without an SCT, as cosign's --insecure-ignore-sct does")
 		}
 	default:
@@ -922,7 +1020,7 @@ func (p *parser) authority(n *yaml.Node, path string, pol *Policy) (*Authority, 
 			return nil, "", err
 		}
 		a.TransparencyLog = TransparencyLog(s)
-		if a.Key != nil && a.Key.Rekor == nil && a.TransparencyLog == TlogRequired && len(pol.TrustedRoots) == 0 {
+		if a.Key != nil && a.Key.Rekor == nil && a.TransparencyLog == TlogRequired && !pol.HasSigstoreRoots() {
 			return nil, "", p.errf(v, tpath, "a key authority without rekorKey checks log entries against the Rekor logs of trustedRoot, and the policy has none; add rekorKey: keys/rekor.pub to this authority, or trustedRoot at the top level")
 		}
 	}

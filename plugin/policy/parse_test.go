@@ -377,7 +377,10 @@ func TestParseErrors(t *testing.T) {
 		{"trusted root not json", y("trustedRoot: roots/bad.json"), 1, "trustedRoot", "is not JSON"},
 		{"trusted root twice", y("trustedRoot: [roots/trusted_root.json, ./roots/trusted_root.json]"), 1, "trustedRoot[1]", "is listed twice"},
 		{"trusted root empty list", y("trustedRoot: []"), 1, "trustedRoot", "must list at least one"},
-		{"trusted root mapping", y("trustedRoot: {path: x}"), 1, "trustedRoot", "must be a path to a trusted_root.json or a list of them"},
+		{"PEM roots without fulcio", y("trustedRoot: {rekor: [keys/rekor.pub]}"), 1, "trustedRoot", "fulcio is missing"},
+		{"PEM root of the wrong kind", y("trustedRoot: {fulcio: [keys/rekor.pub]}"), 1, "trustedRoot.fulcio[0]", "is not a PEM Fulcio CA chain file"},
+		{"PEM root with a bad time", y("trustedRoot: {fulcio: [{file: keys/rekor.pub, validFrom: yesterday}]}"), 1, "trustedRoot.fulcio[0].validFrom", "is not an RFC 3339 time"},
+		{"trusted root mapping with an unknown key", y("trustedRoot: {path: x}"), 1, "trustedRoot.path", "unknown key; allowed here: fulcio, rekor, ctlogs, tsa"},
 		{"keyless without trusted root", with(rule1, "    signatures:", "      authorities:", "        - keyless: {issuer: i, subject: s}"), 6, "rules[0].signatures.authorities[0].keyless", "add trustedRoot"},
 
 		// Rules and contradictions.

@@ -98,6 +98,8 @@ type Policy struct {
 	// TrustedRoots are absolute paths of Sigstore trusted_root.json files
 	// (`trustedRoot`, a string or a list), checked to exist at load.
 	TrustedRoots []string
+	// PEMRoots is trustedRoot given as PEM files (a mapping), or nil.
+	PEMRoots *PEMRoots
 	// Rules in file order; the first match wins.
 	Rules []*Rule
 
@@ -277,3 +279,27 @@ type Attestation struct {
 	// Line is the entry's line in the policy file, for messages.
 	Line int
 }
+
+// PEMRoots are Sigstore trust roots given as PEM files instead of a
+// trusted_root.json, as cosign and containers/image take them: Fulcio CA
+// chains, Rekor and CT log public keys, TSA chains, each with an optional
+// validity window.
+type PEMRoots struct {
+	Fulcio []PEMMaterial
+	Rekor  []PEMMaterial
+	CTLogs []PEMMaterial
+	TSA    []PEMMaterial
+}
+
+// PEMMaterial is one PEM file of PEMRoots and the window it is trusted in
+// (zero times: unbounded).
+type PEMMaterial struct {
+	File       string
+	PEM        []byte
+	ValidFrom  time.Time
+	ValidUntil time.Time
+}
+
+// HasSigstoreRoots reports whether the policy names Sigstore trust roots
+// in either form.
+func (p *Policy) HasSigstoreRoots() bool { return len(p.TrustedRoots) > 0 || p.PEMRoots != nil }
