@@ -33,6 +33,7 @@ type bundleFixture struct {
 	cs                         *testenv.Cosign
 	classic, bundled, unsigned name.Digest
 	policy, hosts              string
+	pub                        string // the release key's public half
 }
 
 func newBundleFixture(t *testing.T) *bundleFixture {
@@ -42,6 +43,7 @@ func newBundleFixture(t *testing.T) *bundleFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.pub = pub
 	push := func(seed int64, repo string) name.Digest {
 		img, err := testenv.RandomImage(seed)
 		if err != nil {
@@ -366,5 +368,29 @@ func TestDeprecatedFlagNames(t *testing.T) {
 	code, _, stderr = runMain("bundle", "export", "a.io/x@sha256:"+strings.Repeat("a", 64), "--output", filepath.Join(dir, "x.tar"), "--registry-hosts-dir", dir, "--registry-timeout", "1s")
 	if !strings.Contains(stderr, "--output is deprecated; use --out") {
 		t.Errorf("bundle export --output: exit %d, %q", code, stderr)
+	}
+}
+
+// TestAdhocAttestationAgreesWithCosign: --type decides as cosign
+// verify-attestation does on the same images (real cosign; a key-signed
+// SLSA v1 provenance on one image, none on another, and a type the image
+// has no attestation of).
+func TestAdhocAttestationAgreesWithCosign(t *testing.T) {
+	f := newBundleFixture(t)
+	for _, tc := range []struct {
+		image name.Digest
+		typ   string
+		ok    bool
+	}{
+		{f.classic, "slsaprovenance1", true},
+		{f.classic, "https://slsa.dev/provenance/v1", true},
+		{f.classic, "cyclonedx", false},
+		{f.unsigned, "slsaprovenance1", false},
+	} {
+		_, cosignErr := f.cs.Run("verify-attestation", "--key", f.pub, "--type", tc.typ, "--insecure-ignore-tlog=true", "--allow-insecure-registry", "--allow-http-registry", tc.image.String())
+		code, stdout, stderr := runMain("verify", tc.image.String(), "--key", f.pub, "--type", tc.typ, "--insecure-ignore-tlog", "--registry-hosts-dir", f.hosts)
+		if (cosignErr == nil) != tc.ok || (code == exitOK) != tc.ok || code == exitUsage {
+			t.Errorf("%s --type %s: cosign err %v; sealgate exit %d\n%s%s", tc.image, tc.typ, cosignErr, code, stdout, stderr)
+		}
 	}
 }
