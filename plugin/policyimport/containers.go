@@ -302,7 +302,7 @@ func (w *writer) sigstore(scope string, req requirement) (auth, ident string, ok
 			r.note(true, "%s: fulcio without oidcIssuer and subjectEmail; the scope is denied", scope)
 			return "", "", false
 		}
-		r.note(true, "%s: copy the Fulcio CA (%s) and Rekor key (%s) into the trust store and name them in trustedRoot: {fulcio: [...], rekor: [...], ctlogs: [...]} (or a trusted_root.json); containers/image checks no SCT, so add ctlog: skip to keep its behaviour, or the CT log keys to require one", scope, f.CAPath, rekor)
+		r.note(true, "%s: copy the Fulcio CA (%s) and Rekor key (%s) into the trust store and name them in trustedRoot: {fulcio: [...], rekor: [...], ctlogs: [...]} (or a trusted_root.json), with the CT log keys to require an SCT, or ctlog: skip on the authority to accept certificates without one", scope, f.CAPath, rekor)
 		fmt.Fprintf(&b, "        - keyless:\n            issuer: %s\n            subject: %s\n", strconv.Quote(f.OIDCIssuer), strconv.Quote(f.SubjectEmail))
 	case len(keys) == 1 && req.Fulcio == nil:
 		r.Keys = append(r.Keys, keys[0])
