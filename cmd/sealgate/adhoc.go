@@ -15,6 +15,7 @@ type adhocFlags struct {
 	key, identity, identityRE, issuer, issuerRE string
 	ghRepository, ghRef                         string
 	predicateType, trustedRoot                  string
+	caRoots, caIntermediates                    string
 	ignoreTlog, ignoreSCT                       bool
 }
 
@@ -28,6 +29,8 @@ func (a *adhocFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.ghRef, "certificate-github-workflow-ref", "", "ad-hoc keyless check: the git ref the workflow ran on (refs/tags/v1)")
 	fs.StringVar(&a.predicateType, "type", "", "ad-hoc check of an attestation of this predicate type (a URI, or cosign's short names: slsaprovenance, slsaprovenance02, slsaprovenance1, link, spdx, spdxjson, cyclonedx, vuln, openvex, custom)")
 	fs.StringVar(&a.trustedRoot, "trusted-root", "", "ad-hoc check: Sigstore trusted_root.json (needed for keyless, and for a key unless --insecure-ignore-tlog)")
+	fs.StringVar(&a.caRoots, "ca-roots", "", "ad-hoc check against your own CA, as cosign's flag: PEM file of its root certificates (with --certificate-identity[-regexp])")
+	fs.StringVar(&a.caIntermediates, "ca-intermediates", "", "ad-hoc check against your own CA: PEM file of its intermediate certificates")
 	fs.BoolVar(&a.ignoreTlog, "insecure-ignore-tlog", false, "ad-hoc check: do not require a transparency log entry, as cosign's flag")
 	fs.BoolVar(&a.ignoreSCT, "insecure-ignore-sct", false, "ad-hoc keyless check: do not require the certificate's SCT, as cosign's flag")
 }
@@ -35,7 +38,8 @@ func (a *adhocFlags) register(fs *flag.FlagSet) {
 // set reports whether any ad-hoc flag was given.
 func (a *adhocFlags) set() bool {
 	return a.key != "" || a.identity != "" || a.identityRE != "" || a.issuer != "" || a.issuerRE != "" ||
-		a.ghRepository != "" || a.ghRef != "" || a.predicateType != "" || a.trustedRoot != "" || a.ignoreTlog || a.ignoreSCT
+		a.ghRepository != "" || a.ghRef != "" || a.predicateType != "" || a.trustedRoot != "" || a.ignoreTlog || a.ignoreSCT ||
+		a.caRoots != "" || a.caIntermediates != ""
 }
 
 // cosignPredicateTypes are cosign's short names for --type.
@@ -58,7 +62,16 @@ var cosignPredicateTypes = map[string]string{
 // --insecure-ignore-tlog). A mistake is an error naming the flag.
 func (a *adhocFlags) policy() ([]byte, error) {
 	keyless := a.identity != "" || a.identityRE != "" || a.issuer != "" || a.issuerRE != "" || a.ghRepository != "" || a.ghRef != ""
+	ca := a.caRoots != "" || a.caIntermediates != ""
 	switch {
+	case ca && a.caRoots == "":
+		return nil, fmt.Errorf("--ca-intermediates needs --ca-roots")
+	case ca && a.key != "":
+		return nil, fmt.Errorf("give either --key or --ca-roots")
+	case ca && a.identity == "" && a.identityRE == "":
+		return nil, fmt.Errorf("--ca-roots needs --certificate-identity or --certificate-identity-regexp (a SAN of the signing certificate)")
+	case ca && (a.ghRepository != "" || a.ghRef != "" || a.ignoreSCT):
+		return nil, fmt.Errorf("--ca-roots checks your own CA's certificates: the GitHub workflow flags and --insecure-ignore-sct apply to Fulcio certificates only")
 	case a.key != "" && keyless:
 		return nil, fmt.Errorf("give either --key or the --certificate-* flags, as cosign does")
 	case a.key == "" && !keyless:
@@ -67,14 +80,14 @@ func (a *adhocFlags) policy() ([]byte, error) {
 		return nil, fmt.Errorf("--certificate-identity and --certificate-identity-regexp exclude each other")
 	case a.issuer != "" && a.issuerRE != "":
 		return nil, fmt.Errorf("--certificate-oidc-issuer and --certificate-oidc-issuer-regexp exclude each other")
-	case keyless && (a.identity == "" && a.identityRE == "" || a.issuer == "" && a.issuerRE == ""):
+	case !ca && keyless && (a.identity == "" && a.identityRE == "" || a.issuer == "" && a.issuerRE == ""):
 		return nil, fmt.Errorf("a keyless check needs --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp]")
-	case keyless && a.trustedRoot == "":
+	case !ca && keyless && a.trustedRoot == "":
 		return nil, fmt.Errorf("a keyless check needs --trusted-root (sealgate never fetches Sigstore's roots)")
 	case a.key != "" && a.ignoreSCT:
 		return nil, fmt.Errorf("--insecure-ignore-sct applies to keyless checks only")
-	case a.key != "" && !a.ignoreTlog && a.trustedRoot == "":
-		return nil, fmt.Errorf("--key requires a transparency log entry, as cosign does: give --trusted-root, or --insecure-ignore-tlog")
+	case (a.key != "" || ca) && !a.ignoreTlog && a.trustedRoot == "":
+		return nil, fmt.Errorf("cosign requires a transparency log entry: give --trusted-root, or --insecure-ignore-tlog")
 	}
 	q := strconv.Quote
 	abs := func(p string) (string, error) {
@@ -85,19 +98,38 @@ func (a *adhocFlags) policy() ([]byte, error) {
 		return q(a), nil
 	}
 	var auth strings.Builder
-	if a.key != "" {
+	field := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(&auth, "            %s: %s\n", k, q(v))
+		}
+	}
+	switch {
+	case a.key != "":
 		k, err := abs(a.key)
 		if err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(&auth, "        - key: %s\n", k)
-	} else {
-		auth.WriteString("        - keyless:\n")
-		field := func(k, v string) {
-			if v != "" {
-				fmt.Fprintf(&auth, "            %s: %s\n", k, q(v))
+	case ca:
+		// As cosign: the certificate is checked at a verified signing time
+		// when the signature has one, else at the time of verification.
+		auth.WriteString("        - certificate:\n            signingTime: verificationTime\n")
+		for _, c := range []struct{ key, file string }{{"roots", a.caRoots}, {"intermediates", a.caIntermediates}} {
+			if c.file == "" {
+				continue
 			}
+			f, err := abs(c.file)
+			if err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(&auth, "            %s: %s\n", c.key, f)
 		}
+		field("issuer", a.issuer)
+		field("issuerRegExp", a.issuerRE)
+		field("subject", a.identity)
+		field("subjectRegExp", a.identityRE)
+	default:
+		auth.WriteString("        - keyless:\n")
 		field("issuer", a.issuer)
 		field("issuerRegExp", a.issuerRE)
 		field("subject", a.identity)

@@ -39,6 +39,17 @@ func TestAdhocPolicy(t *testing.T) {
 					t.Errorf("attestations %+v", p.Rules[0].Attestations)
 				}
 			}},
+		{name: "own CA, as cosign --ca-roots", f: adhocFlags{caRoots: caFile("root.pem"), caIntermediates: caFile("intermediate.pem"), identity: "release@example.com", ignoreTlog: true},
+			check: func(t *testing.T, p *policy.Policy) {
+				a := p.Rules[0].Signatures.Authorities[0]
+				if c := a.Certificate; c == nil || len(c.Roots) != 1 || len(c.Intermediates) != 1 || c.Subject.Exact != "release@example.com" ||
+					c.SigningTime != policy.SigningTimeVerification || a.TransparencyLog != policy.TlogOptional {
+					t.Errorf("authority %+v (certificate %+v)", a, a.Certificate)
+				}
+			}},
+		{name: "own CA needs the log or the flag", f: adhocFlags{caRoots: caFile("root.pem"), identity: "release@example.com"}, want: "--insecure-ignore-tlog"},
+		{name: "own CA needs an identity", f: adhocFlags{caRoots: caFile("root.pem"), ignoreTlog: true}, want: "--ca-roots needs --certificate-identity"},
+		{name: "intermediates alone", f: adhocFlags{caIntermediates: caFile("intermediate.pem"), identity: "x", ignoreTlog: true}, want: "--ca-intermediates needs --ca-roots"},
 		{name: "key with an SCT flag", f: adhocFlags{key: "k.pub", ignoreTlog: true, ignoreSCT: true}, want: "keyless checks only"},
 	}
 	for _, tt := range tests {
@@ -59,4 +70,8 @@ func TestAdhocPolicy(t *testing.T) {
 			}
 		})
 	}
+}
+
+func caFile(name string) string {
+	return filepath.Join("..", "..", "plugin", "policy", "testdata", "ca", name)
 }

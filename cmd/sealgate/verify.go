@@ -182,6 +182,9 @@ func printText(w io.Writer, d decision.Decision) {
 		if !s.SignedAt.IsZero() {
 			line += ", signed " + s.SignedAt.UTC().Format("2006-01-02T15:04:05Z")
 		}
+		if !s.ValidUntil.IsZero() {
+			line += ", certificate valid now (no signing time), until " + s.ValidUntil.UTC().Format("2006-01-02T15:04:05Z")
+		}
 		fmt.Fprintln(w, line)
 	}
 }

@@ -148,6 +148,9 @@ func describeSatisfier(s verify.Satisfier) string {
 	if !s.SignedAt.IsZero() {
 		parts = append(parts, "signed at "+s.SignedAt.UTC().Format("2006-01-02T15:04:05Z"))
 	}
+	if !s.ValidUntil.IsZero() {
+		parts = append(parts, "certificate valid now (no signing time), until "+s.ValidUntil.UTC().Format("2006-01-02T15:04:05Z"))
+	}
 	return strings.Join(parts, ", ")
 }
 

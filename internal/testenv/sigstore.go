@@ -220,6 +220,9 @@ type LeafOptions struct {
 
 // CA is a certificate authority outside the trusted root.
 type CA struct {
+	// Root is the self-signed root; Cert, the intermediate under it,
+	// issues the certificates.
+	Root *x509.Certificate
 	Cert *x509.Certificate
 	Key  crypto.Signer
 }
@@ -235,7 +238,7 @@ func NewCA() (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new CA: %w", err)
 	}
-	return &CA{Cert: inter, Key: interKey}, nil
+	return &CA{Root: rootCert, Cert: inter, Key: interKey}, nil
 }
 
 // DefaultLeaf is a GitHub Actions certificate with the Keyless* identity

@@ -443,8 +443,18 @@ func (p *Persistent) Get(k Key) (Verdict, bool) {
 // and schedules a snapshot. A verdict without a generation is stamped with
 // the store's; one of another generation is not stored (it was decided
 // under another trust store). Memory only: the record is encoded and MAC'd
-// here, written by the flusher.
+// here, written by the flusher. A verdict that holds only until a
+// certificate expires (a satisfier with ValidUntil, which the record does
+// not carry) is refused: persisted, it would outlive the certificate.
 func (p *Persistent) Put(k Key, v Verdict) {
+	for _, s := range v.SatisfiedBy {
+		if !s.ValidUntil.IsZero() {
+			p.mu.Lock()
+			p.rejected++
+			p.mu.Unlock()
+			return
+		}
+	}
 	if v.Generation == 0 {
 		v.Generation = p.generation
 	}

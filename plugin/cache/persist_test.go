@@ -668,14 +668,30 @@ func TestConcurrentWithFlusher(t *testing.T) {
 func TestSatisfierEncoded(t *testing.T) {
 	// Origin (where the material was found) is left out on purpose: it
 	// explains a fresh decision and is not part of what a verdict vouches
-	// for.
-	if n := reflect.TypeFor[verify.Satisfier]().NumField(); n != 10 {
-		t.Fatalf("verify.Satisfier has %d fields; record.go encodes 9 of them (all but Origin)", n)
+	// for. ValidUntil too: a verdict with it is never persisted.
+	if n := reflect.TypeFor[verify.Satisfier]().NumField(); n != 11 {
+		t.Fatalf("verify.Satisfier has %d fields; record.go encodes 9 of them (all but Origin and ValidUntil)", n)
 	}
 	if n := reflect.TypeFor[Verdict]().NumField(); n != 6 {
 		t.Fatalf("Verdict has %d fields; record.go encodes 6", n)
 	}
 	if n := reflect.TypeFor[Key]().NumField(); n != 4 {
 		t.Fatalf("Key has %d fields; record.go encodes 4", n)
+	}
+}
+
+// TestClockBoundVerdictNotPersisted: a verdict that holds only until a
+// certificate expires is not stored, since its record could not say so.
+func TestClockBoundVerdictNotPersisted(t *testing.T) {
+	dir := t.TempDir()
+	p, _ := openT(t, dir, testKey(1), testGen)
+	k := Key{Digest: "sha256:" + strings.Repeat("a", 64), Repository: "r.io/app", Rule: "r", PolicyDigest: "sha256:" + strings.Repeat("b", 64)}
+	p.Put(k, Verdict{Allowed: true, VerifiedAt: time.Now(), SatisfiedBy: []verify.Satisfier{{Authority: "certificate ca.pem s", ValidUntil: time.Now().Add(time.Hour)}}})
+	if _, ok := p.Get(k); ok {
+		t.Fatal("a verdict with ValidUntil was stored")
+	}
+	p.Put(k, Verdict{Allowed: true, VerifiedAt: time.Now(), SatisfiedBy: []verify.Satisfier{{Authority: "certificate ca.pem s", SignedAt: time.Now()}}})
+	if _, ok := p.Get(k); !ok {
+		t.Fatal("a verdict with a signing time was not stored")
 	}
 }

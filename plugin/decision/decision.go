@@ -310,7 +310,7 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 		// The verdict holds for this very reference only.
 		key.Repository += ":" + img.Tag
 	}
-	if v, ok := e.cache.Get(key); ok && e.age(v) < e.revalidate {
+	if v, ok := e.cache.Get(key); ok && e.age(v) < e.revalidate && !e.lapsed(v) {
 		d.Source = SourceCache
 		return e.fromVerdict(d, rule, v)
 	}
@@ -320,7 +320,7 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 	case v.err == nil:
 		if v.verdict.Allowed {
 			e.cache.Put(key, v.verdict)
-			if e.offline != nil {
+			if e.offline != nil && validUntil(v.verdict).IsZero() {
 				e.offline.Put(key, v.verdict)
 			}
 		}
@@ -345,6 +345,27 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 		d.Source = SourcePolicy
 	}
 	return e.fromVerdict(d, rule, v.verdict)
+}
+
+// validUntil is when a verdict that rests on a certificate's validity at
+// the time of verification stops holding (the earliest such certificate's
+// expiry); zero when it rests on verified signing times only. Such a
+// verdict is kept in memory until then and never persisted, so that it
+// never serves offline.
+func validUntil(v cache.Verdict) time.Time {
+	var t time.Time
+	for _, s := range v.SatisfiedBy {
+		if !s.ValidUntil.IsZero() && (t.IsZero() || s.ValidUntil.Before(t)) {
+			t = s.ValidUntil
+		}
+	}
+	return t
+}
+
+// lapsed reports whether v rests on a certificate that has expired since.
+func (e *Engine) lapsed(v cache.Verdict) bool {
+	t := validUntil(v)
+	return !t.IsZero() && !e.now().Before(t)
 }
 
 // Refuse is the decision on req when it cannot be made (the caller's
@@ -419,7 +440,7 @@ func (e *Engine) offlineVerdict(key cache.Key) (cache.Verdict, bool) {
 		if s == nil {
 			continue
 		}
-		if v, ok := s.Get(key); ok && v.Allowed && e.age(v) <= max && (!found || v.VerifiedAt.After(best.VerifiedAt)) {
+		if v, ok := s.Get(key); ok && v.Allowed && e.age(v) <= max && validUntil(v).IsZero() && (!found || v.VerifiedAt.After(best.VerifiedAt)) {
 			best, found = v, true
 		}
 	}

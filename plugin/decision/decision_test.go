@@ -23,6 +23,7 @@ import (
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/source"
+	"github.com/sealgate/sealgate/plugin/verdict"
 )
 
 // fakeSource serves signatures and manifests from maps. It stands in for the
@@ -506,5 +507,42 @@ func TestMatchExactVerdictPerReference(t *testing.T) {
 		if d.Allowed != tc.ok {
 			t.Errorf("%s: allowed %v (source %s, %q), want %v", tc.image, d.Allowed, d.Source, d.Reasons, tc.ok)
 		}
+	}
+}
+
+// TestClockBoundVerdict: a verdict that rests on a certificate's validity
+// at verification time (a satisfier with ValidUntil) decides from memory
+// only until the certificate expires, and never while the sources are
+// unreachable.
+func TestClockBoundVerdict(t *testing.T) {
+	e := newEnv(t)
+	signed := digestOf("signed")
+	req := Request{Image: repo + ":v1", Digest: signed}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name    string
+		advance time.Duration
+		allowed bool
+		source  string
+	}{
+		{"before expiry: from memory", 10 * time.Minute, true, SourceCache},
+		{"after expiry: verified again, and offline refused", 2 * time.Hour, false, SourcePolicy},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pol := e.policy(t, "enforce", "offline: {maxVerdictAge: 24h}")
+			mem := cache.NewMemory(0)
+			key := cache.Key{Digest: signed, Repository: repo, Rule: "app", PolicyDigest: pol.Digest}
+			mem.Put(key, cache.Verdict{Allowed: true, VerifiedAt: start, SatisfiedBy: []verdict.Satisfier{{Authority: "certificate ca.pem s", ValidUntil: start.Add(time.Hour)}}})
+			src := &fakeSource{err: fmt.Errorf("down: %w", source.ErrUnreachable)}
+			now := start.Add(tt.advance)
+			eng, err := New(pol, src, WithCache(mem), WithClock(func() time.Time { return now }), WithRevalidateAfter(3*time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := eng.Decide(context.Background(), req)
+			if d.Allowed != tt.allowed || d.Source != tt.source {
+				t.Fatalf("allowed=%v source=%s (%q), want allowed=%v source=%s", d.Allowed, d.Source, d.Reasons, tt.allowed, tt.source)
+			}
+		})
 	}
 }

@@ -25,6 +25,8 @@ func TestDocExamples(t *testing.T) {
 		"keys/legacy.pub":         "keys/rsa2048.pub",
 		"keys/rekor.pub":          "keys/rekor.pub",
 		"roots/trusted_root.json": "roots/trusted_root.json",
+		"ca/root.pem":             "ca/root.pem",
+		"ca/intermediate.pem":     "ca/intermediate.pem",
 	} {
 		data, err := os.ReadFile(filepath.Join("testdata", src))
 		if err != nil {

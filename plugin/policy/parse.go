@@ -542,8 +542,8 @@ func (p *parser) pemRoots(n *yaml.Node) (*PEMRoots, error) {
 			*f.dst = append(*f.dst, mat)
 		}
 	}
-	if len(r.Fulcio) == 0 {
-		return nil, p.errf(n, path, "fulcio is missing: keyless verification needs the Fulcio CA chain (PEM)")
+	if len(r.Fulcio)+len(r.Rekor)+len(r.TSA) == 0 {
+		return nil, p.errf(n, path, "names no fulcio, rekor or tsa file: keyless verification needs the Fulcio CA chain (PEM), a certificate authority a TSA chain or Rekor key")
 	}
 	return r, nil
 }
@@ -954,15 +954,21 @@ func (p *parser) authorities(n *yaml.Node, path string, pol *Policy) ([]*Authori
 // two entries that name the same signer (whatever their transparency-log
 // settings).
 func (p *parser) authority(n *yaml.Node, path string, pol *Policy) (*Authority, string, error) {
-	m, err := p.mapping(n, path, "key", "keyless", "rekorKey", "transparencyLog", "ctlog")
+	m, err := p.mapping(n, path, "key", "keyless", "certificate", "rekorKey", "transparencyLog", "ctlog")
 	if err != nil {
 		return nil, "", err
 	}
 	var a *Authority
 	var id string
+	kinds := 0
+	for _, k := range []string{"key", "keyless", "certificate"} {
+		if m.has(k) {
+			kinds++
+		}
+	}
 	switch {
-	case m.has("key") && m.has("keyless"):
-		return nil, "", p.errf(m.keys["keyless"], path, "an authority has exactly one of key or keyless; split it into two list entries")
+	case kinds > 1:
+		return nil, "", p.errf(n, path, "an authority has exactly one of key, keyless or certificate; split it into separate list entries")
 	case m.has("key"):
 		k, der, err := p.publicKey(m.vals["key"], join(path, "key"), "key")
 		if err != nil {
@@ -988,8 +994,8 @@ func (p *parser) authority(n *yaml.Node, path string, pol *Policy) (*Authority, 
 		if err != nil {
 			return nil, "", err
 		}
-		if !pol.HasSigstoreRoots() {
-			return nil, "", p.errf(m.keys["keyless"], join(path, "keyless"), "keyless verification needs a Sigstore trusted root; add trustedRoot: roots/trusted_root.json at the top level")
+		if !pol.HasSigstoreRoots() || (pol.PEMRoots != nil && len(pol.PEMRoots.Fulcio) == 0) {
+			return nil, "", p.errf(m.keys["keyless"], join(path, "keyless"), "keyless verification needs a Sigstore trusted root with a Fulcio CA; add trustedRoot: roots/trusted_root.json at the top level (or fulcio: under a trustedRoot of PEM files)")
 		}
 		a, id = &Authority{Name: "keyless " + name, Keyless: kl}, "keyless\x00"+kid
 		if v := m.vals["ctlog"]; v != nil {
@@ -1002,15 +1008,24 @@ func (p *parser) authority(n *yaml.Node, path string, pol *Policy) (*Authority, 
 		if !a.SkipSCT && !p.rootsHaveCTLogs(pol) {
 			return nil, "", p.errf(m.keys["keyless"], join(path, "keyless"), "the trusted root has no CT logs, so the certificate's SCT cannot be checked: add the CT logs' keys to the trusted root (cosign trusted-root create --ctfe-key), or write ctlog: skip on this authority to accept certificates without an SCT, as cosign's --insecure-ignore-sct does")
 		}
+	case m.has("certificate"):
+		if k := m.keys["rekorKey"]; k != nil {
+			return nil, "", p.errf(k, join(path, "rekorKey"), "applies to key authorities only; a certificate authority's log entries are verified against the Rekor logs of trustedRoot")
+		}
+		c, name, cid, err := p.certificateAuthority(m.vals["certificate"], join(path, "certificate"), pol)
+		if err != nil {
+			return nil, "", err
+		}
+		a, id = &Authority{Name: "certificate " + name, Certificate: c}, "certificate\x00"+cid
 	default:
-		return nil, "", p.errf(n, path, "an authority needs key: (a public key file) or keyless: (issuer and subject)")
+		return nil, "", p.errf(n, path, "an authority needs key: (a public key file), keyless: (issuer and subject) or certificate: (your own CA's roots and the subject)")
 	}
 	if k := m.keys["ctlog"]; k != nil && a.Keyless == nil {
 		return nil, "", p.errf(k, join(path, "ctlog"), "applies to keyless authorities only (their Fulcio certificates carry SCTs)")
 	}
 
 	a.TransparencyLog = TlogOptional
-	if a.Keyless != nil || a.Key.Rekor != nil {
+	if a.Keyless != nil || (a.Key != nil && a.Key.Rekor != nil) {
 		a.TransparencyLog = TlogRequired
 	}
 	if v := m.vals["transparencyLog"]; v != nil {
@@ -1020,6 +1035,9 @@ func (p *parser) authority(n *yaml.Node, path string, pol *Policy) (*Authority, 
 			return nil, "", err
 		}
 		a.TransparencyLog = TransparencyLog(s)
+		if a.Certificate != nil && a.TransparencyLog == TlogRequired && !pol.HasSigstoreRoots() {
+			return nil, "", p.errf(v, tpath, "log entries of a certificate authority are checked against the Rekor logs of trustedRoot, and the policy has none; add trustedRoot at the top level")
+		}
 		if a.Key != nil && a.Key.Rekor == nil && a.TransparencyLog == TlogRequired && !pol.HasSigstoreRoots() {
 			return nil, "", p.errf(v, tpath, "a key authority without rekorKey checks log entries against the Rekor logs of trustedRoot, and the policy has none; add rekorKey: keys/rekor.pub to this authority, or trustedRoot at the top level")
 		}

@@ -8,6 +8,7 @@ package policy
 
 import (
 	"crypto"
+	"crypto/x509"
 	"regexp"
 	"strings"
 	"time"
@@ -182,13 +183,16 @@ const (
 	TlogOptional TransparencyLog = "optional"
 )
 
-// Authority is one trusted signer: exactly one of Key and Keyless is set.
+// Authority is one trusted signer: exactly one of Key, Keyless and
+// Certificate is set.
 type Authority struct {
 	// Name identifies the authority in messages and reports, e.g.
-	// "key keys/release.pub" or "keyless https://issuer subject".
-	Name    string
-	Key     *KeyAuthority
-	Keyless *KeylessAuthority
+	// "key keys/release.pub", "keyless https://issuer subject" or
+	// "certificate ca/root.pem subject".
+	Name        string
+	Key         *KeyAuthority
+	Keyless     *KeylessAuthority
+	Certificate *CertificateAuthority
 	// TransparencyLog is the authority's effective `transparencyLog`.
 	TransparencyLog TransparencyLog
 	// SkipSCT is `ctlog: skip` on a keyless authority: its certificates
@@ -237,6 +241,42 @@ type KeylessAuthority struct {
 	// BuildSignerURI is Fulcio's extension 1.3.6.1.4.1.57264.1.9 (the
 	// workflow that signed, e.g. .../.github/workflows/release.yml@refs/tags/v1).
 	BuildSignerURI StringMatch
+}
+
+// SigningTime says at which time a certificate from the operator's own CA
+// must have been valid.
+type SigningTime string
+
+const (
+	// SigningTimeTimestamp: at a verified signing time, from a TSA
+	// timestamp or a transparency-log entry of the trusted root; a
+	// signature with neither is denied. The default.
+	SigningTimeTimestamp SigningTime = "timestamp"
+	// SigningTimeVerification: at a verified signing time when the
+	// signature carries one, otherwise at the time of verification, for
+	// long-lived certificates signed without a timestamp. Written in the
+	// policy only; such a verdict holds only while the certificate is
+	// valid and is never kept for offline use.
+	SigningTimeVerification SigningTime = "verificationTime"
+)
+
+// CertificateAuthority is the operator's own certificate authority (not
+// Fulcio): signing certificates chain to one of Roots through
+// Intermediates (the chain a signature carries is not trusted), carry the
+// code-signing usage and a SAN matching Subject. No SCT is asked for.
+type CertificateAuthority struct {
+	// Roots are self-signed CA certificates; Intermediates are CA
+	// certificates between them and the signing certificate.
+	Roots, Intermediates []*x509.Certificate
+	// Files are the PEM files they were read from, as written.
+	Files []string
+	// Subject matches any email, URI or DNS SAN of the certificate.
+	Subject StringMatch
+	// Issuer, when set, matches the Fulcio OIDC issuer extension, which
+	// the certificate must then carry.
+	Issuer StringMatch
+	// SigningTime is when the certificate must have been valid.
+	SigningTime SigningTime
 }
 
 // StringMatch matches a certificate field exactly or by regular

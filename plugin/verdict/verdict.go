@@ -22,6 +22,13 @@ type Satisfier struct {
 	// integrated time or the TSA's time; zero when there is none (a key
 	// signature without log entry).
 	SignedAt time.Time `json:"signedAt,omitzero"`
+	// ValidUntil is set when the signature was accepted on the
+	// certificate's validity at the time of verification, with no verified
+	// signing time (a certificate authority's signingTime:
+	// verificationTime): the certificate's expiry, after which the verdict
+	// no longer holds. Such a verdict is not persisted, so it never serves
+	// offline.
+	ValidUntil time.Time `json:"validUntil,omitzero"`
 	// Kind is verify.KindCosignSignature, KindBundle or KindAttestation.
 	Kind string `json:"kind,omitempty"`
 	// PredicateType is the statement's predicate type, for attestations

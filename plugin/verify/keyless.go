@@ -49,6 +49,8 @@ type signer struct {
 	issuer   string
 	subject  string
 	signedAt time.Time
+	// validUntil: accepted at verification time, valid until then.
+	validUntil time.Time
 }
 
 type keylessOutcome struct {
@@ -81,14 +83,16 @@ func (v *Verifier) verifyWith(s *signed, a *policy.Authority, name string) (sign
 		return signer{}, reasonf(ErrBadSignature, "nothing to verify the signature against")
 	case a == nil:
 		return signer{}, reasonf(ErrUnsupported, "empty authority")
-	case a.Key != nil && a.Keyless != nil:
-		return signer{}, reasonf(ErrUnsupported, "authority has both key and keyless")
+	case (a.Key != nil && a.Keyless != nil) || (a.Certificate != nil && (a.Key != nil || a.Keyless != nil)):
+		return signer{}, reasonf(ErrUnsupported, "authority has more than one of key, keyless and certificate")
+	case a.Certificate != nil:
+		return v.verifyCertificate(s, a)
 	case a.Keyless != nil:
 		return v.verifyKeyless(s, a)
 	case a.Key != nil:
 		return v.verifyKey(s, a, name)
 	}
-	return signer{}, reasonf(ErrUnsupported, "authority has neither key nor keyless")
+	return signer{}, reasonf(ErrUnsupported, "authority has none of key, keyless and certificate")
 }
 
 // verifyKey checks s against a key authority.

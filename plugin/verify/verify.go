@@ -531,6 +531,7 @@ func (s signer) satisfier(authority, kind, digest, predicateType string) Satisfi
 		Issuer:        s.issuer,
 		Subject:       s.subject,
 		SignedAt:      s.signedAt,
+		ValidUntil:    s.validUntil,
 		Kind:          kind,
 		PredicateType: predicateType,
 		Digest:        digest,
