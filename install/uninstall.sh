@@ -69,6 +69,8 @@ if [ "$live" -eq 1 ]; then
 fi
 rm -f "$D/etc/systemd/system/sealgate.service" "$D/etc/systemd/system/sealgate-firstboot.service" "$D$prefix/bin/sealgate"
 rm -rf "$D$prefix/share/sealgate" "$D$prefix/lib/sealgate"
+rm -f "$D$prefix"/share/man/man1/sealgate.1 "$D$prefix"/share/man/man1/sealgate-*.1 "$D$prefix/share/bash-completion/completions/sealgate" \
+	"$D$prefix/share/zsh/vendor-completions/_sealgate" "$D$prefix/share/fish/vendor_completions.d/sealgate.fish"
 say "removed the units, $D$prefix/bin/sealgate and $D$prefix/share/sealgate"
 # The shims of containers created through the runtime gate keep running
 # sealgate-runc to stop and delete them: leave the real runc in its place.

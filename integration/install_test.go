@@ -97,7 +97,7 @@ func TestInstallSealsAndRuns(t *testing.T) {
 	if st, code := status(); code != 0 || !strings.Contains(st, "generation 1") {
 		t.Fatalf("after install.sh the trust store is not sealed:\n%s\ninstall.sh said:\n%s", st, out)
 	}
-	for _, want := range []string{"usr/local/share/sealgate/policy.example.yaml", "etc/systemd/system/sealgate-firstboot.service", "etc/sealgate/keys/release.pub", "etc/sealgate/sealed.json"} {
+	for _, want := range []string{"usr/local/share/sealgate/policy.example.yaml", "usr/local/share/man/man1/sealgate-trust-seal.1", "usr/local/share/bash-completion/completions/sealgate", "etc/systemd/system/sealgate-firstboot.service", "etc/sealgate/keys/release.pub", "etc/sealgate/sealed.json"} {
 		if _, err := os.Stat(filepath.Join(dest, want)); err != nil {
 			t.Errorf("not installed: %v", err)
 		}

@@ -1,11 +1,12 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/spf13/pflag"
 )
 
 // adhocFlags are cosign's verify and verify-attestation flags, for a check
@@ -19,7 +20,7 @@ type adhocFlags struct {
 	ignoreTlog, ignoreSCT                       bool
 }
 
-func (a *adhocFlags) register(fs *flag.FlagSet) {
+func (a *adhocFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&a.key, "key", "", "ad-hoc check, as cosign verify --key: a PEM public key file")
 	fs.StringVar(&a.identity, "certificate-identity", "", "ad-hoc keyless check: the certificate's subject (SAN), exact")
 	fs.StringVar(&a.identityRE, "certificate-identity-regexp", "", "ad-hoc keyless check: the certificate's subject, a regular expression")

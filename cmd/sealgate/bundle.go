@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,108 +11,86 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/spf13/pflag"
 
 	"github.com/sealgate/sealgate/plugin/bundlestore"
 	"github.com/sealgate/sealgate/plugin/node"
 	"github.com/sealgate/sealgate/plugin/source"
 )
 
-// bundleCmd is `sealgate bundle export|import`: signature material carried
-// to nodes that cannot reach the registry.
-func bundleCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	usage := func(w io.Writer) {
-		fmt.Fprintln(w, "usage: sealgate bundle export IMAGE@DIGEST... -o FILE [--registry-hosts-dir DIR]")
-		fmt.Fprintln(w, "       sealgate bundle import FILE|DIR [--bundle-store DIR]")
-		fmt.Fprintln(w, "\nexport, on a machine that reaches the registry, writes the images' signatures,")
-		fmt.Fprintln(w, "attestations, Sigstore bundles and manifests to one file; import loads such a file,")
-		fmt.Fprintln(w, "or the directory `cosign save --dir` writes, into the node's local bundle store.")
-		fmt.Fprintln(w, "Imported material grants nothing by itself: it is verified like any other.")
-	}
-	if len(args) == 0 {
-		usage(stderr)
-		return exitUsage
-	}
-	switch args[0] {
-	case "export":
-		return bundleExport(ctx, args[1:], stdout, stderr)
-	case "import":
-		return bundleImport(args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		usage(stdout)
-		return exitOK
-	}
-	fmt.Fprintf(stderr, "sealgate bundle: unknown subcommand %q\n\n", args[0])
-	usage(stderr)
-	return exitUsage
-}
+const bundleLong = `export, on a machine that reaches the registry, writes the images' signatures,
+attestations, Sigstore bundles and manifests to one file; import loads such a
+file, or the directory ` + "`cosign save --dir`" + ` writes, into the node's local
+bundle store. Imported material grants nothing by itself: it is verified like
+any other.`
 
-func bundleExport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sealgate bundle export", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+const bundleExportLong = `Writes the signatures, attestations, Sigstore bundles and manifests of each
+IMAGE@DIGEST to one file, every repository's own (two repositories holding
+one digest keep both). An image without any signature material fails the
+export unless --allow-empty.`
+
+const bundleImportLong = `Loads FILE (what sealgate bundle export wrote) or DIR (what
+cosign save --dir DIR IMAGE wrote) into the node's local bundle store, which
+the daemon asks before the registry.`
+
+func bundleExport(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	var out string
-	fs.StringVar(&out, "o", "", "file to write (\"-\" for standard output)")
-	fs.StringVar(&out, "out", "", "same as -o")
+	fs.StringVarP(&out, "out", "o", "", "file to write (\"-\" for standard output)")
 	deprecatedAlias(fs, "output", "out", &out, stderr)
 	hostsDir := fs.String("registry-hosts-dir", source.DefaultHostsDir, "containerd's registry host configuration (certs.d/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs")
 	timeout := fs.Duration("registry-timeout", source.DefaultTimeout, "timeout of one registry request")
 	allowEmpty := fs.Bool("allow-empty", false, "export images that have no signature material (their manifests only) instead of failing")
 	creds := fs.String("registry-credentials", node.DefaultRegistryCredentials, "registry credentials in docker's config.json format, read when the file exists")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sealgate bundle export IMAGE@DIGEST... -o FILE [--registry-hosts-dir DIR]")
-		fs.PrintDefaults()
-	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return flagErr(err)
-	}
-	if len(pos) == 0 {
-		fmt.Fprintln(stderr, "sealgate bundle export: give at least one IMAGE@DIGEST")
-		return exitUsage
-	}
-	if out == "" {
-		fmt.Fprintln(stderr, "sealgate bundle export: give the file to write with -o FILE")
-		return exitUsage
-	}
-	images := make([]name.Digest, 0, len(pos))
-	for _, p := range pos {
-		if !strings.Contains(p, "@") {
-			fmt.Fprintf(stderr, "sealgate bundle export: %s has no digest; give IMAGE@sha256:... (a tag is never trusted)\n", p)
+	return func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
+		if len(pos) == 0 {
+			fmt.Fprintln(stderr, "sealgate bundle export: give at least one IMAGE@DIGEST")
 			return exitUsage
 		}
-		d, err := name.NewDigest(p)
+		if out == "" {
+			fmt.Fprintln(stderr, "sealgate bundle export: give the file to write with -o FILE")
+			return exitUsage
+		}
+		images := make([]name.Digest, 0, len(pos))
+		for _, p := range pos {
+			if !strings.Contains(p, "@") {
+				fmt.Fprintf(stderr, "sealgate bundle export: %s has no digest; give IMAGE@sha256:... (a tag is never trusted)\n", p)
+				return exitUsage
+			}
+			d, err := name.NewDigest(p)
+			if err != nil {
+				fmt.Fprintf(stderr, "sealgate bundle export: %s: %v\n", p, err)
+				return exitUsage
+			}
+			images = append(images, d)
+		}
+		// The registry source exactly as the node builds it, so that what is
+		// exported is what the node would fetch.
+		reg, err := node.NewRegistry(node.Config{HostsDir: *hostsDir, RegistryTimeout: *timeout, RegistryCredentials: *creds})
 		if err != nil {
-			fmt.Fprintf(stderr, "sealgate bundle export: %s: %v\n", p, err)
+			fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
 			return exitUsage
 		}
-		images = append(images, d)
-	}
-	// The registry source exactly as the node builds it, so that what is
-	// exported is what the node would fetch.
-	reg, err := node.NewRegistry(node.Config{HostsDir: *hostsDir, RegistryTimeout: *timeout, RegistryCredentials: *creds})
-	if err != nil {
-		fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
-		return exitUsage
-	}
 
-	report := stdout
-	if out == "-" {
-		report = stderr
-		sums, err := bundlestore.Export(ctx, reg, images, stdout, exportOpts(*allowEmpty)...)
+		report := stdout
+		if out == "-" {
+			report = stderr
+			sums, err := bundlestore.Export(ctx, reg, images, stdout, exportOpts(*allowEmpty)...)
+			if err != nil {
+				fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
+				return exitFailed
+			}
+			printSummaries(report, "exported", sums)
+			return exitOK
+		}
+		sums, err := exportToFile(ctx, reg, images, out, exportOpts(*allowEmpty)...)
 		if err != nil {
 			fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
 			return exitFailed
 		}
 		printSummaries(report, "exported", sums)
+		fmt.Fprintf(report, "wrote %s; load it on the node with: sealgate bundle import %s\n", out, filepath.Base(out))
 		return exitOK
 	}
-	sums, err := exportToFile(ctx, reg, images, out, exportOpts(*allowEmpty)...)
-	if err != nil {
-		fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
-		return exitFailed
-	}
-	printSummaries(report, "exported", sums)
-	fmt.Fprintf(report, "wrote %s; load it on the node with: sealgate bundle import %s\n", out, filepath.Base(out))
-	return exitOK
 }
 
 // exportToFile writes the export beside out and renames it into place, so
@@ -151,43 +128,34 @@ func exportToFile(ctx context.Context, src source.Source, images []name.Digest, 
 	return sums, nil
 }
 
-func bundleImport(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sealgate bundle import", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func bundleImport(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	store := fs.String("bundle-store", bundlestore.DefaultDir, "the node's local bundle store")
 	deprecatedAlias(fs, "store", "bundle-store", store, stderr)
 	maxSize := fs.Int64("max-size", bundlestore.DefaultArchiveBytes, "largest export file (or cosign layout content) to read, in bytes")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sealgate bundle import FILE|DIR [--bundle-store DIR]")
-		fmt.Fprintln(stderr, "\nFILE is what `sealgate bundle export` wrote; DIR is what `cosign save --dir DIR IMAGE` wrote.")
-		fs.PrintDefaults()
-	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return flagErr(err)
-	}
-	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "sealgate bundle import: give exactly one FILE or DIR")
-		return exitUsage
-	}
-	local, err := bundlestore.New(*store, bundlestore.WithArchiveBytes(*maxSize))
-	if err != nil {
-		fmt.Fprintf(stderr, "sealgate bundle import: %v\n", err)
-		return exitUsage
-	}
-	start := time.Now()
-	sums, err := local.Import(pos[0])
-	if err != nil {
-		fmt.Fprintf(stderr, "sealgate bundle import: %v\n", err)
-		if errors.Is(err, source.ErrLimit) {
-			fmt.Fprintln(stderr, "sealgate bundle import: raise --max-size only for a file you expect to be that large")
+	return func(_ context.Context, pos []string, stdout, stderr io.Writer) int {
+		if len(pos) != 1 {
+			fmt.Fprintln(stderr, "sealgate bundle import: give exactly one FILE or DIR")
+			return exitUsage
 		}
-		return exitFailed
+		local, err := bundlestore.New(*store, bundlestore.WithArchiveBytes(*maxSize))
+		if err != nil {
+			fmt.Fprintf(stderr, "sealgate bundle import: %v\n", err)
+			return exitUsage
+		}
+		start := time.Now()
+		sums, err := local.Import(pos[0])
+		if err != nil {
+			fmt.Fprintf(stderr, "sealgate bundle import: %v\n", err)
+			if errors.Is(err, source.ErrLimit) {
+				fmt.Fprintln(stderr, "sealgate bundle import: raise --max-size only for a file you expect to be that large")
+			}
+			return exitFailed
+		}
+		printSummaries(stdout, "imported", sums)
+		fmt.Fprintf(stdout, "local bundle store %s updated in %s; the material is verified against the trust store when an image is decided\n",
+			local.Dir(), time.Since(start).Round(time.Millisecond))
+		return exitOK
 	}
-	printSummaries(stdout, "imported", sums)
-	fmt.Fprintf(stdout, "local bundle store %s updated in %s; the material is verified against the trust store when an image is decided\n",
-		local.Dir(), time.Since(start).Round(time.Millisecond))
-	return exitOK
 }
 
 func printSummaries(w io.Writer, verb string, sums []bundlestore.ImageSummary) {

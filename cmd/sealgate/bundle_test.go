@@ -107,7 +107,7 @@ func (f *bundleFixture) decide(t *testing.T, src source.Source, image name.Diges
 
 func runBundle(args ...string) (int, string, string) {
 	var stdout, stderr bytes.Buffer
-	code := bundleCmd(context.Background(), args, &stdout, &stderr)
+	code := dispatch(context.Background(), append([]string{"bundle"}, args...), &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -327,7 +327,7 @@ func TestBundleErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no subcommand", nil, exitUsage, "usage: sealgate bundle export"},
+		{"no subcommand", nil, exitUsage, "sealgate bundle [command]"},
 		{"unknown subcommand", []string{"publish"}, exitUsage, "unknown subcommand"},
 		{"export without images", []string{"export", "-o", "x"}, exitUsage, "at least one IMAGE@DIGEST"},
 		{"export without -o", []string{"export", image}, exitUsage, "-o FILE"},

@@ -4,33 +4,45 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/node"
 )
 
+const cacheLong = `The persisted verdicts, read with the key sealed in the TPM: a verdict whose
+MAC fails is not shown.`
+
+const cacheListLong = `Lists the persisted verdicts whose MAC verifies, with what was ignored on
+load.`
+
+const cachePurgeLong = `Removes every persisted verdict, and the clock mark they relied on.
+sealgate run holds the cache: stop it first.`
+
 // cacheCmd is `sealgate cache list|purge`: the persisted verdicts, read
 // with the key sealed in the TPM (a verdict whose MAC fails is not shown).
-func cacheCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "purge") {
-		fmt.Fprintln(stderr, "usage: sealgate cache list|purge [--trust-dir DIR] [--tpm SPEC] [--state-dir DIR] [--output text|json]")
-		return exitUsage
+func cacheCmd(sub string) func(*pflag.FlagSet, io.Writer) runFunc {
+	return func(fs *pflag.FlagSet, _ io.Writer) runFunc {
+		var nf nodeFlags
+		nf.registerAnchor(fs, "where the daemon persists verdicts")
+		output := fs.String("output", "text", "text or json (list)")
+		return func(_ context.Context, pos []string, stdout, stderr io.Writer) int {
+			if len(pos) > 0 {
+				fmt.Fprintf(stderr, "sealgate cache %s: unexpected argument %q\n", sub, pos[0])
+				return exitUsage
+			}
+			return cacheRun(sub, &nf, *output, stdout, stderr)
+		}
 	}
-	sub := args[0]
-	fs := flag.NewFlagSet("sealgate cache "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var nf nodeFlags
-	nf.registerAnchor(fs, "where the daemon persists verdicts")
-	output := fs.String("output", "text", "text or json (list)")
-	if _, err := parse(fs, args[1:]); err != nil {
-		return flagErr(err)
-	}
+}
+
+func cacheRun(sub string, nf *nodeFlags, output string, stdout, stderr io.Writer) int {
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "sealgate cache %s: %v\n", sub, err)
 		return exitFailed
@@ -65,7 +77,7 @@ func cacheCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	entries := store.Entries()
-	if *output == "json" {
+	if output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(struct {

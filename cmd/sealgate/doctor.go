@@ -3,11 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/sealgate/sealgate/nodecheck"
 	"github.com/sealgate/sealgate/plugin"
@@ -16,9 +17,14 @@ import (
 	"github.com/sealgate/sealgate/tpm"
 )
 
-func doctorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sealgate doctor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+const doctorLong = `Checks, line by line, what decides whether an unverified container can run
+on this node: the runtime and its NRI version, NRI's configuration, the
+runtime gate, sealgate itself, the trust store and the TPM.
+
+Exit status: 0 nothing lets an unverified container run, 1 something does
+(each such line says the fix), 2 usage error.`
+
+func doctorCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	cfg := nodecheck.Config{GateBinary: "sealgate-runc", EscapeAnnotation: runtimegate.EscapeAnnotation}
 	fs.StringVar(&cfg.Containerd, "containerd-bin", "containerd", "containerd's binary (its NRI version is read from it)")
 	fs.StringVar(&cfg.ContainerdConfig, "containerd-config", "", "containerd's config file (default: containerd's own default)")
@@ -30,58 +36,52 @@ func doctorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	wait := fs.Duration("wait", 0, "first wait up to this long for sealgate to answer and be connected (after an install or a restart)")
 	output := fs.String("output", "text", "output format: text or json")
 	ready := fs.Bool("ready", false, "check only that sealgate is ready: it answers on --gate-socket, is connected to the runtime and decides with a sealed trust store (exit 0) or not (exit 1); for install scripts and readiness probes")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sealgate doctor [flags]\n\nChecks, line by line, what decides whether an unverified container can run on this node: the runtime\nand its NRI version, NRI's configuration, the runtime gate, sealgate itself, the trust store and the TPM.\n\nExit status: 0 nothing lets an unverified container run, 1 something does (each such line says the fix),\n2 usage error.")
-		fs.PrintDefaults()
-	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return flagErr(err)
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "sealgate doctor: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
-	if *output != "text" && *output != "json" {
-		fmt.Fprintf(stderr, "sealgate doctor: --output %q: want text or json\n", *output)
-		return exitUsage
-	}
-	if *ready {
-		return readyCheck(ctx, cfg.GateSocket, *wait, stdout)
-	}
-	if *tpmSpec != "none" {
-		cfg.Trust = func() nodecheck.Finding { return trustFinding(*trustDir, *tpmSpec) }
-	}
-	waitConnected(ctx, cfg.GateSocket, *wait)
-	rep := nodecheck.Run(ctx, cfg)
-	if *output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		out := struct {
-			OK bool `json:"ok"`
-			*nodecheck.Report
-		}{rep.OK(), rep}
-		if err := enc.Encode(out); err != nil {
-			fmt.Fprintf(stderr, "sealgate doctor: %v\n", err)
+	return func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
+		if len(pos) > 0 {
+			fmt.Fprintf(stderr, "sealgate doctor: unexpected argument %q\n", pos[0])
 			return exitUsage
 		}
-	} else {
-		for _, f := range rep.Findings {
-			fmt.Fprintf(stdout, "%-4s %s: %s\n", f.Level, f.Check, strings.ReplaceAll(f.Detail, "\n", "\n     "))
-			if f.Fix != "" {
-				fmt.Fprintf(stdout, "     fix: %s\n", f.Fix)
+		if *output != "text" && *output != "json" {
+			fmt.Fprintf(stderr, "sealgate doctor: --output %q: want text or json\n", *output)
+			return exitUsage
+		}
+		if *ready {
+			return readyCheck(ctx, cfg.GateSocket, *wait, stdout)
+		}
+		if *tpmSpec != "none" {
+			cfg.Trust = func() nodecheck.Finding { return trustFinding(*trustDir, *tpmSpec) }
+		}
+		waitConnected(ctx, cfg.GateSocket, *wait)
+		rep := nodecheck.Run(ctx, cfg)
+		if *output == "json" {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			out := struct {
+				OK bool `json:"ok"`
+				*nodecheck.Report
+			}{rep.OK(), rep}
+			if err := enc.Encode(out); err != nil {
+				fmt.Fprintf(stderr, "sealgate doctor: %v\n", err)
+				return exitUsage
+			}
+		} else {
+			for _, f := range rep.Findings {
+				fmt.Fprintf(stdout, "%-4s %s: %s\n", f.Level, f.Check, strings.ReplaceAll(f.Detail, "\n", "\n     "))
+				if f.Fix != "" {
+					fmt.Fprintf(stdout, "     fix: %s\n", f.Fix)
+				}
+			}
+			if rep.OK() {
+				fmt.Fprintln(stdout, "no unverified container can run on this node")
+			} else {
+				fmt.Fprintln(stdout, "an unverified container can run on this node, or sealgate cannot protect it: see the FAIL lines")
 			}
 		}
-		if rep.OK() {
-			fmt.Fprintln(stdout, "no unverified container can run on this node")
-		} else {
-			fmt.Fprintln(stdout, "an unverified container can run on this node, or sealgate cannot protect it: see the FAIL lines")
+		if !rep.OK() {
+			return exitFailed
 		}
+		return exitOK
 	}
-	if !rep.OK() {
-		return exitFailed
-	}
-	return exitOK
 }
 
 // readyCheck is doctor --ready: sealgate answers, is connected to the

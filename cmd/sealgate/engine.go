@@ -2,9 +2,10 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+
+	"github.com/spf13/pflag"
 
 	"github.com/sealgate/sealgate/plugin/bundlestore"
 	"github.com/sealgate/sealgate/plugin/cache"
@@ -21,14 +22,14 @@ type nodeFlags struct{ cfg node.Config }
 
 // registerAnchor registers where the trust store, the TPM and the verdicts
 // are.
-func (f *nodeFlags) registerAnchor(fs *flag.FlagSet, stateUsage string) {
+func (f *nodeFlags) registerAnchor(fs *pflag.FlagSet, stateUsage string) {
 	fs.StringVar(&f.cfg.TrustDir, "trust-dir", trust.DefaultDir, "the sealed trust store: policy.yaml and the keys and roots it names (sealgate trust seal)")
 	fs.StringVar(&f.cfg.TPM, "tpm", tpm.DefaultDevice, "the TPM: a device (/dev/tpmrm0) or swtpm:HOST:PORT")
 	fs.StringVar(&f.cfg.StateDir, "state-dir", node.DefaultStateDir, stateUsage)
 }
 
 // registerEngine registers what the decision engine is built from.
-func (f *nodeFlags) registerEngine(fs *flag.FlagSet, noTPMUsage string) {
+func (f *nodeFlags) registerEngine(fs *pflag.FlagSet, noTPMUsage string) {
 	fs.BoolVar(&f.cfg.InsecureNoTPM, "insecure-no-tpm", false, noTPMUsage)
 	fs.StringVar(&f.cfg.PolicyFile, "policy", "", "policy file, unchecked (only without a TPM; default: the trust store's policy.yaml)")
 	fs.StringVar(&f.cfg.HostsDir, "registry-hosts-dir", source.DefaultHostsDir, "containerd's registry host configuration (certs.d/<host>/hosts.toml): mirrors, plain-HTTP hosts, CAs")
@@ -51,11 +52,13 @@ func exitFor(err error) int {
 }
 
 // deprecatedAlias registers old as another name of the string flag that
-// sets target, saying on stderr, when it is used, which name to use.
-func deprecatedAlias(fs *flag.FlagSet, old, current string, target *string, stderr io.Writer) {
+// sets target, hidden from help, saying on stderr, when it is used, which
+// name to use.
+func deprecatedAlias(fs *pflag.FlagSet, old, current string, target *string, stderr io.Writer) {
 	fs.Func(old, "deprecated: use --"+current, func(v string) error {
 		fmt.Fprintf(stderr, "sealgate: --%s is deprecated; use --%s\n", old, current)
 		*target = v
 		return nil
 	})
+	_ = fs.MarkHidden(old)
 }

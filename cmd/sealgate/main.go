@@ -5,17 +5,18 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/containerd/nri/pkg/api"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -29,23 +30,51 @@ const (
 	exitUsage  = 2
 )
 
-type command struct {
-	name, summary string
-	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+// runFunc runs a command on its positional arguments, with its flags
+// already parsed, and returns the exit status.
+type runFunc func(ctx context.Context, pos []string, stdout, stderr io.Writer) int
+
+// leaf is a command that runs: its usage line, summary and help, and a
+// setup that registers its flags (on the cobra command, so that help,
+// completion and man pages come from the same definitions) and returns
+// what runs.
+type leaf struct {
+	use, short, long string
+	setup            func(fs *pflag.FlagSet, stderr io.Writer) runFunc
 }
 
-func commands() []command {
-	return []command{
-		{"run", "run the NRI plugin daemon beside containerd", runCmd},
-		{"verify", "decide on one image, exactly as the daemon would", verifyCmd},
-		{"verify-bundle", "verify a Sigstore bundle over a file or digest (conformance client protocol)", verifyBundleCmd},
-		{"policy", "check a policy file, or import one from another tool (check | import)", policyCmd},
-		{"trust", "init, seal and check the trust store against the TPM (init | seal | status)", trustCmd},
-		{"bundle", "carry signatures to air-gapped nodes (export | import)", bundleCmd},
-		{"cache", "list or purge the persisted verdicts (list | purge)", cacheCmd},
-		{"verify-pull", "containerd's image verifier: decide on an image before it is pulled", verifyPullCmd},
-		{"doctor", "check what decides whether an unverified container can run on this node", doctorCmd},
-		{"version", "print the version, the commit and the Go version it was built with", versionCmd},
+// group is a command made of subcommands.
+type group struct {
+	use, short, long string
+	subs             []leaf
+}
+
+func commands() []any {
+	return []any{
+		leaf{"run", "Run the NRI plugin daemon beside containerd", runLong, runCmd},
+		leaf{"verify IMAGE[:TAG|@DIGEST]...", "Decide on images exactly as the daemon would", verifyLong, verifyCmd},
+		leaf{"verify-bundle --bundle FILE FILE_OR_sha256:DIGEST", "Verify a Sigstore bundle over a file or digest (conformance client protocol)", verifyBundleLong, verifyBundleCmd},
+		group{"policy", "Check a policy file, or import one from another tool", policyLong, []leaf{
+			{"check FILE...", "Check policy files as the daemon parses them, without a TPM or an image", policyCheckLong, policyCheck},
+			{"import --from FORMAT FILE", "Write a sealgate policy from containers-policy.json or ClusterImagePolicy", policyImportLong, policyImport},
+		}},
+		group{"trust", "Init, seal and check the trust store against the TPM", trustLong, []leaf{
+			{"init DIR", "Write a starter trust store into a new or empty DIR", trustInitLong, trustInitCmd},
+			{"seal", "Check the policy, then seal the trust store to the TPM (after every change)", trustSealLong, trustSealCmd},
+			{"status", "Say what is sealed, and whether the files on disk still match", trustStatusLong, trustStatusCmd},
+		}},
+		group{"bundle", "Carry signatures to air-gapped nodes", bundleLong, []leaf{
+			{"export IMAGE@DIGEST... -o FILE", "Write images' signature material to one file, where the registry is reachable", bundleExportLong, bundleExport},
+			{"import FILE|DIR", "Load exported material (or cosign save --dir) into the node's bundle store", bundleImportLong, bundleImport},
+		}},
+		group{"cache", "List or purge the persisted verdicts", cacheLong, []leaf{
+			{"list", "List the persisted verdicts whose MAC verifies", cacheListLong, cacheCmd("list")},
+			{"purge", "Remove every persisted verdict (sealgate run must be stopped)", cachePurgeLong, cacheCmd("purge")},
+		}},
+		leaf{"verify-pull --name IMAGE --digest DIGEST", "containerd's image verifier: decide on an image before it is pulled", verifyPullLong, verifyPullCmd},
+		leaf{"doctor", "Check what decides whether an unverified container can run on this node", doctorLong, doctorCmd},
+		leaf{"version", "Print the version, the commit and the Go version it was built with", "", versionCmd},
+		leaf{"man --dir DIR", "Write the man pages of every command into DIR", manLong, manCmd},
 	}
 }
 
@@ -60,62 +89,143 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if len(args) == 0 && launchedByRuntime() {
 		// Installed as a pre-started plugin (/opt/nri/plugins/10-sealgate),
 		// the runtime starts the binary without arguments.
-		return runCmd(ctx, nil, stdout, stderr)
+		args = []string{"run"}
 	}
 	if len(args) > 0 && isImageVerifierCall(args) {
 		// Run by containerd's bindir image verifier, which passes only
 		// its own flags (-name, -digest, -stdin-media-type).
-		return verifyPullCmd(ctx, args, stdout, stderr)
+		args = append([]string{"verify-pull"}, args...)
 	}
-	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
-		return versionCmd(ctx, args[1:], stdout, stderr)
-	}
-	if len(args) > 1 && wantsHelp(args[1:]) {
-		// Help asked for is output, not an error: it goes to stdout.
-		stderr = stdout
-	}
-	if len(args) == 0 {
-		usage(stderr)
+	code := exitOK
+	root := newRoot(stdout, stderr, &code)
+	root.SetArgs(goStyleFlags(root, args))
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(stderr, "sealgate: %v\n", err)
+		if c, _, ferr := root.Find(args); ferr == nil {
+			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", c.CommandPath())
+		}
 		return exitUsage
 	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stdout)
-		return exitOK
+	return code
+}
+
+const rootLong = `sealgate is a node-level image-signature gate: an NRI plugin that the
+container runtime asks before every container is created. It verifies cosign
+and Sigstore signatures and attestations against a trust store sealed in the
+node's TPM, and keeps enforcing from TPM-authenticated verdicts offline.`
+
+// newRoot builds the command tree; the exit status of what runs is
+// written to code.
+func newRoot(stdout, stderr io.Writer, code *int) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "sealgate",
+		Short:         "Node-level image-signature gate for containerd and CRI-O",
+		Long:          rootLong,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Version:       version,
+		Args:          cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q", args[0])
+			}
+			// No command: the help is the answer to a mistake, on stderr.
+			c.SetOut(stderr)
+			_ = c.Usage()
+			*code = exitUsage
+			return nil
+		},
 	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetVersionTemplate(versionText())
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 	for _, c := range commands() {
-		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
+		switch c := c.(type) {
+		case leaf:
+			root.AddCommand(c.command(code))
+		case group:
+			root.AddCommand(c.command(code))
 		}
 	}
-	fmt.Fprintf(stderr, "sealgate: unknown command %q\n\n", args[0])
-	usage(stderr)
-	return exitUsage
+	return root
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: sealgate COMMAND [flags]\n\ncommands:")
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
+func (l leaf) command(code *int) *cobra.Command {
+	var run runFunc
+	c := &cobra.Command{
+		Use:   l.use,
+		Short: l.short,
+		Long:  l.long,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, pos []string) error {
+			*code = run(c.Context(), pos, c.OutOrStdout(), c.ErrOrStderr())
+			return nil
+		},
 	}
-	fmt.Fprintln(w, "\nRun 'sealgate COMMAND -h' for a command's flags.")
+	c.Flags().SortFlags = false
+	run = l.setup(c.Flags(), lazyStderr{c})
+	return c
 }
 
-// wantsHelp reports whether args ask for a command's help.
-func wantsHelp(args []string) bool {
-	for _, a := range args {
-		switch a {
-		case "--":
-			return false
-		case "-h", "-help", "--help":
-			return true
+func (g group) command(code *int) *cobra.Command {
+	c := &cobra.Command{
+		Use:   g.use,
+		Short: g.short,
+		Long:  g.long,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown subcommand %q", args[0])
+			}
+			c.SetOut(c.ErrOrStderr())
+			_ = c.Usage()
+			*code = exitUsage
+			return nil
+		},
+	}
+	for _, s := range g.subs {
+		c.AddCommand(s.command(code))
+	}
+	return c
+}
+
+// lazyStderr is a command's standard error, looked up when written to:
+// flags are registered before the streams are known.
+type lazyStderr struct{ c *cobra.Command }
+
+func (l lazyStderr) Write(p []byte) (int, error) { return l.c.ErrOrStderr().Write(p) }
+
+// goStyleFlags rewrites -name to --name where name is a long flag of the
+// command args run: Go's flag package, which sealgate used before, and
+// containerd's image verifier (-name, -digest) write long flags with one
+// dash.
+func goStyleFlags(root *cobra.Command, args []string) []string {
+	c, _, err := root.Find(args)
+	if err != nil {
+		return args
+	}
+	c.InitDefaultHelpFlag()
+	root.InitDefaultVersionFlag()
+	out := append([]string(nil), args...)
+	for i, a := range out {
+		if a == "--" {
+			break
+		}
+		if len(a) < 3 || a[0] != '-' || a[1] == '-' {
+			continue
+		}
+		name, _, _ := strings.Cut(a[1:], "=")
+		if c.Flags().Lookup(name) != nil || c.InheritedFlags().Lookup(name) != nil || (c == root && name == "version") {
+			out[i] = "-" + a
 		}
 	}
-	return false
+	return out
 }
 
-// versionCmd prints the version, the commit and the Go version, from the
+// versionText is the version, the commit and the Go version, from the
 // build information the Go toolchain records.
-func versionCmd(_ context.Context, _ []string, stdout, _ io.Writer) int {
+func versionText() string {
 	v, commit, dirty, goVersion := version, "unknown", "", runtime.Version()
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
@@ -132,35 +242,18 @@ func versionCmd(_ context.Context, _ []string, stdout, _ io.Writer) int {
 			}
 		}
 	}
-	fmt.Fprintf(stdout, "sealgate %s\ncommit %s%s\n%s\n", v, commit, dirty, goVersion)
-	return exitOK
+	return fmt.Sprintf("sealgate %s\ncommit %s%s\n%s\n", v, commit, dirty, goVersion)
 }
 
-// parse parses flags that may come before or after positional arguments.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+func versionCmd(_ *pflag.FlagSet, _ io.Writer) runFunc {
+	return func(_ context.Context, pos []string, stdout, stderr io.Writer) int {
+		if len(pos) > 0 {
+			fmt.Fprintf(stderr, "sealgate version: unexpected argument %q\n", pos[0])
+			return exitUsage
 		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return positional, nil
-		}
-		if args[0] == "--" {
-			return append(positional, args[1:]...), nil
-		}
-		positional = append(positional, args[0])
-		args = args[1:]
-	}
-}
-
-// flagErr maps a flag parsing error to an exit code (help is not an error).
-func flagErr(err error) int {
-	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, versionText())
 		return exitOK
 	}
-	return exitUsage
 }
 
 // launchedByRuntime reports whether the container runtime started this

@@ -47,7 +47,7 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no command", nil, "usage"},
+		{"no command", nil, "Usage:"},
 		{"unknown command", []string{"frobnicate"}, "unknown command"},
 		{"verify without image", []string{"verify"}, "give at least one IMAGE"},
 		{"--digest with two images", []string{"verify", "a.io/x", "a.io/y", "--digest", "sha256:" + strings.Repeat("a", 64)}, "--digest pins the digest of one IMAGE"},
@@ -75,7 +75,7 @@ func TestUsageErrors(t *testing.T) {
 func TestHelpAndVersion(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"help"}, {"verify", "--help"}, {"trust", "seal", "-h"}, {"run", "-help"}} {
 		code, stdout, stderr := runMain(args...)
-		if code != exitOK || !strings.Contains(stdout, "usage") || stderr != "" {
+		if code != exitOK || !strings.Contains(stdout, "Usage:") || stderr != "" {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want the help on stdout", args, code, stdout, stderr)
 		}
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,15 +11,18 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/spf13/pflag"
+
 	"github.com/sealgate/sealgate/plugin"
 	"github.com/sealgate/sealgate/plugin/node"
 	"github.com/sealgate/sealgate/plugin/trust"
 	"github.com/sealgate/sealgate/runtimegate"
 )
 
-func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sealgate run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+const runLong = `Runs the NRI plugin: every container the runtime creates is decided by the
+policy of the sealed trust store.`
+
+func runCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	var nf nodeFlags
 	nf.registerAnchor(fs, "where verified verdicts are persisted, authenticated with a key sealed in the TPM")
 	nf.registerEngine(fs, "run without a TPM: the trust store is not checked and verdicts are not persisted (says so at every start)")
@@ -34,62 +36,56 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) int {
 	fs.StringVar(&c.GateSocket, "gate-socket", runtimegate.DefaultSocket, "where the runtime gate (sealgate-runc) asks about each container; its folder is made root-only")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sealgate run [flags]\n\nRuns the NRI plugin: every container the runtime creates is decided by the policy.")
-		fs.PrintDefaults()
-	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return flagErr(err)
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "sealgate run: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
-	log, err := newLogger(stderr, *logLevel, *logFormat)
-	if err != nil {
-		fmt.Fprintf(stderr, "sealgate run: %v\n", err)
-		return exitUsage
-	}
-	c.Logger = log
-	c.Access = node.Daemon
-	if !c.InsecureNoTPM && c.PolicyFile != "" && sameFile(c.PolicyFile, filepath.Join(c.TrustDir, trust.PolicyName)) {
-		// Units written for earlier releases name the sealed policy
-		// explicitly; it is the trust store's, read from the sealed bytes.
-		c.PolicyFile = ""
-	}
-	c.LaunchedByRuntime = launchedByRuntime()
-	// SIGHUP reloads the trust store (as a change of the sealed files
-	// does), without dropping the runtime connection.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reload := make(chan struct{}, 1)
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default:
-			}
+	return func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
+		if len(pos) > 0 {
+			fmt.Fprintf(stderr, "sealgate run: unexpected argument %q\n", pos[0])
+			return exitUsage
 		}
-	}()
-	c.ReloadRequests = reload
-	n, err := node.Open(*c)
-	if err != nil {
+		log, err := newLogger(stderr, *logLevel, *logFormat)
+		if err != nil {
+			fmt.Fprintf(stderr, "sealgate run: %v\n", err)
+			return exitUsage
+		}
+		c.Logger = log
+		c.Access = node.Daemon
+		if !c.InsecureNoTPM && c.PolicyFile != "" && sameFile(c.PolicyFile, filepath.Join(c.TrustDir, trust.PolicyName)) {
+			// Units written for earlier releases name the sealed policy
+			// explicitly; it is the trust store's, read from the sealed bytes.
+			c.PolicyFile = ""
+		}
+		c.LaunchedByRuntime = launchedByRuntime()
+		// SIGHUP reloads the trust store (as a change of the sealed files
+		// does), without dropping the runtime connection.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		reload := make(chan struct{}, 1)
+		go func() {
+			for range hup {
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		c.ReloadRequests = reload
+		n, err := node.Open(*c)
+		if err != nil {
+			log.Error("cannot start: " + err.Error())
+			return exitFor(err)
+		}
+		defer n.Close()
+		err = n.Run(ctx)
+		switch {
+		case err == nil:
+			return exitOK
+		case errors.Is(err, node.ErrHandedOverConnectionClosed):
+			log.Error(err.Error() + "; exiting")
+			return exitFailed
+		}
 		log.Error("cannot start: " + err.Error())
 		return exitFor(err)
 	}
-	defer n.Close()
-	err = n.Run(ctx)
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, node.ErrHandedOverConnectionClosed):
-		log.Error(err.Error() + "; exiting")
-		return exitFailed
-	}
-	log.Error("cannot start: " + err.Error())
-	return exitFor(err)
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

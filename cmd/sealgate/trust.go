@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,79 +11,54 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/trust"
 	"github.com/sealgate/sealgate/runtimegate"
 	"github.com/sealgate/sealgate/tpm"
 )
 
-// trustCmd is `sealgate trust init|seal|status`. Exit status: 0 done (for
-// status: the trust store would open), 1 the trust store does not match
-// its seal, is not sealed, or sealing failed in the TPM, 2 usage or
-// configuration error (flags, an invalid policy or trust store, no TPM).
-func trustCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub := map[string]func(context.Context, []string, io.Writer, io.Writer) int{
-		"init":   trustInitCmd,
-		"seal":   trustSealCmd,
-		"status": trustStatusCmd,
-	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		trustUsage(stderr)
-		if len(args) == 0 {
-			return exitUsage
-		}
-		return exitOK
-	}
-	run, ok := sub[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "sealgate trust: unknown subcommand %q\n\n", args[0])
-		trustUsage(stderr)
-		return exitUsage
-	}
-	return run(ctx, args[1:], stdout, stderr)
-}
-
-func trustUsage(w io.Writer) {
-	fmt.Fprint(w, `usage: sealgate trust SUBCOMMAND [flags]
-
-The trust store (policy.yaml, keys/, roots/) decides every verdict; sealing
-binds it to this node's TPM, and the daemon refuses to start with a trust
-store that differs from what was sealed.
-
-subcommands:
-  init DIR   write a starter trust store into a new or empty DIR
-  seal       check the policy, then seal the trust store to the TPM (after every change)
-  status     what is sealed, and whether the files on disk still match
+const trustLong = `The trust store (policy.yaml and the keys, roots and certificates it names)
+decides every verdict; sealing binds it to this node's TPM, and the daemon
+refuses to start with a trust store that differs from what was sealed.
 
 Exit status: 0 ok, 1 the trust store does not match its seal (or is not
-sealed, or the TPM refused), 2 usage or configuration error.
-Run 'sealgate trust SUBCOMMAND -h' for its flags.
-`)
-}
+sealed, or the TPM refused), 2 usage or configuration error.`
 
-func trustInitCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sealgate trust init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sealgate trust init DIR\n\nWrites a starter trust store into DIR (new or empty): policy.yaml in warn mode, keys/, roots/.")
+const trustInitLong = `Writes a starter trust store into DIR (new or empty): policy.yaml in warn
+mode, keys/, roots/.`
+
+const trustSealLong = `Checks the policy strictly, seals a fresh key to the TPM at the next trust
+generation, writes DIR/sealed.json and measures the trust store into a PCR.
+Every earlier seal stops opening; a running daemon is told to take the new
+seal at once.
+
+Exit status: 0 sealed, 1 the TPM refused or failed, 2 usage or configuration
+error.`
+
+const trustStatusLong = `Says what is sealed, the TPM's trust generation, whether the files on disk
+still match, and which PCR holds the measurement. It changes nothing.
+
+Exit status: 0 the trust store would open, 1 it would not (not sealed, files
+differ, an older or forged seal record), 2 usage or configuration error.`
+
+func trustInitCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
+	return func(_ context.Context, pos []string, stdout, stderr io.Writer) int {
+		if len(pos) != 1 {
+			fmt.Fprintln(stderr, "sealgate trust init: give exactly one DIR (the trust store's folder, usually "+trust.DefaultDir+")")
+			return exitUsage
+		}
+		dir := pos[0]
+		if err := trust.Init(dir); err != nil {
+			fmt.Fprintf(stderr, "sealgate trust %v\n", err)
+			return exitUsage
+		}
+		fmt.Fprintf(stdout, "wrote a starter trust store to %s (policy.yaml in warn mode, keys/, roots/).\n", dir)
+		fmt.Fprintf(stdout, "Next: put your public keys in %s/keys/, add rules to %s/policy.yaml, then seal it:\n", dir, dir)
+		fmt.Fprintf(stdout, "    sealgate trust seal --trust-dir %s\n", dir)
+		return exitOK
 	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return flagErr(err)
-	}
-	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "sealgate trust init: give exactly one DIR (the trust store's folder, usually "+trust.DefaultDir+")")
-		return exitUsage
-	}
-	dir := pos[0]
-	if err := trust.Init(dir); err != nil {
-		fmt.Fprintf(stderr, "sealgate trust %v\n", err)
-		return exitUsage
-	}
-	fmt.Fprintf(stdout, "wrote a starter trust store to %s (policy.yaml in warn mode, keys/, roots/).\n", dir)
-	fmt.Fprintf(stdout, "Next: put your public keys in %s/keys/, add rules to %s/policy.yaml, then seal it:\n", dir, dir)
-	fmt.Fprintf(stdout, "    sealgate trust seal --trust-dir %s\n", dir)
-	return exitOK
 }
 
 // trustStoreFlags are --trust-dir and --tpm, shared by seal and status.
@@ -92,9 +66,9 @@ type trustStoreFlags struct {
 	dir, tpm string
 }
 
-func (f *trustStoreFlags) register(fs *flag.FlagSet) {
+func (f *trustStoreFlags) register(fs *pflag.FlagSet, stderr io.Writer) {
 	fs.StringVar(&f.dir, "trust-dir", trust.DefaultDir, "the trust store's folder")
-	deprecatedAlias(fs, "dir", "trust-dir", &f.dir, fs.Output())
+	deprecatedAlias(fs, "dir", "trust-dir", &f.dir, stderr)
 	fs.StringVar(&f.tpm, "tpm", tpm.DefaultDevice, "the TPM: a device (/dev/tpmrm0) or swtpm:HOST:PORT")
 }
 
@@ -109,68 +83,58 @@ func (f *trustStoreFlags) open(cmd string, stderr io.Writer) (tpm.TPM, bool) {
 	return t, true
 }
 
-func trustSealCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sealgate trust seal", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func trustSealCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	var tf trustStoreFlags
-	tf.register(fs)
+	tf.register(fs, stderr)
 	measure := fs.Int("measure-pcr", trust.DefaultMeasurePCR, "SHA-256 PCR (8-23) the trust store's digest is extended into, for remote attestation; -1 for none")
 	gateSocket := fs.String("gate-socket", runtimegate.DefaultSocket, "the running daemon's socket: it is told to take the new seal at once; empty: do not tell it")
 	bindList := fs.String("bind-pcrs", "", "comma-separated PCRs (e.g. 7,14) whose current values the key is sealed to; a change of them (firmware, boot loader, Secure Boot) then needs a re-seal")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sealgate trust seal [--trust-dir DIR] [--tpm SPEC] [--measure-pcr N] [--bind-pcrs 7,14]")
-		fmt.Fprintln(stderr, "\nChecks the policy strictly, seals a fresh key to the TPM at the next trust generation, writes\nDIR/sealed.json and measures the trust store into a PCR. Every earlier seal stops opening.")
-		fmt.Fprintln(stderr, "\nExit status: 0 sealed, 1 the TPM refused or failed, 2 usage or configuration error.")
-		fs.PrintDefaults()
-	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return flagErr(err)
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "sealgate trust seal: unexpected argument %q (the trust store is --trust-dir)\n", pos[0])
-		return exitUsage
-	}
-	switch {
-	case *measure == 0:
-		fmt.Fprintln(stderr, "sealgate trust seal: --measure-pcr 0: PCR 0 holds the firmware's measurements; use 8 to 23, or -1 for none")
-		return exitUsage
-	case *measure < trust.NoMeasurement:
-		fmt.Fprintf(stderr, "sealgate trust seal: --measure-pcr %d: use 8 to 23, or -1 for none\n", *measure)
-		return exitUsage
-	}
-	bind, err := trustParsePCRs(*bindList)
-	if err != nil {
-		fmt.Fprintf(stderr, "sealgate trust seal: --bind-pcrs: %v\n", err)
-		return exitUsage
-	}
-	t, ok := tf.open("seal", stderr)
-	if !ok {
-		return exitUsage
-	}
-	defer t.Close()
-
-	rec, err := trust.Seal(tf.dir, t, trust.SealOptions{MeasurePCR: *measure, BindPCRs: bind})
-	t.Close() // the daemon's reload opens the TPM next
-	if err != nil {
-		fmt.Fprintf(stderr, "sealgate trust %v\n", err)
-		switch {
-		case rec != nil:
-			return exitFailed
-		case errors.Is(err, trust.ErrStore), errors.Is(err, trust.ErrOptions), errors.Is(err, policy.ErrInvalid), errors.Is(err, tpm.ErrNoTPM):
+	return func(_ context.Context, pos []string, stdout, stderr io.Writer) int {
+		if len(pos) > 0 {
+			fmt.Fprintf(stderr, "sealgate trust seal: unexpected argument %q (the trust store is --trust-dir)\n", pos[0])
 			return exitUsage
 		}
-		return exitFailed
+		switch {
+		case *measure == 0:
+			fmt.Fprintln(stderr, "sealgate trust seal: --measure-pcr 0: PCR 0 holds the firmware's measurements; use 8 to 23, or -1 for none")
+			return exitUsage
+		case *measure < trust.NoMeasurement:
+			fmt.Fprintf(stderr, "sealgate trust seal: --measure-pcr %d: use 8 to 23, or -1 for none\n", *measure)
+			return exitUsage
+		}
+		bind, err := trustParsePCRs(*bindList)
+		if err != nil {
+			fmt.Fprintf(stderr, "sealgate trust seal: --bind-pcrs: %v\n", err)
+			return exitUsage
+		}
+		t, ok := tf.open("seal", stderr)
+		if !ok {
+			return exitUsage
+		}
+		defer t.Close()
+
+		rec, err := trust.Seal(tf.dir, t, trust.SealOptions{MeasurePCR: *measure, BindPCRs: bind})
+		t.Close() // the daemon's reload opens the TPM next
+		if err != nil {
+			fmt.Fprintf(stderr, "sealgate trust %v\n", err)
+			switch {
+			case rec != nil:
+				return exitFailed
+			case errors.Is(err, trust.ErrStore), errors.Is(err, trust.ErrOptions), errors.Is(err, policy.ErrInvalid), errors.Is(err, tpm.ErrNoTPM):
+				return exitUsage
+			}
+			return exitFailed
+		}
+		fmt.Fprintf(stdout, "sealed %s at generation %d: %s (the policy and the files it names), digest %s\n", tf.dir, rec.Generation, plural(len(rec.Files), "file"), rec.Digest)
+		if len(rec.BindPCRs) > 0 {
+			fmt.Fprintf(stdout, "the key is bound to PCRs %s: after a change of them, seal again\n", trustFormatPCRs(rec.BindPCRs))
+		}
+		if rec.MeasurePCR != trust.NoMeasurement {
+			fmt.Fprintf(stdout, "measured into PCR %d\n", rec.MeasurePCR)
+		}
+		fmt.Fprintln(stdout, "earlier seals no longer open")
+		return tellDaemon(*gateSocket, rec.Generation, stdout, stderr)
 	}
-	fmt.Fprintf(stdout, "sealed %s at generation %d: %s (the policy and the files it names), digest %s\n", tf.dir, rec.Generation, plural(len(rec.Files), "file"), rec.Digest)
-	if len(rec.BindPCRs) > 0 {
-		fmt.Fprintf(stdout, "the key is bound to PCRs %s: after a change of them, seal again\n", trustFormatPCRs(rec.BindPCRs))
-	}
-	if rec.MeasurePCR != trust.NoMeasurement {
-		fmt.Fprintf(stdout, "measured into PCR %d\n", rec.MeasurePCR)
-	}
-	fmt.Fprintln(stdout, "earlier seals no longer open")
-	return tellDaemon(*gateSocket, rec.Generation, stdout, stderr)
 }
 
 // tellDaemon asks a running daemon to take the new seal now and says what
@@ -225,58 +189,48 @@ func trustFormatPCRs(p []int) string {
 	return strings.Join(s, ",")
 }
 
-func trustStatusCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sealgate trust status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func trustStatusCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	var tf trustStoreFlags
-	tf.register(fs)
+	tf.register(fs, stderr)
 	output := fs.String("output", "text", "output format: text or json")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sealgate trust status [--trust-dir DIR] [--tpm SPEC] [--output text|json]")
-		fmt.Fprintln(stderr, "\nSays what is sealed, the TPM's trust generation, whether the files on disk still match, and\nwhich PCR holds the measurement. It changes nothing.")
-		fmt.Fprintln(stderr, "\nExit status: 0 the trust store would open, 1 it would not (not sealed, files differ, an older\nor forged seal record), 2 usage or configuration error.")
-		fs.PrintDefaults()
-	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return flagErr(err)
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "sealgate trust status: unexpected argument %q (the trust store is --trust-dir)\n", pos[0])
-		return exitUsage
-	}
-	if *output != "text" && *output != "json" {
-		fmt.Fprintf(stderr, "sealgate trust status: --output %q: want text or json\n", *output)
-		return exitUsage
-	}
-	t, ok := tf.open("status", stderr)
-	if !ok {
-		return exitUsage
-	}
-	defer t.Close()
-	st, err := trust.Status(tf.dir, t)
-	if err != nil {
-		fmt.Fprintf(stderr, "sealgate trust %v\n", err)
-		return exitUsage
-	}
-	if *output == "json" {
-		out := struct {
-			OK bool `json:"ok"`
-			*trust.StatusReport
-		}{st.OK(), st}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
-			fmt.Fprintf(stderr, "sealgate trust status: %v\n", err)
+	return func(_ context.Context, pos []string, stdout, stderr io.Writer) int {
+		if len(pos) > 0 {
+			fmt.Fprintf(stderr, "sealgate trust status: unexpected argument %q (the trust store is --trust-dir)\n", pos[0])
 			return exitUsage
 		}
-	} else {
-		trustPrintStatus(stdout, st)
+		if *output != "text" && *output != "json" {
+			fmt.Fprintf(stderr, "sealgate trust status: --output %q: want text or json\n", *output)
+			return exitUsage
+		}
+		t, ok := tf.open("status", stderr)
+		if !ok {
+			return exitUsage
+		}
+		defer t.Close()
+		st, err := trust.Status(tf.dir, t)
+		if err != nil {
+			fmt.Fprintf(stderr, "sealgate trust %v\n", err)
+			return exitUsage
+		}
+		if *output == "json" {
+			out := struct {
+				OK bool `json:"ok"`
+				*trust.StatusReport
+			}{st.OK(), st}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(out); err != nil {
+				fmt.Fprintf(stderr, "sealgate trust status: %v\n", err)
+				return exitUsage
+			}
+		} else {
+			trustPrintStatus(stdout, st)
+		}
+		if !st.OK() {
+			return exitFailed
+		}
+		return exitOK
 	}
-	if !st.OK() {
-		return exitFailed
-	}
-	return exitOK
 }
 
 func trustPrintStatus(w io.Writer, st *trust.StatusReport) {

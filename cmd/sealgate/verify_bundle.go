@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/spf13/pflag"
 
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/verify"
@@ -22,94 +22,92 @@ const maxBundleFile = 1 << 20
 // verifyBundleCmd is the Sigstore conformance client protocol's
 // verify-bundle: one blob (or its sha256 digest) against one bundle, with the
 // same verification code the daemon uses for images.
-func verifyBundleCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sealgate verify-bundle", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+const verifyBundleLong = `Verifies one Sigstore bundle over a file (or its sha256 digest) with the
+verification code the daemon uses for images: --certificate-identity and
+--certificate-oidc-issuer with --trusted-root, or --key. Nothing is fetched
+over the network.
+
+Exit status: 0 valid, 1 invalid, 2 usage or configuration error.`
+
+func verifyBundleCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	bundleFile := fs.String("bundle", "", "Sigstore bundle (JSON) to verify")
 	identity := fs.String("certificate-identity", "", "expected certificate subject (SAN), exact")
 	issuer := fs.String("certificate-oidc-issuer", "", "expected certificate OIDC issuer, exact")
 	keyFile := fs.String("key", "", "PEM public key, instead of a certificate identity")
 	rootFile := fs.String("trusted-root", "", "Sigstore trusted_root.json (Fulcio, Rekor, CT logs, TSAs); required for keyless")
 	output := fs.String("output", "text", "output format: text or json")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sealgate verify-bundle --bundle FILE (--certificate-identity ID --certificate-oidc-issuer URL | --key FILE) [--trusted-root FILE] FILE_OR_sha256:DIGEST")
-		fmt.Fprintln(stderr, "\nExit status: 0 valid, 1 invalid, 2 usage or configuration error. Nothing is fetched over the network.")
-		fs.PrintDefaults()
-	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return flagErr(err)
-	}
-	usageErr := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "sealgate verify-bundle: "+format+"\n", a...)
-		return exitUsage
-	}
-	switch {
-	case len(pos) != 1:
-		return usageErr("give exactly one FILE or sha256:DIGEST to verify")
-	case *bundleFile == "":
-		return usageErr("--bundle is required")
-	case (*keyFile == "") == (*identity == "" && *issuer == ""):
-		return usageErr("give either --key, or --certificate-identity and --certificate-oidc-issuer")
-	case *keyFile == "" && (*identity == "" || *issuer == ""):
-		return usageErr("--certificate-identity and --certificate-oidc-issuer go together")
-	case *keyFile == "" && *rootFile == "":
-		return usageErr("keyless verification needs --trusted-root (sealgate never fetches roots over the network)")
-	case *output != "text" && *output != "json":
-		return usageErr("--output %q: want text or json", *output)
-	}
+	return func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
+		usageErr := func(format string, a ...any) int {
+			fmt.Fprintf(stderr, "sealgate verify-bundle: "+format+"\n", a...)
+			return exitUsage
+		}
+		switch {
+		case len(pos) != 1:
+			return usageErr("give exactly one FILE or sha256:DIGEST to verify")
+		case *bundleFile == "":
+			return usageErr("--bundle is required")
+		case (*keyFile == "") == (*identity == "" && *issuer == ""):
+			return usageErr("give either --key, or --certificate-identity and --certificate-oidc-issuer")
+		case *keyFile == "" && (*identity == "" || *issuer == ""):
+			return usageErr("--certificate-identity and --certificate-oidc-issuer go together")
+		case *keyFile == "" && *rootFile == "":
+			return usageErr("keyless verification needs --trusted-root (sealgate never fetches roots over the network)")
+		case *output != "text" && *output != "json":
+			return usageErr("--output %q: want text or json", *output)
+		}
 
-	bundle, err := readBounded(*bundleFile, maxBundleFile)
-	if err != nil {
-		return usageErr("%v", err)
-	}
-	auth, err := bundleAuthority(*keyFile, *issuer, *identity)
-	if err != nil {
-		return usageErr("%v", err)
-	}
-	var opts []verify.Option
-	if *rootFile != "" {
-		opts = append(opts, verify.WithTrustedRootFiles(*rootFile))
-	}
-	v, err := verify.New(opts...)
-	if err != nil {
-		return usageErr("%v", err)
-	}
-	ref := verify.ArtifactRef{}
-	if target := pos[0]; strings.HasPrefix(target, "sha256:") || strings.HasPrefix(target, "sha512:") {
-		ref.Digest = target
-	} else {
-		f, err := os.Open(target)
+		bundle, err := readBounded(*bundleFile, maxBundleFile)
 		if err != nil {
 			return usageErr("%v", err)
 		}
-		defer f.Close()
-		ref.Data = f
-	}
-	sat, err := v.VerifyBlobBundle(ctx, bundle, ref, auth)
-	if *output == "json" {
-		out := struct {
-			Valid     bool              `json:"valid"`
-			Reason    string            `json:"reason,omitempty"`
-			Satisfied *verify.Satisfier `json:"satisfiedBy,omitempty"`
-		}{Valid: err == nil}
+		auth, err := bundleAuthority(*keyFile, *issuer, *identity)
 		if err != nil {
-			out.Reason = err.Error()
-		} else {
-			out.Satisfied = &sat
+			return usageErr("%v", err)
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(out)
-	} else if err != nil {
-		fmt.Fprintf(stdout, "sealgate: bundle %s is not valid: %v\n", *bundleFile, err)
-	} else {
-		fmt.Fprintf(stdout, "sealgate: bundle %s is valid (%s)\n", *bundleFile, describeSatisfier(sat))
+		var opts []verify.Option
+		if *rootFile != "" {
+			opts = append(opts, verify.WithTrustedRootFiles(*rootFile))
+		}
+		v, err := verify.New(opts...)
+		if err != nil {
+			return usageErr("%v", err)
+		}
+		ref := verify.ArtifactRef{}
+		if target := pos[0]; strings.HasPrefix(target, "sha256:") || strings.HasPrefix(target, "sha512:") {
+			ref.Digest = target
+		} else {
+			f, err := os.Open(target)
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			defer f.Close()
+			ref.Data = f
+		}
+		sat, err := v.VerifyBlobBundle(ctx, bundle, ref, auth)
+		if *output == "json" {
+			out := struct {
+				Valid     bool              `json:"valid"`
+				Reason    string            `json:"reason,omitempty"`
+				Satisfied *verify.Satisfier `json:"satisfiedBy,omitempty"`
+			}{Valid: err == nil}
+			if err != nil {
+				out.Reason = err.Error()
+			} else {
+				out.Satisfied = &sat
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(out)
+		} else if err != nil {
+			fmt.Fprintf(stdout, "sealgate: bundle %s is not valid: %v\n", *bundleFile, err)
+		} else {
+			fmt.Fprintf(stdout, "sealgate: bundle %s is valid (%s)\n", *bundleFile, describeSatisfier(sat))
+		}
+		if err != nil {
+			return exitDenied
+		}
+		return exitOK
 	}
-	if err != nil {
-		return exitDenied
-	}
-	return exitOK
 }
 
 // bundleAuthority builds the one authority the command line names.

@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/sealgate/sealgate/internal/strictjson"
 	"github.com/sealgate/sealgate/plugin/decision"
@@ -39,75 +40,79 @@ func isImageVerifierCall(args []string) bool {
 // here, from the sealed trust store and the daemon's verdicts (read only),
 // exactly as `sealgate verify` does; nothing that cannot be decided is let
 // through.
-func verifyPullCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sealgate verify-pull", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+const verifyPullLong = `containerd's image verifier (plugin io.containerd.image-verifier.v1.bindir,
+with this binary, or a link to it, in bin_dir): exit 0 lets the pull
+proceed, 1 refuses it, and standard output is the reason containerd
+reports. The running daemon decides; when it does not answer, the image is
+decided here from the sealed trust store, and nothing that cannot be
+decided is let through.`
+
+func verifyPullCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	image := fs.String("name", "", "the image reference about to be pulled")
 	digest := fs.String("digest", "", "its resolved manifest digest")
 	mediaType := fs.String("stdin-media-type", "", "media type of the descriptor on standard input")
 	socket := fs.String("gate-socket", envOr(runtimegate.SocketEnv, runtimegate.DefaultSocket), "the daemon's socket")
 	var nf nodeFlags
 	nf.registerAnchor(fs, "the daemon's persisted verdicts (read, never written)")
-	if _, err := parse(fs, args); err != nil {
-		return flagErr(err)
-	}
-	refuse := func(format string, a ...any) int {
-		fmt.Fprintf(stdout, "sealgate: pull refused: "+format+"\n", a...)
-		return exitDenied
-	}
-	if *image == "" || *digest == "" {
-		return refuse("containerd passed no -name or -digest")
-	}
-	if *mediaType != "" {
-		if *mediaType != descriptorMediaType {
-			return refuse("standard input is %q; this sealgate reads %s", *mediaType, descriptorMediaType)
+	return func(ctx context.Context, _ []string, stdout, stderr io.Writer) int {
+		refuse := func(format string, a ...any) int {
+			fmt.Fprintf(stdout, "sealgate: pull refused: "+format+"\n", a...)
+			return exitDenied
 		}
-		var desc struct {
-			Digest string `json:"digest"`
+		if *image == "" || *digest == "" {
+			return refuse("containerd passed no -name or -digest")
 		}
-		b, err := io.ReadAll(io.LimitReader(os.Stdin, 64<<10))
-		if err == nil {
-			err = strictjson.Check(b, 16)
+		if *mediaType != "" {
+			if *mediaType != descriptorMediaType {
+				return refuse("standard input is %q; this sealgate reads %s", *mediaType, descriptorMediaType)
+			}
+			var desc struct {
+				Digest string `json:"digest"`
+			}
+			b, err := io.ReadAll(io.LimitReader(os.Stdin, 64<<10))
+			if err == nil {
+				err = strictjson.Check(b, 16)
+			}
+			if err == nil {
+				err = json.Unmarshal(b, &desc)
+			}
+			if err != nil {
+				return refuse("the descriptor on standard input: %v", err)
+			}
+			if desc.Digest != *digest {
+				return refuse("the descriptor names %s, -digest %s", desc.Digest, *digest)
+			}
 		}
-		if err == nil {
-			err = json.Unmarshal(b, &desc)
-		}
-		if err != nil {
-			return refuse("the descriptor on standard input: %v", err)
-		}
-		if desc.Digest != *digest {
-			return refuse("the descriptor names %s, -digest %s", desc.Digest, *digest)
-		}
-	}
 
-	a, err := runtimegate.Ask(*socket, runtimegate.Request{Op: runtimegate.OpPull, Image: *image, Digest: *digest}, 9*time.Second)
-	if err == nil {
-		if !a.Allowed {
-			return refuse("%s", a.Reason)
+		a, err := runtimegate.Ask(*socket, runtimegate.Request{Op: runtimegate.OpPull, Image: *image, Digest: *digest}, 9*time.Second)
+		if err == nil {
+			if !a.Allowed {
+				return refuse("%s", a.Reason)
+			}
+			fmt.Fprintf(stdout, "sealgate: %s@%s verified by the running sealgate%s\n", *image, *digest, suffix(a.Reason))
+			return exitOK
 		}
-		fmt.Fprintf(stdout, "sealgate: %s@%s verified by the running sealgate%s\n", *image, *digest, suffix(a.Reason))
+		if !daemonAbsent(err) {
+			return refuse("the running sealgate did not answer: %v", err)
+		}
+		// The daemon is not running: decide as it would.
+		nf.cfg.Access = node.Inspect
+		nf.cfg.BundleStore = node.DefaultBundleStore
+		nf.cfg.RegistryCredentials = node.DefaultRegistryCredentials
+		n, err := node.Open(nf.cfg)
+		if err != nil {
+			return refuse("sealgate is not running and the trust store cannot be opened: %v", err)
+		}
+		defer n.Close()
+		ctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+		defer cancel()
+		d := n.Engine().Decide(ctx, decision.Request{Image: *image, Digest: *digest})
+		if err := d.Err(); err != nil {
+			return refuse("%v", err)
+		}
+		fmt.Fprintf(stdout, "sealgate: %s@%s allowed (rule %s, source %s; decided without the daemon)\n", *image, *digest, d.Rule, d.Source)
 		return exitOK
 	}
-	if !daemonAbsent(err) {
-		return refuse("the running sealgate did not answer: %v", err)
-	}
-	// The daemon is not running: decide as it would.
-	nf.cfg.Access = node.Inspect
-	nf.cfg.BundleStore = node.DefaultBundleStore
-	nf.cfg.RegistryCredentials = node.DefaultRegistryCredentials
-	n, err := node.Open(nf.cfg)
-	if err != nil {
-		return refuse("sealgate is not running and the trust store cannot be opened: %v", err)
-	}
-	defer n.Close()
-	ctx, cancel := context.WithTimeout(ctx, 8*time.Second)
-	defer cancel()
-	d := n.Engine().Decide(ctx, decision.Request{Image: *image, Digest: *digest})
-	if err := d.Err(); err != nil {
-		return refuse("%v", err)
-	}
-	fmt.Fprintf(stdout, "sealgate: %s@%s allowed (rule %s, source %s; decided without the daemon)\n", *image, *digest, d.Rule, d.Source)
-	return exitOK
 }
 
 // daemonAbsent reports whether err says nobody listens on the socket.
