@@ -50,6 +50,7 @@ var caCases = []caCase{
 	{name: "wrong-subject", tsa: true, authority: "subject: other@example.com", want: "no SAN of the certificate (release@example.com) matches subject other@example.com"},
 	{name: "subject-regexp", tsa: true, authority: `subjectRegExp: '^release@example\.com$'`},
 	{name: "issuer-missing", tsa: true, authority: "issuer: https://issuer.example", want: "the certificate has no OIDC issuer extension"},
+	{name: "issuer-regexp-matching-empty", tsa: true, authority: "issuerRegExp: '.*'"},
 	{name: "fulcio-certificate", fulcio: true, tsa: true, want: "does not chain to the authority's CA"},
 	{name: "log-required-none", tsa: true, authority: "LOG", want: "no transparency-log entry, and the authority requires one"},
 }

@@ -71,8 +71,8 @@ func (a *adhocFlags) policy() ([]byte, error) {
 		return nil, fmt.Errorf("give either --key or --ca-roots")
 	case ca && a.identity == "" && a.identityRE == "":
 		return nil, fmt.Errorf("--ca-roots needs --certificate-identity or --certificate-identity-regexp (a SAN of the signing certificate)")
-	case ca && (a.ghRepository != "" || a.ghRef != "" || a.ignoreSCT):
-		return nil, fmt.Errorf("--ca-roots checks your own CA's certificates: the GitHub workflow flags and --insecure-ignore-sct apply to Fulcio certificates only")
+	case ca && (a.ghRepository != "" || a.ghRef != ""):
+		return nil, fmt.Errorf("--ca-roots checks your own CA's certificates: the GitHub workflow flags apply to Fulcio certificates only")
 	case a.key != "" && keyless:
 		return nil, fmt.Errorf("give either --key or the --certificate-* flags, as cosign does")
 	case a.key == "" && !keyless:
@@ -135,17 +135,16 @@ func (a *adhocFlags) policy() ([]byte, error) {
 		field("issuerRegExp", a.issuerRE)
 		field("subject", a.identity)
 		field("subjectRegExp", a.identityRE)
-		if a.ghRepository != "" {
-			field("sourceRepositoryURI", "https://github.com/"+a.ghRepository)
-		}
-		field("sourceRepositoryRef", a.ghRef)
+		// As cosign: Fulcio's GitHub workflow extensions (1.5, 1.6).
+		field("githubWorkflowRepository", a.ghRepository)
+		field("githubWorkflowRef", a.ghRef)
 	}
 	tlog := "required"
 	if a.ignoreTlog {
 		tlog = "optional"
 	}
 	fmt.Fprintf(&auth, "          transparencyLog: %s\n", tlog)
-	if a.ignoreSCT {
+	if a.ignoreSCT && !ca { // a certificate authority never asks for an SCT
 		auth.WriteString("          ctlog: skip\n")
 	}
 	var b strings.Builder

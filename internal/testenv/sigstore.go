@@ -199,6 +199,9 @@ const (
 	KeylessSubject       = "https://github.com/myorg/app/.github/workflows/release.yml@refs/tags/v1.0.0"
 	KeylessRepositoryURI = "https://github.com/myorg/app"
 	KeylessRef           = "refs/tags/v1.0.0"
+	// KeylessGitHubRepository is Fulcio's deprecated GitHub workflow
+	// repository extension (1.3.6.1.4.1.57264.1.5): owner/name.
+	KeylessGitHubRepository = "myorg/app"
 )
 
 // LeafOptions describes a signing certificate.
@@ -208,7 +211,8 @@ type LeafOptions struct {
 	// Issuer is the OIDC issuer (Fulcio's v2 issuer extension).
 	Issuer string
 	// Extensions are the Fulcio build extensions; those set here are
-	// written: source repository URI and ref, build signer URI.
+	// written: source repository URI and ref, build signer URI, and the
+	// deprecated GitHub workflow repository and ref.
 	Extensions          certificate.Extensions
 	NotBefore, NotAfter time.Time
 	// NoSCT leaves the SCT out, as a certificate not logged to CT.
@@ -247,9 +251,11 @@ func (s *Sigstore) DefaultLeaf() LeafOptions {
 	return LeafOptions{
 		Subject: KeylessSubject, Issuer: KeylessIssuer,
 		Extensions: certificate.Extensions{
-			SourceRepositoryURI: KeylessRepositoryURI,
-			SourceRepositoryRef: KeylessRef,
-			BuildSignerURI:      KeylessSubject,
+			SourceRepositoryURI:      KeylessRepositoryURI,
+			SourceRepositoryRef:      KeylessRef,
+			BuildSignerURI:           KeylessSubject,
+			GithubWorkflowRepository: KeylessGitHubRepository,
+			GithubWorkflowRef:        KeylessRef,
 		},
 		NotBefore: s.Now.Add(-time.Minute), NotAfter: s.Now.Add(9 * time.Minute),
 	}
@@ -285,6 +291,20 @@ func (s *Sigstore) Leaf(o LeafOptions) (*x509.Certificate, *ecdsa.PrivateKey, er
 			return nil, nil, fmt.Errorf("leaf certificate: %w", err)
 		}
 		exts = append(exts, pkix.Extension{Id: e.oid, Value: der})
+	}
+	// Fulcio still writes the deprecated extensions, raw, beside the new
+	// ones; cosign's classic verification reads only those.
+	for _, e := range []struct {
+		oid asn1.ObjectIdentifier
+		v   string
+	}{
+		{certificate.OIDIssuer, o.Issuer},
+		{certificate.OIDGitHubWorkflowRepository, o.Extensions.GithubWorkflowRepository},
+		{certificate.OIDGitHubWorkflowRef, o.Extensions.GithubWorkflowRef},
+	} {
+		if e.v != "" {
+			exts = append(exts, pkix.Extension{Id: e.oid, Value: []byte(e.v)})
+		}
 	}
 	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
 	if err != nil {

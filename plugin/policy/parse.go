@@ -1114,6 +1114,8 @@ var keylessExtensions = []struct {
 	{"sourceRepositoryURI", "repo", func(k *KeylessAuthority) *StringMatch { return &k.SourceRepositoryURI }},
 	{"sourceRepositoryRef", "ref", func(k *KeylessAuthority) *StringMatch { return &k.SourceRepositoryRef }},
 	{"buildSignerURI", "signer", func(k *KeylessAuthority) *StringMatch { return &k.BuildSignerURI }},
+	{"githubWorkflowRepository", "gh-repo", func(k *KeylessAuthority) *StringMatch { return &k.GitHubWorkflowRepository }},
+	{"githubWorkflowRef", "gh-ref", func(k *KeylessAuthority) *StringMatch { return &k.GitHubWorkflowRef }},
 }
 
 // keyless parses a keyless identity. It returns the authority's name

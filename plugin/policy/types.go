@@ -241,6 +241,12 @@ type KeylessAuthority struct {
 	// BuildSignerURI is Fulcio's extension 1.3.6.1.4.1.57264.1.9 (the
 	// workflow that signed, e.g. .../.github/workflows/release.yml@refs/tags/v1).
 	BuildSignerURI StringMatch
+	// GitHubWorkflowRepository and GitHubWorkflowRef are Fulcio's
+	// deprecated GitHub extensions 1.3.6.1.4.1.57264.1.5 (owner/name) and
+	// .1.6 (the ref), which cosign's --certificate-github-workflow-*
+	// flags check.
+	GitHubWorkflowRepository StringMatch
+	GitHubWorkflowRef        StringMatch
 }
 
 // SigningTime says at which time a certificate from the operator's own CA

@@ -123,7 +123,10 @@ func matchCertificate(c *policy.CertificateAuthority, cert *x509.Certificate, is
 		return "", reasonf(ErrIdentityMismatch, fmt.Sprintf("no SAN of the certificate (%s) matches subject %s", truncate(strings.Join(all, ", "), 300), c.Subject))
 	}
 	if !c.Issuer.IsZero() {
-		if issuer == "" {
+		// A certificate without the extension is compared as empty text,
+		// as for keyless authorities and cosign: an exact value never
+		// matches it.
+		if issuer == "" && !c.Issuer.Match("") {
 			return "", reasonf(ErrIdentityMismatch, "the certificate has no OIDC issuer extension, and the authority asks for issuer "+c.Issuer.String())
 		}
 		if !c.Issuer.Match(issuer) {

@@ -316,6 +316,8 @@ func matchIdentity(k *policy.KeylessAuthority, s certificate.Summary) error {
 		{"source repository URI", k.SourceRepositoryURI, s.SourceRepositoryURI},
 		{"source repository ref", k.SourceRepositoryRef, s.SourceRepositoryRef},
 		{"build signer URI", k.BuildSignerURI, s.BuildSignerURI},
+		{"GitHub workflow repository", k.GitHubWorkflowRepository, s.GithubWorkflowRepository},
+		{"GitHub workflow ref", k.GitHubWorkflowRef, s.GithubWorkflowRef},
 	} {
 		if !ext.want.IsZero() && !ext.want.Match(ext.got) {
 			return reasonf(ErrIdentityMismatch, fmt.Sprintf("certificate %s %q does not match %s", ext.name, truncate(ext.got, 200), ext.want))
