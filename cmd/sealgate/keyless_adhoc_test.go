@@ -124,3 +124,59 @@ func TestAdhocKeylessAgreesWithCosign(t *testing.T) {
 		})
 	}
 }
+
+// TestAdhocKeylessAttestationAgreesWithCosign: --type with the keyless
+// flags decides as cosign verify-attestation --new-bundle-format does, on
+// SLSA provenance attached as a Sigstore bundle referrer, signed keylessly
+// by an offline Sigstore.
+func TestAdhocKeylessAttestationAgreesWithCosign(t *testing.T) {
+	cs := testenv.NewCosign(t)
+	sg := testenv.NewSigstore(t)
+	reg := testenv.NewRegistry(t, testenv.RegistryOptions{Referrers: true})
+	hosts := filepath.Join(t.TempDir(), "certs.d")
+	img, err := testenv.RandomImage(11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := reg.Push(img, "app/attested:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := testenv.Statement("https://slsa.dev/provenance/v1", d.DigestStr(), map[string]any{"buildDefinition": map[string]any{"buildType": "https://example.com/build/v1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := sg.DefaultLeaf()
+	o.NotAfter = sg.Now.Add(time.Hour)
+	k, err := sg.SignStatement(o, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sg.Bundle(k, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.PushBundle(d, b); err != nil {
+		t.Fatal(err)
+	}
+	right := []string{"--certificate-identity", testenv.KeylessSubject, "--certificate-oidc-issuer", testenv.KeylessIssuer}
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		ok    bool
+	}{
+		{"right identity and type", append([]string{"--type", "slsaprovenance1"}, right...), true},
+		{"type as a URI", append([]string{"--type", "https://slsa.dev/provenance/v1"}, right...), true},
+		{"another type", append([]string{"--type", "cyclonedx"}, right...), false},
+		{"another identity", []string{"--type", "slsaprovenance1", "--certificate-identity", "https://github.com/evil/app/.github/workflows/release.yml@refs/tags/v1.0.0", "--certificate-oidc-issuer", testenv.KeylessIssuer}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			flags := append([]string{"--trusted-root", sg.RootFile}, tc.flags...)
+			cosignOut, cosignErr := cs.Run(append(append([]string{"verify-attestation", "--new-bundle-format", "--allow-insecure-registry", "--allow-http-registry"}, flags...), d.String())...)
+			code, stdout, stderr := runMain(append([]string{"verify", d.String(), "--registry-hosts-dir", hosts}, flags...)...)
+			if (cosignErr == nil) != tc.ok || (code == exitOK) != tc.ok || code == exitUsage {
+				t.Errorf("cosign err %v %s\nsealgate exit %d\n%s%s", cosignErr, strings.TrimSpace(string(cosignOut)), code, stdout, stderr)
+			}
+		})
+	}
+}
