@@ -39,6 +39,8 @@ func FuzzParse(f *testing.F) {
 		"rules: [{name: a, images: [x], attestations: [{predicateType: slsaprovenance1, authorities: [{key: keys/rsa2048.pub}], conditions: ['1 +']}]}]\n",
 		"rules:\n  - name: a\n    images: [x]\n    signatures:\n      authorities:\n        - key: keys/ecdsa-p256.pub\n          rekorKey: keys/rekor.pub\n          transparencyLog: optional\n        - {key: keys/ed25519.pub, transparencyLog: required}\n",
 		"trustedRoot: [roots/trusted_root.json]\nrules:\n  - name: gh\n    images: [\"**\"]\n    signatures:\n      authorities:\n        - keyless:\n            issuer: https://token.actions.githubusercontent.com\n            subjectRegExp: '^https://github\\.com/myorg/'\n            sourceRepositoryURI: https://github.com/myorg/app\n            sourceRepositoryRefRegExp: ^refs/tags/\n            buildSignerURIRegExp: x\n          transparencyLog: optional\n        - keyless: {issuer: i, subject: s, rekorKey: keys/rekor.pub}\n",
+		"trustedRoot: {tsa: [keys/rekor.pub]}\nrules:\n  - name: ca\n    images: [\"**\"]\n    signatures:\n      authorities:\n        - certificate: {roots: [ca/root.pem], intermediates: ca/intermediate.pem, subjectRegExp: '@example\\.com$', issuer: i, signingTime: verificationTime}\n          transparencyLog: required\n",
+		"rules: [{name: a, images: [x], signatures: {authorities: [{certificate: {roots: ca/leaf.pem, subject: s}}]}}]\n",
 		"a: &x 1\nb: *x\n",
 		"mode: enforce\n---\nmode: warn\n",
 		"offline: {maxVerdictAge: 1h}\n",
