@@ -39,7 +39,7 @@ func (p *Plugin) auditRunning(pods []*api.PodSandbox, ctrs []*api.Container) {
 			for c := range work {
 				pod := byID[c.GetPodSandboxId()]
 				ctx, cancel := context.WithTimeout(context.Background(), auditTimeout)
-				d := p.decideContainer(ctx, pod, c)
+				d := p.decideContainer(ctx, containerRequest(pod, c), c)
 				cancel()
 				if d.Allowed && !d.WouldDeny {
 					p.log.Info("decided ahead of time", "why", "existing container", "image", d.Image, "digest", d.Digest, "rule", d.Rule, "source", d.Source)

@@ -2,11 +2,17 @@ package plugin_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/containerd/nri/pkg/api"
+
+	"github.com/sealgate/sealgate/plugin"
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/policy"
@@ -34,7 +40,7 @@ type nopStore struct{}
 func (nopStore) Get(cache.Key) (cache.Verdict, bool) { return cache.Verdict{}, false }
 func (nopStore) Put(cache.Key, cache.Verdict)        {}
 
-func benchEngine(b *testing.B, f *fixture, store cache.Store) *decision.Engine {
+func benchEngine(b testing.TB, f *fixture, store cache.Store) *decision.Engine {
 	b.Helper()
 	pol, err := policy.Load(f.writePolicy(b, "enforce"))
 	if err != nil {
@@ -116,4 +122,41 @@ func BenchmarkFirstDecision(b *testing.B) {
 		}
 	}
 	lat.report(b)
+}
+
+// TestCachedDecisionAllocs: a cached decision allocates nothing, in the
+// engine nor in the plugin's CreateContainer handler (with the runtime
+// gate's record of the container), and starts no goroutine or timer: the
+// hot path costs no more than the protocol.
+func TestCachedDecisionAllocs(t *testing.T) {
+	f := loadFixture(t)
+	e := benchEngine(t, f, nil)
+	d := f.digests["signed"]
+	ctx := context.Background()
+	req := decision.Request{Image: d.Context().String() + ":v1", Digest: d.DigestStr(), Namespace: "default"}
+	if got := e.Decide(ctx, req); !got.Allowed {
+		t.Fatalf("not allowed: %v", got.Err())
+	}
+	if n := testing.AllocsPerRun(1000, func() { e.Decide(ctx, req) }); n != 0 {
+		t.Errorf("engine: %v allocations per cached decision, want 0", n)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	gate := plugin.NewGate(e, nil, time.Second, log)
+	p, err := plugin.New(e, plugin.WithLogger(log), plugin.WithGate(gate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr := &api.Container{Id: "ctr-1", PodSandboxId: testPod.Id, Name: "ctr", Image: &api.Image{Name: req.Image, Digest: req.Digest}}
+	if _, _, err := p.CreateContainer(ctx, testPod, ctr); err != nil {
+		t.Fatal(err)
+	}
+	goroutines := runtime.NumGoroutine()
+	n := testing.AllocsPerRun(1000, func() { _, _, _ = p.CreateContainer(ctx, testPod, ctr) })
+	t.Logf("CreateContainer: %v allocations per cached decision", n)
+	if n > 0 {
+		t.Errorf("CreateContainer: %v allocations per cached decision, want 0", n)
+	}
+	if g := runtime.NumGoroutine(); g > goroutines {
+		t.Errorf("goroutines %d -> %d: the hot path left some behind", goroutines, g)
+	}
 }

@@ -40,6 +40,10 @@ const (
 // Decider makes one decision; *decision.Engine is the implementation.
 type Decider interface {
 	Decide(ctx context.Context, req decision.Request) decision.Decision
+	// Quick decides req when that needs no I/O (a cached verdict, the
+	// policy alone), and reports false otherwise: the hot path asks it
+	// first, without a goroutine or a timer.
+	Quick(req decision.Request) (decision.Decision, bool)
 	// Refuse is the denial of req for reason when it cannot be decided
 	// (deadline, no digest), under the mode of the rule req matches.
 	Refuse(req decision.Request, reason string) decision.Decision
@@ -324,16 +328,24 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 // CreateContainer decides whether the container's image may run, and keeps
 // the decision for the runtime gate.
 func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.Deadline())
-	defer cancel()
-	d := p.decideContainer(ctx, pod, ctr)
+	req := containerRequest(pod, ctr)
+	d, ok := decision.Decision{}, false
+	if req.Image != "" && req.Digest != "" {
+		// Almost always a cached verdict: decided here, synchronously.
+		d, ok = p.decider.Quick(req)
+	}
+	if !ok {
+		dctx, cancel := context.WithTimeout(ctx, p.Deadline())
+		d = p.decideContainer(dctx, req, ctr)
+		cancel()
+	}
 	p.record(d, pod, ctr.GetName())
 	p.gate.record(ctr.GetId(), ctr.GetAnnotations()[imageNameAnnotation], ctr.GetPodSandboxId(), d)
 	return nil, nil, d.Err()
 }
 
-// decideContainer finds the container's image and digest and decides.
-func (p *Plugin) decideContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) decision.Decision {
+// containerRequest is what the runtime says about the container's image.
+func containerRequest(pod *api.PodSandbox, ctr *api.Container) decision.Request {
 	req := decision.Request{Namespace: pod.GetNamespace()}
 	if img := ctr.GetImage(); img != nil {
 		req.Image, req.Digest = img.GetName(), img.GetDigest()
@@ -344,6 +356,12 @@ func (p *Plugin) decideContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 	if n := ctr.GetAnnotations()[imageNameAnnotation]; n != "" {
 		req.Image = n
 	}
+	return req
+}
+
+// decideContainer completes req (an older runtime sends no digest) and
+// decides under ctx's deadline.
+func (p *Plugin) decideContainer(ctx context.Context, req decision.Request, ctr *api.Container) decision.Decision {
 	if req.Digest == "" && req.Image != "" && p.resolver != nil {
 		// An older runtime: ask its image store which digest it pulled.
 		digest, err := p.resolver.ImageDigest(ctx, req.Image)
@@ -362,7 +380,10 @@ func (p *Plugin) decideContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 
 // decide runs one decision under the deadline and logs it.
 func (p *Plugin) decide(ctx context.Context, req decision.Request, pod *api.PodSandbox, what string) error {
-	d := p.decideWithin(ctx, req)
+	d, ok := p.decider.Quick(req)
+	if !ok {
+		d = p.decideWithin(ctx, req)
+	}
 	p.record(d, pod, what)
 	return d.Err()
 }
@@ -384,8 +405,16 @@ func (p *Plugin) decideWithin(ctx context.Context, req decision.Request) decisio
 }
 
 func (p *Plugin) record(d decision.Decision, pod *api.PodSandbox, what string) {
-	attrs := []any{"image", d.Image, "digest", d.Digest, "pod", pod.GetNamespace() + "/" + pod.GetName(),
-		"container", what, "rule", d.Rule, "mode", d.Mode, "source", d.Source}
+	if d.Allowed && !d.WouldDeny && d.Source != decision.SourcePolicy {
+		// The common case: counted, and logged only at debug level, with
+		// the attributes built only then.
+		p.stats.Allowed.Add(1)
+		if p.log.Enabled(context.Background(), slog.LevelDebug) {
+			p.log.Debug("allowed", p.attrs(d, pod, what)...)
+		}
+		return
+	}
+	attrs := p.attrs(d, pod, what)
 	switch {
 	case !d.Allowed:
 		p.stats.Denied.Add(1)
@@ -401,10 +430,12 @@ func (p *Plugin) record(d decision.Decision, pod *api.PodSandbox, what string) {
 	case d.Source == decision.SourcePolicy:
 		p.stats.Allowed.Add(1)
 		p.log.Info("allowed without signatures (audited)", append(attrs, "reasons", d.Reasons)...)
-	default:
-		p.stats.Allowed.Add(1)
-		p.log.Debug("allowed", attrs...)
 	}
+}
+
+func (p *Plugin) attrs(d decision.Decision, pod *api.PodSandbox, what string) []any {
+	return []any{"image", d.Image, "digest", d.Digest, "pod", pod.GetNamespace() + "/" + pod.GetName(),
+		"container", what, "rule", d.Rule, "mode", d.Mode, "source", d.Source}
 }
 
 // nriLogger sends the NRI stub's own messages to slog.

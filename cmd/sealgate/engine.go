@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -40,7 +41,38 @@ func (f *nodeFlags) registerEngine(fs *pflag.FlagSet, noTPMUsage string) {
 	fs.IntVar(&f.cfg.CacheSize, "cache-size", cache.DefaultMaxEntries, "verdicts kept in memory")
 	fs.StringVar(&f.cfg.BundleStore, "bundle-store", bundlestore.DefaultDir, "local bundle store (sealgate bundle import), asked before the registry; empty disables")
 	fs.DurationVar(&f.cfg.RevalidateAfter, "revalidate-after", decision.DefaultRevalidateAfter, "how long a verified verdict decides before the sources are asked again")
+	fs.Var(denialMemory{&f.cfg.DenialMemory}, "remember-denials", "how long a denial from verification (signatures found wanting, or none) decides again without asking the registry; 0 turns it off (a re-seal forgets them; a registry that could not be reached is never remembered)")
 }
+
+// denialMemory is --remember-denials: 0 on the command line is off, which
+// node.Config writes as negative.
+type denialMemory struct{ d *time.Duration }
+
+func (m denialMemory) String() string {
+	if m.d == nil || *m.d == 0 {
+		return decision.DefaultDenialMemory.String()
+	}
+	if *m.d < 0 {
+		return "0s"
+	}
+	return m.d.String()
+}
+
+func (m denialMemory) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return err
+	case d < 0:
+		return fmt.Errorf("must not be negative")
+	case d == 0:
+		d = -1
+	}
+	*m.d = d
+	return nil
+}
+
+func (denialMemory) Type() string { return "duration" }
 
 // exitFor maps a node error to an exit status: 2 for what configuration
 // fixes, 1 for a failure of the node.

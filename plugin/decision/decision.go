@@ -74,9 +74,9 @@ type Decision struct {
 	// SatisfiedBy lists the authorities whose signatures allowed the image.
 	SatisfiedBy []verify.Satisfier `json:"satisfiedBy,omitempty"`
 	// VerifiedAt is when the signatures behind the verdict were verified.
-	VerifiedAt *time.Time `json:"verifiedAt,omitempty"`
+	VerifiedAt time.Time `json:"verifiedAt,omitzero"`
 
-	ref string // repository[:tag]@digest, for messages
+	img policy.Image // the parsed reference with its digest, for Ref
 }
 
 // Err returns nil when the image is allowed and a *DeniedError otherwise.
@@ -96,8 +96,8 @@ type DeniedError struct {
 
 // Ref is the image as "repository[:tag]@digest", the way messages name it.
 func (d Decision) Ref() string {
-	if d.ref != "" {
-		return d.ref
+	if d.img.Digest != "" {
+		return refString(d.img)
 	}
 	if d.Digest != "" && !strings.Contains(d.Image, "@") {
 		return d.Image + "@" + d.Digest
@@ -131,6 +131,10 @@ type Engine struct {
 	// noOffline, when set, says why no verdict may serve offline: the
 	// clock its age is measured on cannot be trusted.
 	noOffline string
+	// denials remembers verified denials for denialMemory; nil: never.
+	denials      cache.Store
+	denialMemory time.Duration
+	refs         refCache
 }
 
 // DefaultRevalidateAfter is how long a verdict decides without asking the
@@ -233,6 +237,25 @@ func WithPlatform(p string) Option {
 	}
 }
 
+// DefaultDenialMemory is how long a verified denial is remembered.
+const DefaultDenialMemory = 30 * time.Second
+
+// WithDenialMemory sets how long a denial that came from verification
+// (material found wanting, or none at all) decides again without asking
+// the sources, so that a pod crash-looping on an unsigned image does not
+// hit the registry on every retry. Zero turns it off. A denial because the
+// sources could not be reached is never remembered. The memory lives in
+// the engine, so a re-seal, which builds a new engine, drops it.
+func WithDenialMemory(d time.Duration) Option {
+	return func(e *Engine) error {
+		if d < 0 {
+			return fmt.Errorf("denial memory %s: must not be negative", d)
+		}
+		e.denialMemory = d
+		return nil
+	}
+}
+
 // WithClock sets the clock used to stamp verdicts (for tests).
 func WithClock(now func() time.Time) Option {
 	return func(e *Engine) error {
@@ -249,11 +272,15 @@ func New(p *policy.Policy, src source.Source, opts ...Option) (*Engine, error) {
 	if src == nil {
 		return nil, errors.New("new decision engine: nil source")
 	}
-	e := &Engine{policy: p, source: src, platform: platforms.Default(), platformName: platforms.Format(platforms.DefaultSpec()), now: time.Now, revalidate: DefaultRevalidateAfter}
+	e := &Engine{policy: p, source: src, platform: platforms.Default(), platformName: platforms.Format(platforms.DefaultSpec()), now: time.Now,
+		revalidate: DefaultRevalidateAfter, denialMemory: DefaultDenialMemory}
 	for _, o := range opts {
 		if err := o(e); err != nil {
 			return nil, fmt.Errorf("new decision engine: %w", err)
 		}
+	}
+	if e.denialMemory > 0 {
+		e.denials = cache.NewMemory(maxRememberedDenials)
 	}
 	if e.cache == nil {
 		e.cache = cache.NewMemory(0)
@@ -288,33 +315,11 @@ func (e *Engine) Policy() *policy.Policy { return e.policy }
 // every failure (bad reference, unreachable registry, expired context) is a
 // denial with a reason, which warn and audit modes turn into an allow.
 func (e *Engine) Decide(ctx context.Context, req Request) Decision {
-	d, img, rule, problem := e.match(req)
-	if problem != "" {
-		return e.finish(d, rule, false, problem)
+	q := e.quick(req)
+	if q.done {
+		return q.d
 	}
-	if rule == nil {
-		if e.policy.Default == policy.ActionAllow {
-			return e.finish(d, nil, true, "no rule matches; the policy default allows")
-		}
-		return e.finish(d, nil, false, "no rule matches this image and the policy default is deny; add a rule for it")
-	}
-	switch rule.Action {
-	case policy.ActionAllow:
-		return e.finish(d, rule, true, "allowed by rule without signature verification")
-	case policy.ActionDeny:
-		return e.finish(d, rule, false, "the rule denies this image")
-	}
-
-	key := cache.Key{Digest: d.Digest, Repository: img.Repository, Rule: rule.Name, PolicyDigest: e.policy.Digest}
-	if rule.Signatures != nil && rule.Signatures.SignedIdentity == policy.MatchExact {
-		// The verdict holds for this very reference only.
-		key.Repository += ":" + img.Tag
-	}
-	if v, ok := e.cache.Get(key); ok && e.age(v) < e.revalidate && !e.lapsed(v) {
-		d.Source = SourceCache
-		return e.fromVerdict(d, rule, v)
-	}
-
+	d, img, rule, key := q.d, q.img, q.rule, q.key
 	v := e.verify(e.fetchContext(ctx), img, rule)
 	switch {
 	case v.err == nil:
@@ -323,6 +328,14 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 			if e.offline != nil && validUntil(v.verdict).IsZero() {
 				e.offline.Put(key, v.verdict)
 			}
+		} else if e.denials != nil {
+			// Material verified and found wanting, or none at all: the
+			// same answer for a while, without asking again.
+			dv := v.verdict
+			dv.VerifiedAt = e.now()
+			dv.Reasons = append([]string{"denied again without asking the sources: the same image was verified and denied at " + dv.VerifiedAt.UTC().Format(time.RFC3339) +
+				" (denials are remembered for " + e.denialMemory.String() + ")"}, v.verdict.Reasons...)
+			e.denials.Put(key, dv)
 		}
 		d.Source = SourceVerified
 	case errors.Is(v.err, source.ErrUnreachable) || errors.Is(v.err, errFetchTimeout):
@@ -346,6 +359,75 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 	}
 	return e.fromVerdict(d, rule, v.verdict)
 }
+
+// Quick decides req when that needs no I/O: the policy alone decides (a
+// static rule, the default, a bad request), or a cached verdict (or a
+// remembered denial) does. It reports false when the signature sources
+// must be asked; Decide then does. The runtime's hot path calls it
+// without a goroutine or a timer.
+func (e *Engine) Quick(req Request) (Decision, bool) {
+	q := e.quick(req)
+	return q.d, q.done
+}
+
+// quickResult is what quick found: a decision (done), or what the slow
+// path needs.
+type quickResult struct {
+	d    Decision
+	done bool
+	img  policy.Image
+	rule *policy.Rule
+	key  cache.Key
+}
+
+func (e *Engine) quick(req Request) quickResult {
+	d, img, rule, problem := e.match(req)
+	q := quickResult{d: d, done: true, img: img, rule: rule}
+	switch {
+	case problem != "":
+		q.d = e.finish(d, rule, false, problem)
+		return q
+	case rule == nil && e.policy.Default == policy.ActionAllow:
+		q.d = e.finish(d, nil, true, reasonDefaultAllows...)
+		return q
+	case rule == nil:
+		q.d = e.finish(d, nil, false, reasonDefaultDenies...)
+		return q
+	case rule.Action == policy.ActionAllow:
+		q.d = e.finish(d, rule, true, reasonRuleAllows...)
+		return q
+	case rule.Action == policy.ActionDeny:
+		q.d = e.finish(d, rule, false, reasonRuleDenies...)
+		return q
+	}
+	q.key = cache.Key{Digest: d.Digest, Repository: img.Repository, Rule: rule.Name, PolicyDigest: e.policy.Digest}
+	if rule.Signatures != nil && rule.Signatures.SignedIdentity == policy.MatchExact {
+		// The verdict holds for this very reference only.
+		q.key.Repository += ":" + img.Tag
+	}
+	if v, ok := e.cache.Get(q.key); ok && e.age(v) < e.revalidate && !e.lapsed(v) {
+		d.Source = SourceCache
+		q.d = e.fromVerdict(d, rule, v)
+		return q
+	}
+	if e.denials != nil {
+		if v, ok := e.denials.Get(q.key); ok && e.now().Sub(v.VerifiedAt) < e.denialMemory {
+			d.Source = SourceCache
+			q.d = e.fromVerdict(d, rule, v)
+			return q
+		}
+	}
+	q.d, q.done = d, false
+	return q
+}
+
+// The policy's own reasons, shared by every decision that gives them.
+var (
+	reasonDefaultAllows = []string{"no rule matches; the policy default allows"}
+	reasonDefaultDenies = []string{"no rule matches this image and the policy default is deny; add a rule for it"}
+	reasonRuleAllows    = []string{"allowed by rule without signature verification"}
+	reasonRuleDenies    = []string{"the rule denies this image"}
+)
 
 // validUntil is when a verdict that rests on a certificate's validity at
 // the time of verification stops holding (the earliest such certificate's
@@ -384,7 +466,7 @@ func (e *Engine) Refuse(req Request, reason string) Decision {
 // rule is nil when none matches or the reference does not parse.
 func (e *Engine) match(req Request) (d Decision, img policy.Image, rule *policy.Rule, problem string) {
 	d = Decision{Image: req.Image, Digest: req.Digest, Mode: string(e.policy.Mode), Rule: DefaultRuleName, Source: SourcePolicy}
-	img, err := policy.ParseImage(req.Image)
+	img, err := e.refs.parse(req.Image)
 	if err != nil {
 		return d, img, nil, fmt.Sprintf("image reference %q: %v", req.Image, err)
 	}
@@ -398,7 +480,7 @@ func (e *Engine) match(req Request) (d Decision, img policy.Image, rule *policy.
 	}
 	img.Digest = d.Digest
 	if d.Digest != "" {
-		d.ref = refString(img)
+		d.img = img // Ref builds "repository[:tag]@digest" from it when asked
 	}
 	rule = e.policy.Match(img, req.Namespace)
 	if rule != nil {
@@ -678,10 +760,7 @@ func fetchErr(ctx context.Context, err error) error {
 
 // fromVerdict fills d from a verdict and applies the rule's mode.
 func (e *Engine) fromVerdict(d Decision, rule *policy.Rule, v cache.Verdict) Decision {
-	if !v.VerifiedAt.IsZero() {
-		t := v.VerifiedAt
-		d.VerifiedAt = &t
-	}
+	d.VerifiedAt = v.VerifiedAt
 	if v.Allowed {
 		d.SatisfiedBy = v.SatisfiedBy
 	}
@@ -690,7 +769,9 @@ func (e *Engine) fromVerdict(d Decision, rule *policy.Rule, v cache.Verdict) Dec
 
 // finish sets the verdict, applying warn and audit modes.
 func (e *Engine) finish(d Decision, rule *policy.Rule, allowed bool, reasons ...string) Decision {
-	d.Reasons = append([]string(nil), reasons...)
+	// Shared with the verdict or the policy's reasons, never written in
+	// place: the full slice expression makes an append copy.
+	d.Reasons = reasons[:len(reasons):len(reasons)]
 	d.Allowed = allowed
 	mode := e.policy.Mode
 	if rule != nil {

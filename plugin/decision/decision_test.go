@@ -232,17 +232,78 @@ func TestDecideCachesOnlyVerifiedAllows(t *testing.T) {
 	if first.Source != SourceVerified || second.Source != SourceCache || !second.Allowed {
 		t.Fatalf("sources %s, %s; second %+v", first.Source, second.Source, second)
 	}
-	if second.VerifiedAt == nil || !second.VerifiedAt.Equal(at) {
+	if second.VerifiedAt.IsZero() || !second.VerifiedAt.Equal(at) {
 		t.Errorf("cached VerifiedAt = %v, want %v", second.VerifiedAt, at)
 	}
 	if src.calls != 1 {
 		t.Errorf("source called %d times, want 1", src.calls)
 	}
-	// A denial is not cached: signing the image later takes effect at once.
+	// Without denial memory a denial is not cached: signing the image
+	// later takes effect at once.
+	eng, err = New(e.policy(t, "enforce", ""), src, WithClock(func() time.Time { return at }), WithDenialMemory(0))
+	if err != nil {
+		t.Fatal(err)
+	}
 	eng.Decide(ctx, Request{Image: repo + ":v1", Digest: unsigned})
 	src.sigs[unsigned] = []artifact.Signature{e.sign(t, unsigned)}
 	if d := eng.Decide(ctx, Request{Image: repo + ":v1", Digest: unsigned}); !d.Allowed {
 		t.Errorf("image signed after a denial still denied: %q", d.Reasons)
+	}
+}
+
+// TestDenialMemory: a denial from verification decides again, within the
+// window, without asking the sources, and not after it; a denial because
+// the sources were unreachable is never remembered; a new engine (a
+// re-seal builds one) asks again.
+func TestDenialMemory(t *testing.T) {
+	e := newEnv(t)
+	unsigned := digestOf("unsigned")
+	req := Request{Image: repo + ":v1", Digest: unsigned}
+	ctx := context.Background()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	clock := func() time.Time { return now }
+	pol := e.policy(t, "enforce", "")
+	src := &fakeSource{}
+	eng, err := New(pol, src, WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := eng.Decide(ctx, req); d.Allowed || d.Source != SourceVerified || src.calls != 1 {
+		t.Fatalf("first: %+v, %d calls", d, src.calls)
+	}
+	now = now.Add(DefaultDenialMemory - time.Second)
+	d := eng.Decide(ctx, req)
+	if d.Allowed || d.Source != SourceCache || src.calls != 1 || !strings.Contains(d.Reasons[0], "denied again without asking the sources") {
+		t.Fatalf("within the window: %+v, %d calls", d, src.calls)
+	}
+	if _, ok := eng.Quick(req); !ok {
+		t.Error("Quick does not decide a remembered denial")
+	}
+	now = now.Add(2 * time.Second)
+	if d := eng.Decide(ctx, req); d.Source != SourceVerified || src.calls != 2 {
+		t.Fatalf("after the window: %+v, %d calls", d, src.calls)
+	}
+	// A re-seal builds a new engine: it asks again at once.
+	eng2, err := New(pol, src, WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := eng2.Decide(ctx, req); d.Source != SourceVerified || src.calls != 3 {
+		t.Fatalf("new engine: %+v, %d calls", d, src.calls)
+	}
+	// Unreachable: not remembered.
+	down := &fakeSource{err: fmt.Errorf("down: %w", source.ErrUnreachable)}
+	eng3, err := New(pol, down, WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng3.Decide(ctx, req)
+	eng3.Decide(ctx, req)
+	if down.calls != 2 {
+		t.Errorf("an unreachable denial was remembered: %d calls, want 2", down.calls)
+	}
+	if _, err := New(pol, src, WithDenialMemory(-time.Second)); err == nil {
+		t.Error("a negative denial memory was accepted")
 	}
 }
 

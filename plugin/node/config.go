@@ -87,6 +87,10 @@ type Config struct {
 	// RevalidateAfter is how long a verified verdict decides before the
 	// sources are asked again.
 	RevalidateAfter time.Duration
+	// DenialMemory is how long a denial that came from verification
+	// decides again without asking the sources: zero is the default
+	// (decision.DefaultDenialMemory), negative turns it off.
+	DenialMemory time.Duration
 
 	// Runtime side, used by Run.
 	NRISocket   string
@@ -149,6 +153,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Deadline == 0 {
 		c.Deadline = plugin.DefaultDeadline
+	}
+	if c.DenialMemory == 0 {
+		c.DenialMemory = decision.DefaultDenialMemory
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -166,7 +166,8 @@ func (n *Node) check() (*checked, error) {
 // from memory) before c's is opened.
 func (n *Node) commit(c *checked, prev *snapshot) (*snapshot, error) {
 	snap := &snapshot{opened: c.opened, closeFn: func() {}}
-	opts := []decision.Option{decision.WithCache(cache.NewMemory(n.cfg.CacheSize)), decision.WithRevalidateAfter(n.cfg.RevalidateAfter)}
+	opts := []decision.Option{decision.WithCache(cache.NewMemory(n.cfg.CacheSize)), decision.WithRevalidateAfter(n.cfg.RevalidateAfter),
+		decision.WithDenialMemory(max(n.cfg.DenialMemory, 0))}
 	if c.opened != nil {
 		if prev != nil {
 			prev.closeFn()

@@ -157,6 +157,10 @@ func (l live) Decide(ctx context.Context, req decision.Request) decision.Decisio
 	return l.n.cur.Load().engine.Decide(ctx, req)
 }
 
+func (l live) Quick(req decision.Request) (decision.Decision, bool) {
+	return l.n.cur.Load().engine.Quick(req)
+}
+
 func (l live) Refuse(req decision.Request, reason string) decision.Decision {
 	return l.n.cur.Load().engine.Refuse(req, reason)
 }
