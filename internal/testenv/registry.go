@@ -43,6 +43,8 @@ type Registry struct {
 	handler   http.Handler
 	referrers bool
 	requests  atomic.Int64
+	logMu     sync.Mutex
+	log       []string // "METHOD path" of every request, in order
 	auth      atomic.Pointer[[2]string] // user and password required, when set
 	transport *http.Transport
 
@@ -98,6 +100,9 @@ func (r *Registry) serve(ln net.Listener) {
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			r.requests.Add(1)
+			r.logMu.Lock()
+			r.log = append(r.log, req.Method+" "+req.URL.Path)
+			r.logMu.Unlock()
 			if a := r.auth.Load(); a != nil {
 				if u, p, ok := req.BasicAuth(); !ok || u != a[0] || p != a[1] {
 					w.Header().Set("WWW-Authenticate", `Basic realm="sealgate-test"`)
@@ -185,6 +190,17 @@ func (r *Registry) Close() error {
 // Requests returns how many HTTP requests the registry has served, so tests
 // can assert that a cached decision did not reach the registry.
 func (r *Registry) Requests() int64 { return r.requests.Load() }
+
+// RequestsSince is "METHOD path" of every request after the first n, in
+// order (n from Requests), for tests that say which requests were made.
+func (r *Registry) RequestsSince(n int64) []string {
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	if int(n) >= len(r.log) {
+		return nil
+	}
+	return append([]string(nil), r.log[n:]...)
+}
 
 // Ref returns the full reference of repoTag ("repo:tag", "repo@digest" or a
 // bare repository) in this registry.

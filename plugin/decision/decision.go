@@ -135,6 +135,7 @@ type Engine struct {
 	denials      cache.Store
 	denialMemory time.Duration
 	refs         refCache
+	prefer       preference
 }
 
 // DefaultRevalidateAfter is how long a verdict decides without asking the
@@ -605,11 +606,17 @@ type material struct {
 
 func (m material) empty() bool { return len(m.sigs) == 0 && len(m.atts) == 0 && len(m.bundles) == 0 }
 
+func (m *material) add(o material) {
+	m.sigs = append(m.sigs, o.sigs...)
+	m.atts = append(m.atts, o.atts...)
+	m.bundles = append(m.bundles, o.bundles...)
+}
+
 // fetch gets, concurrently, only what rule needs: classic signatures for a
 // signatures requirement, classic attestations for attestation
 // requirements, and bundles (which carry either) for both. One part failing
 // does not stop the others: what was fetched is still checked (see check).
-func (e *Engine) fetch(ctx context.Context, img name.Digest, rule *policy.Rule) (m material, parts int, errs []error) {
+func (e *Engine) fetch(ctx context.Context, img name.Digest, rule *policy.Rule, bundles bool) (m material, parts int, errs []error) {
 	var (
 		mu sync.Mutex
 		wg sync.WaitGroup
@@ -626,28 +633,69 @@ func (e *Engine) fetch(ctx context.Context, img name.Digest, rule *policy.Rule) 
 			}
 		}()
 	}
-	if rule.Signatures != nil {
-		run(func() (err error) { m.sigs, err = e.source.Signatures(ctx, img); return err })
+	switch {
+	case bundles:
+		run(func() (err error) { m.bundles, err = e.source.Bundles(ctx, img); return err })
+	default:
+		if rule.Signatures != nil {
+			run(func() (err error) { m.sigs, err = e.source.Signatures(ctx, img); return err })
+		}
+		if len(rule.Attestations) > 0 {
+			run(func() (err error) { m.atts, err = e.source.Attestations(ctx, img); return err })
+		}
 	}
-	if len(rule.Attestations) > 0 {
-		run(func() (err error) { m.atts, err = e.source.Attestations(ctx, img); return err })
-	}
-	run(func() (err error) { m.bundles, err = e.source.Bundles(ctx, img); return err })
 	wg.Wait()
 	return m, parts, errs
 }
 
-// check verifies every requirement of rule for one digest.
+// check fetches and verifies the material of one digest in two stages:
+// first the scheme that satisfied this repository last time (by default
+// the OCI referrers, where Sigstore bundles are, for signatures and
+// attestations at once), and only when that does not satisfy the rule,
+// the other (cosign's .sig and .att tags). Verification always sees
+// everything fetched, so the outcome is the one a single fetch of both
+// would give; what is saved is the requests and round trips an image
+// signed one way spends on the other.
+func (e *Engine) check(ctx context.Context, repo name.Repository, repository, tag, digest string, rule *policy.Rule) outcome {
+	img := repo.Digest(digest)
+	classicFirst := e.prefer.classicFirst(repository)
+	var (
+		m     material
+		parts int
+		errs  []error
+	)
+	for stage := range 2 {
+		bundles := (stage == 0) != classicFirst
+		got, n, errs1 := e.fetch(ctx, img, rule, bundles)
+		m.add(got)
+		parts += n
+		errs = append(errs, errs1...)
+		if stage == 0 && (m.empty() || len(errs) > 0) {
+			continue
+		}
+		out := e.evaluate(ctx, m, parts, errs, repository, tag, digest, rule)
+		if out.err == nil && out.verdict.Allowed {
+			e.prefer.satisfied(repository, !bundles)
+			return out
+		}
+		if stage == 1 {
+			return out
+		}
+	}
+	return e.evaluate(ctx, m, parts, errs, repository, tag, digest, rule)
+}
+
+// evaluate verifies every requirement of rule against the material
+// fetched for one digest.
 //
 // An earlier verdict may serve offline only when every part of the fetch
 // failed because the sources did not answer: a source that answered (even
 // "nothing here") means the node is not offline. Material that was fetched
-// is always checked: if it
-// satisfies the rule the image is allowed; if not, the image is denied,
-// whatever failed beside it, so an unreachable referrers endpoint can never
-// turn a fetched, failing signature into an offline allow.
-func (e *Engine) check(ctx context.Context, repo name.Repository, repository, tag, digest string, rule *policy.Rule) outcome {
-	m, parts, errs := e.fetch(ctx, repo.Digest(digest), rule)
+// is always checked: if it satisfies the rule the image is allowed; if
+// not, the image is denied, whatever failed beside it, so an unreachable
+// referrers endpoint can never turn a fetched, failing signature into an
+// offline allow.
+func (e *Engine) evaluate(ctx context.Context, m material, parts int, errs []error, repository, tag, digest string, rule *policy.Rule) outcome {
 	if len(errs) > 0 && m.empty() {
 		err := errors.Join(errs...)
 		if len(errs) < parts || !allUnreachable(ctx, errs) {

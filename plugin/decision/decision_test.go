@@ -34,8 +34,9 @@ type fakeSource struct {
 	manifests map[string]artifact.Manifest
 	err       error
 	// bundlesErr fails only the bundle (referrers) fetch.
-	bundlesErr error
-	calls      int
+	bundlesErr  error
+	calls       int
+	bundleCalls int
 }
 
 var _ source.Source = (*fakeSource)(nil)
@@ -53,6 +54,7 @@ func (f *fakeSource) Attestations(context.Context, name.Digest) ([]artifact.Atte
 }
 
 func (f *fakeSource) Bundles(context.Context, name.Digest) ([]artifact.Bundle, error) {
+	f.bundleCalls++
 	if f.bundlesErr != nil {
 		return nil, f.bundlesErr
 	}
@@ -605,5 +607,29 @@ func TestClockBoundVerdict(t *testing.T) {
 				t.Fatalf("allowed=%v source=%s (%q), want allowed=%v source=%s", d.Allowed, d.Source, d.Reasons, tt.allowed, tt.source)
 			}
 		})
+	}
+}
+
+// TestSchemeOrder: the referrers are asked first; a repository whose
+// image was satisfied by cosign's classic tags is asked those first next
+// time, and the referrers only when they do not satisfy.
+func TestSchemeOrder(t *testing.T) {
+	e := newEnv(t)
+	one, two, three := digestOf("one"), digestOf("two"), digestOf("three")
+	src := &fakeSource{sigs: map[string][]artifact.Signature{one: {e.sign(t, one)}, two: {e.sign(t, two)}}}
+	eng, err := New(e.policy(t, "enforce", ""), src, WithDenialMemory(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if d := eng.Decide(ctx, Request{Image: repo + ":v1", Digest: one}); !d.Allowed || src.bundleCalls != 1 || src.calls != 1 {
+		t.Fatalf("first image: %+v; %d bundle and %d signature fetches, want 1 and 1", d, src.bundleCalls, src.calls)
+	}
+	if d := eng.Decide(ctx, Request{Image: repo + ":v2", Digest: two}); !d.Allowed || src.bundleCalls != 1 || src.calls != 2 {
+		t.Fatalf("second image of the repository: %+v; %d bundle and %d signature fetches, want the classic tags only", d, src.bundleCalls, src.calls)
+	}
+	// Unsigned: both asked, the classic tags first.
+	if d := eng.Decide(ctx, Request{Image: repo + ":v3", Digest: three}); d.Allowed || src.bundleCalls != 2 || src.calls != 3 {
+		t.Fatalf("unsigned image: %+v; %d bundle and %d signature fetches", d, src.bundleCalls, src.calls)
 	}
 }

@@ -108,7 +108,7 @@ func (r *Registry) fetchBundles(ctx context.Context, image name.Digest) ([]artif
 // (an empty index when the host has neither).
 func (r *Registry) listReferrers(ctx context.Context, t *target, h v1.Hash, fallbackOnly bool) ([]byte, error) {
 	ctx = withBodyLimit(ctx, r.limits.ManifestBytes)
-	if fallbackOnly {
+	if fallbackOnly || t.tr.lacksReferrersAPI() {
 		desc, err := t.puller.Get(ctx, t.repo.Tag(h.Algorithm+"-"+h.Hex))
 		if err != nil {
 			return nil, err

@@ -3,11 +3,13 @@ package source
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +45,8 @@ type Registry struct {
 	attestations flightGroup
 	bundles      flightGroup
 	describe     flightGroup
+
+	pullers pullerCache
 
 	// skipped counts junk left out: malformed or surplus layers and
 	// referrers, blobs that failed beside others that did not.
@@ -332,9 +336,10 @@ type target struct {
 // targets maps the image's registry hosts onto go-containerregistry. The
 // registry itself keeps the image's own name (so credentials are looked up
 // as for the image); a mirror is named by its own host, so that credentials
-// are looked up for the mirror, as containerd does. One puller per host and
-// call: authentication is shared between the manifest and its payloads, and
-// credentials are read afresh on the next call.
+// are looked up for the mirror, as containerd does. Credentials are
+// resolved at every call; the puller of a host is kept across calls while
+// the host's configuration and credentials stay the same, so that the
+// registry is pinged and a token obtained once, not for every decision.
 func (r *Registry) targets(image name.Repository) ([]*target, error) {
 	registry := image.RegistryStr()
 	if registry == name.DefaultRegistry {
@@ -354,37 +359,91 @@ func (r *Registry) targets(image name.Repository) ([]*target, error) {
 				return nil, fmt.Errorf("mirror %s: %w", h.Host, err)
 			}
 		}
-		base := http.DefaultTransport
-		if h.Client != nil && h.Client.Transport != nil {
-			base = h.Client.Transport
-		}
-		tr := &hostTransport{
-			from:    repo.RegistryStr(),
-			scheme:  h.Scheme,
-			host:    h.Host,
-			path:    h.Path,
-			header:  h.Header,
-			ns:      ns,
-			timeout: r.timeout,
-			limit:   r.limits.ManifestBytes,
-			base:    base,
-		}
-		p, err := remote.NewPuller(
-			remote.WithTransport(tr),
-			remote.WithAuthFromKeychain(r.keychain),
-			// The next host is the retry; a backoff would eat the
-			// runtime's request deadline.
-			remote.WithRetryBackoff(remote.Backoff{Steps: 1}),
-			remote.WithRetryPredicate(func(error) bool { return false }),
-			remote.WithRetryStatusCodes(),
-			remote.WithUserAgent("sealgate"),
-		)
+		p, err := r.pullers.get(r, h, repo, ns)
 		if err != nil {
 			return nil, err
 		}
-		targets = append(targets, &target{host: h, repo: repo, tr: tr, puller: p})
+		targets = append(targets, &target{host: h, repo: repo, tr: p.tr, puller: p.puller})
 	}
 	return targets, nil
+}
+
+// maxPullers bounds the pullers kept; past it they are made anew.
+const maxPullers = 256
+
+// pullerTTL bounds how long a puller (and what it learned: tokens, the
+// host's API support) is kept.
+const pullerTTL = 10 * time.Minute
+
+type hostPuller struct {
+	tr      *hostTransport
+	puller  *remote.Puller
+	created time.Time
+}
+
+// pullerCache keeps one puller per host, host configuration and
+// credentials.
+type pullerCache struct {
+	mu sync.Mutex
+	m  map[string]*hostPuller
+}
+
+func (c *pullerCache) get(r *Registry, h docker.RegistryHost, repo name.Repository, ns string) (*hostPuller, error) {
+	auth, err := r.keychain.Resolve(repo.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
+	}
+	cfg, err := auth.Authorization()
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
+	}
+	sum := sha256.New()
+	for _, v := range []string{repo.RegistryStr(), h.Scheme, h.Host, h.Path, ns, fmt.Sprintf("%p", h.Client),
+		cfg.Username, cfg.Password, cfg.Auth, cfg.IdentityToken, cfg.RegistryToken} {
+		sum.Write([]byte(v))
+		sum.Write([]byte{0})
+	}
+	key := string(sum.Sum(nil))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.m[key]; ok && time.Since(p.created) < pullerTTL {
+		return p, nil
+	}
+	base := http.DefaultTransport
+	if h.Client != nil && h.Client.Transport != nil {
+		base = h.Client.Transport
+	}
+	tr := &hostTransport{
+		from:    repo.RegistryStr(),
+		scheme:  h.Scheme,
+		host:    h.Host,
+		path:    h.Path,
+		header:  h.Header,
+		ns:      ns,
+		timeout: r.timeout,
+		limit:   r.limits.ManifestBytes,
+		base:    base,
+		state:   &hostState{},
+	}
+	puller, err := remote.NewPuller(
+		remote.WithTransport(tr),
+		remote.WithAuth(auth),
+		// The next host is the retry; a backoff would eat the
+		// runtime's request deadline.
+		remote.WithRetryBackoff(remote.Backoff{Steps: 1}),
+		remote.WithRetryPredicate(func(error) bool { return false }),
+		remote.WithRetryStatusCodes(),
+		remote.WithUserAgent("sealgate"),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if c.m == nil || len(c.m) >= maxPullers {
+		c.m = make(map[string]*hostPuller)
+	}
+	p := &hostPuller{tr: tr, puller: puller, created: time.Now()}
+	c.m[key] = p
+	return p, nil
 }
 
 func withCapability(targets []*target, caps docker.HostCapabilities) []*target {

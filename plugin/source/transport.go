@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,6 +44,43 @@ type hostTransport struct {
 	timeout time.Duration
 	limit   int64 // body limit for contexts without withBodyLimit
 	base    http.RoundTripper
+	// state is what is learned about the host across calls; nil: nothing
+	// is kept.
+	state *hostState
+}
+
+// pingMemory is how long a host's reply at its API root is reused.
+const pingMemory = 5 * time.Minute
+
+// pingReply is a host's reply at its API root: its status and headers
+// (the authentication challenge), without a body.
+type pingReply struct {
+	status int
+	header http.Header
+	until  time.Time
+}
+
+func (p *pingReply) reply(req *http.Request) *http.Response {
+	return &http.Response{StatusCode: p.status, Status: strconv.Itoa(p.status) + " " + http.StatusText(p.status), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: p.header.Clone(), Body: io.NopCloser(strings.NewReader("")), ContentLength: 0, Request: req}
+}
+
+// hostState is what a host's replies taught.
+type hostState struct {
+	ping atomic.Pointer[pingReply]
+	// noReferrersUntil is when the host's 404 to the referrers API
+	// (unix nanoseconds) stops being taken as "no referrers API here".
+	noReferrersUntil atomic.Int64
+}
+
+// referrersAPIMemory is how long a host that answered the referrers API
+// with 404 (OCI 1.1's "not supported") is asked only for the fallback tag.
+const referrersAPIMemory = time.Hour
+
+// lacksReferrersAPI reports whether the host said lately that it does not
+// serve the referrers API.
+func (t *hostTransport) lacksReferrersAPI() bool {
+	return t.state != nil && time.Now().UnixNano() < t.state.noReferrersUntil.Load()
 }
 
 var _ http.RoundTripper = (*hostTransport)(nil)
@@ -60,11 +99,27 @@ func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.rewrite(out)
 	}
 	what := out.Method + " " + redactURL(out.URL)
+	if ping && t.state != nil {
+		if p := t.state.ping.Load(); p != nil && time.Now().Before(p.until) {
+			// go-containerregistry pings once per repository; what the
+			// host's root said (open, or which challenge) holds for all.
+			cancel()
+			return p.reply(out), nil
+		}
+	}
 
 	resp, err := t.base.RoundTrip(out)
 	if err != nil {
 		cancel()
 		return nil, timeoutError(ctx, parent, t.timeout, err)
+	}
+	if ping && t.state != nil && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized) {
+		t.state.ping.Store(&pingReply{status: resp.StatusCode, header: resp.Header.Clone(), until: time.Now().Add(pingMemory)})
+	}
+	if t.state != nil && req.URL.Host == t.from && resp.StatusCode == http.StatusNotFound && req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/referrers/") {
+		// A registry with the API answers an empty index; 404 is one
+		// without it (go-containerregistry then reads the fallback tag).
+		t.state.noReferrersUntil.Store(time.Now().Add(referrersAPIMemory).UnixNano())
 	}
 	if ping && resp.StatusCode == http.StatusNotFound {
 		// go-containerregistry probes the API root before anything else;

@@ -1,0 +1,63 @@
+package plugin_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/sealgate/sealgate/plugin/decision"
+	"github.com/sealgate/sealgate/plugin/policy"
+	"github.com/sealgate/sealgate/plugin/source"
+)
+
+// TestRequestsPerColdDecision counts what a cold decision asks of the
+// registry on 127.0.0.1, for keyless signatures in cosign's classic scheme
+// and as Sigstore bundle referrers, on registries with and without the
+// referrers API: one source, as the daemon keeps it, so that only the
+// first decision per host pings the registry.
+func TestRequestsPerColdDecision(t *testing.T) {
+	f := loadKeylessFixture(t)
+	pol, err := policy.Load(f.writePolicy(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := source.NewRegistry(source.WithHostsDir(filepath.Join(t.TempDir(), "certs.d")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	decide := func(d string) (int64, []string, decision.Decision) {
+		t.Helper()
+		dig := f.digests[d]
+		reg := f.regs[registryOf(f, dig)]
+		// A fresh engine: nothing cached, the source kept.
+		e, err := decision.New(pol, src, decision.WithDenialMemory(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := reg.Requests()
+		got := e.Decide(context.Background(), decision.Request{Image: dig.Context().String() + ":v1", Digest: dig.DigestStr(), Namespace: "default"})
+		return reg.Requests() - before, reg.RequestsSince(before), got
+	}
+	for _, kind := range registryKinds {
+		// The first decision on a host pings it and learns whether it
+		// serves the referrers API.
+		if n, log, _ := decide(kind + "/classic/missing-sct"); n > 6 {
+			t.Errorf("%s: first decision on the host: %d requests: %q", kind, n, log)
+		}
+		for _, form := range keylessForms {
+			n, log, got := decide(kind + "/" + form + "/right")
+			t.Logf("%s/%s: %d requests: %q", kind, form, n, log)
+			if !got.Allowed {
+				t.Fatalf("%s/%s denied: %v", kind, form, got.Err())
+			}
+			if n > 3 {
+				t.Errorf("%s/%s: %d requests for a cold decision, want at most 3: %q", kind, form, n, log)
+			}
+			for _, r := range log {
+				if r == "GET /v2/" {
+					t.Errorf("%s/%s: the registry was pinged again: %q", kind, form, log)
+				}
+			}
+		}
+	}
+}
