@@ -44,7 +44,7 @@ type Registry struct {
 	referrers bool
 	requests  atomic.Int64
 	logMu     sync.Mutex
-	log       []string // "METHOD path" of every request, in order
+	log       []string                  // "METHOD path" of every request, in order
 	auth      atomic.Pointer[[2]string] // user and password required, when set
 	transport *http.Transport
 
