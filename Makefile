@@ -25,8 +25,8 @@ REQUIRE_TOOLS := SEALGATE_REQUIRE_TOOLS=1
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/sealgate and the runtime gate bin/sealgate-runc (static: it starts for every runc call)
-	$(GO) build -buildvcs=true -o bin/sealgate ./cmd/sealgate
+build: ## build bin/sealgate and the runtime gate bin/sealgate-runc, static, without cgo
+	CGO_ENABLED=0 $(GO) build -buildvcs=true -o bin/sealgate ./cmd/sealgate
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o bin/sealgate-runc ./cmd/sealgate-runc
 
 tools: ## install runc, busybox-static, swtpm (apt) and pinned containerd, crictl, cosign into .tools/bin

@@ -156,10 +156,11 @@ const buildTimeout = 10 * time.Minute
 // path of the binary, so that end-to-end tests run what operators run. The
 // binary goes to <module root>/.tools/build/sealgate (ignored by git): a fixed
 // place, replaced atomically, so that test binaries building at the same time
-// do not disturb each other and repeated runs leave nothing behind.
+// do not disturb each other and repeated runs leave nothing behind. It is
+// built as released: without cgo.
 func BuildSealgate(t testing.TB) string {
 	t.Helper()
-	return buildCommand(t, "sealgate", "")
+	return buildCommand(t, "sealgate", "CGO_ENABLED=0")
 }
 
 // BuildRuntimeGate builds ./cmd/sealgate-runc, the runtime gate, as it is
