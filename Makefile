@@ -54,8 +54,14 @@ integration-run:
 demo: tools ## run the end-to-end demo (integration/demo)
 	$(GO) run ./integration/demo
 
-bench: ## benchmarks of every package
+bench: ## benchmarks of every package, then the load driver (hack/loaddriver): sealgate beside a null NRI plugin
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	CGO_ENABLED=0 $(GO) build -o bin/sealgate ./cmd/sealgate
+	CGO_ENABLED=0 $(GO) build -o bin/nullplugin ./hack/nullplugin
+	$(GO) run ./hack/loaddriver --images 40 --rounds 100 --repeats 7 --json bin/load-loopback.json
+	$(GO) run ./hack/loaddriver --images 40 --rounds 10 --repeats 3 --latency 20ms --json bin/load-20ms.json
+	$(GO) run ./hack/loaddriver --images 1000 --rounds 0 --repeats 1 --parallel 8 --referrers on --json bin/load-1000-cold.json
+	$(GO) run ./hack/loaddriver --images 10000 --rounds 1 --repeats 1 --parallel 4 --referrers on --json bin/load-10000.json
 
 fuzz: ## run every fuzz target of FUZZPKGS (default ./...) for FUZZTIME (default 30s) each
 	@pkgs=$$($(GO) list $(FUZZPKGS)); \

@@ -24,7 +24,7 @@ type Record struct {
 // person with crictl may wait longer. A record is used once.
 const (
 	DefaultRecordTTL  = time.Hour
-	DefaultMaxRecords = 1 << 16
+	DefaultMaxRecords = 4096
 )
 
 // Records holds decisions by container ID until the runtime asks about

@@ -43,6 +43,7 @@ type Registry struct {
 	handler   http.Handler
 	referrers bool
 	requests  atomic.Int64
+	latency   atomic.Int64 // added before every reply, nanoseconds
 	logMu     sync.Mutex
 	log       []string                  // "METHOD path" of every request, in order
 	auth      atomic.Pointer[[2]string] // user and password required, when set
@@ -100,6 +101,9 @@ func (r *Registry) serve(ln net.Listener) {
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			r.requests.Add(1)
+			if d := time.Duration(r.latency.Load()); d > 0 {
+				time.Sleep(d)
+			}
 			r.logMu.Lock()
 			r.log = append(r.log, req.Method+" "+req.URL.Path)
 			r.logMu.Unlock()
@@ -190,6 +194,10 @@ func (r *Registry) Close() error {
 // Requests returns how many HTTP requests the registry has served, so tests
 // can assert that a cached decision did not reach the registry.
 func (r *Registry) Requests() int64 { return r.requests.Load() }
+
+// SetLatency delays every later reply by d: a registry d away (the load
+// driver measures with 20 ms).
+func (r *Registry) SetLatency(d time.Duration) { r.latency.Store(int64(d)) }
 
 // RequestsSince is "METHOD path" of every request after the first n, in
 // order (n from Requests), for tests that say which requests were made.
