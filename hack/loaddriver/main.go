@@ -54,6 +54,9 @@ type result struct {
 	Denied        int     `json:"denied"`
 	IdleRSSMiB    float64 `json:"idleRSSMiB"`
 	PeakRSSMiB    float64 `json:"peakRSSMiB"`
+	// PeakAnonMiB is the highest anonymous resident memory sampled: the
+	// resident set without the pages of the binary itself.
+	PeakAnonMiB float64 `json:"peakAnonRSSMiB"`
 	cold, warm    []time.Duration
 	perSecond     []float64
 	requests      int64
@@ -167,6 +170,12 @@ func measure(c config, f *fixture, r *result, argv func(sock, dir string) []stri
 		return err
 	}
 	r.IdleRSSMiB = max(r.IdleRSSMiB, float64(idle)/(1<<20))
+	stop := make(chan struct{})
+	anon := s.sampleAnon(stop)
+	defer func() {
+		close(stop)
+		r.PeakAnonMiB = max(r.PeakAnonMiB, float64(<-anon)/(1<<20))
+	}()
 	before := f.reg.Requests()
 	cold, denied, missed := s.createAll(f.images, c.parallel)
 	r.requests += f.reg.Requests() - before
@@ -214,10 +223,10 @@ func pct(d []time.Duration, p float64) float64 {
 }
 
 func report(w io.Writer, all []*result) {
-	fmt.Fprintf(w, "\n%-9s %-9s %9s %9s %9s %9s %10s %9s %8s %7s %9s %9s\n", "plugin", "referrers", "cold p50", "cold p99", "warm p50", "warm p99", "warm/s", "req/cold", "deadline", "denied", "idle RSS", "peak RSS")
+	fmt.Fprintf(w, "\n%-9s %-9s %9s %9s %9s %9s %10s %9s %8s %7s %9s %9s %9s\n", "plugin", "referrers", "cold p50", "cold p99", "warm p50", "warm p99", "warm/s", "req/cold", "deadline", "denied", "idle RSS", "peak RSS", "peak anon")
 	for _, r := range all {
-		fmt.Fprintf(w, "%-9s %-9v %7.3fms %7.3fms %7.3fms %7.3fms %10.0f %9.2f %8d %7d %6.1fMiB %6.1fMiB\n", r.Plugin, r.Referrers,
-			r.ColdP50Ms, r.ColdP99Ms, r.WarmP50Ms, r.WarmP99Ms, r.WarmPerSecond, r.RequestsCold, r.DeadlineMiss, r.Denied, r.IdleRSSMiB, r.PeakRSSMiB)
+		fmt.Fprintf(w, "%-9s %-9v %7.3fms %7.3fms %7.3fms %7.3fms %10.0f %9.2f %8d %7d %6.1fMiB %6.1fMiB %6.1fMiB\n", r.Plugin, r.Referrers,
+			r.ColdP50Ms, r.ColdP99Ms, r.WarmP50Ms, r.WarmP99Ms, r.WarmPerSecond, r.RequestsCold, r.DeadlineMiss, r.Denied, r.IdleRSSMiB, r.PeakRSSMiB, r.PeakAnonMiB)
 	}
 	var b strings.Builder
 	for i := 0; i+1 < len(all); i += 2 {

@@ -126,6 +126,45 @@ func (s *session) createAll(images []name.Digest, parallel int) (lat []time.Dura
 	return lat, denied, deadline
 }
 
+// sampleAnon samples the plugin's anonymous resident memory (RssAnon:
+// what it allocated, without the pages of its binary) every 20 ms until
+// stop is closed, and returns the highest value seen, in bytes.
+func (s *session) sampleAnon(stop <-chan struct{}) <-chan int64 {
+	out := make(chan int64, 1)
+	go func() {
+		var peak int64
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if a, err := s.status("RssAnon:"); err == nil && a > peak {
+				peak = a
+			}
+			select {
+			case <-stop:
+				out <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return out
+}
+
+// status reads one size field of /proc/PID/status, in bytes.
+func (s *session) status(field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == field {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc status", field)
+}
+
 // rss returns the plugin process's resident set (VmRSS) and its peak
 // (VmHWM), in bytes.
 func (s *session) rss() (cur, peak int64, err error) {
