@@ -153,14 +153,6 @@ func (g *Gate) record(id, image, sandboxID string, d decision.Decision) {
 	g.records.Put(id, runtimegate.Record{Image: image, SandboxID: sandboxID, Allowed: a.Allowed, Reason: a.Reason})
 }
 
-// forget drops the record of a container the runtime removed.
-func (g *Gate) forget(id string) {
-	if g == nil || id == "" {
-		return
-	}
-	g.records.Take(id)
-}
-
 // setConnected records the runtime connection's state.
 func (g *Gate) setConnected(on bool, runtime, version string, deadline time.Duration) {
 	if g == nil {

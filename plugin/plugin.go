@@ -57,7 +57,6 @@ var (
 	_ stub.SynchronizeInterface     = (*Plugin)(nil)
 	_ stub.RunPodInterface          = (*Plugin)(nil)
 	_ stub.CreateContainerInterface = (*Plugin)(nil)
-	_ stub.RemoveContainerInterface = (*Plugin)(nil)
 )
 
 // Resolver looks images up in the runtime's own image store, for what the
@@ -366,13 +365,6 @@ func containerRequest(pod *api.PodSandbox, ctr *api.Container) decision.Request 
 		req.Image = n
 	}
 	return req
-}
-
-// RemoveContainer forgets the runtime gate's record of a container that
-// was removed, started or not, so that records do not pile up.
-func (p *Plugin) RemoveContainer(_ context.Context, _ *api.PodSandbox, ctr *api.Container) error {
-	p.gate.forget(ctr.GetId())
-	return nil
 }
 
 // decideContainer completes req (an older runtime sends no digest) and

@@ -1,6 +1,7 @@
 package runtimegate
 
 import (
+	"container/list"
 	"sync"
 	"time"
 )
@@ -21,7 +22,9 @@ type Record struct {
 
 // Record lifetimes. The CRI creates a container's runtime task at
 // StartContainer, which kubelet calls right after CreateContainer; a
-// person with crictl may wait longer. A record is used once.
+// person with crictl may wait longer. A record is used once; the bound
+// keeps those never used (a container created and removed unstarted) to
+// about a MiB.
 const (
 	DefaultRecordTTL  = time.Hour
 	DefaultMaxRecords = 4096
@@ -36,8 +39,14 @@ type Records struct {
 	max int
 	now func() time.Time
 
-	mu sync.Mutex
-	m  map[string]Record
+	mu    sync.Mutex
+	m     map[string]*list.Element // of *record
+	order list.List                // oldest first
+}
+
+type record struct {
+	id  string
+	rec Record
 }
 
 // NewRecords returns an empty store; ttl and max <= 0 take the defaults.
@@ -48,20 +57,27 @@ func NewRecords(ttl time.Duration, max int) *Records {
 	if max <= 0 {
 		max = DefaultMaxRecords
 	}
-	return &Records{ttl: ttl, max: max, now: time.Now, m: map[string]Record{}}
+	return &Records{ttl: ttl, max: max, now: time.Now, m: map[string]*list.Element{}}
 }
 
 // Put records the decision about container id, replacing an earlier one.
+// It costs the same however many records are held.
 func (r *Records) Put(id string, rec Record) {
 	if rec.At.IsZero() {
 		rec.At = r.now()
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.m[id]; !ok && len(r.m) >= r.max {
-		r.evictLocked()
+	if el, ok := r.m[id]; ok {
+		el.Value.(*record).rec = rec
+		r.order.MoveToBack(el)
+		return
 	}
-	r.m[id] = rec
+	r.expireLocked(rec.At)
+	if len(r.m) >= r.max {
+		r.removeLocked(r.order.Front())
+	}
+	r.m[id] = r.order.PushBack(&record{id: id, rec: rec})
 }
 
 // Take returns the record of container id and forgets it: the runtime
@@ -69,11 +85,12 @@ func (r *Records) Put(id string, rec Record) {
 func (r *Records) Take(id string) (Record, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rec, ok := r.m[id]
+	el, ok := r.m[id]
 	if !ok {
 		return Record{}, false
 	}
-	delete(r.m, id)
+	r.removeLocked(el)
+	rec := el.Value.(*record).rec
 	if r.now().Sub(rec.At) > r.ttl {
 		return Record{}, false
 	}
@@ -87,21 +104,14 @@ func (r *Records) Len() int {
 	return len(r.m)
 }
 
-// evictLocked drops expired records, and the oldest one if none expired.
-func (r *Records) evictLocked() {
-	now := r.now()
-	var oldestID string
-	var oldest time.Time
-	for id, rec := range r.m {
-		if now.Sub(rec.At) > r.ttl {
-			delete(r.m, id)
-			continue
-		}
-		if oldestID == "" || rec.At.Before(oldest) {
-			oldestID, oldest = id, rec.At
-		}
+// expireLocked drops the records older than the TTL at now, oldest first.
+func (r *Records) expireLocked(now time.Time) {
+	for el := r.order.Front(); el != nil && now.Sub(el.Value.(*record).rec.At) > r.ttl; el = r.order.Front() {
+		r.removeLocked(el)
 	}
-	if len(r.m) >= r.max && oldestID != "" {
-		delete(r.m, oldestID)
-	}
+}
+
+func (r *Records) removeLocked(el *list.Element) {
+	r.order.Remove(el)
+	delete(r.m, el.Value.(*record).id)
 }
