@@ -57,9 +57,9 @@ type result struct {
 	// PeakAnonMiB is the highest anonymous resident memory sampled: the
 	// resident set without the pages of the binary itself.
 	PeakAnonMiB float64 `json:"peakAnonRSSMiB"`
-	cold, warm    []time.Duration
-	perSecond     []float64
-	requests      int64
+	cold, warm  []time.Duration
+	perSecond   []float64
+	requests    int64
 }
 
 func main() {
