@@ -2,103 +2,143 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	eventstypes "github.com/containerd/containerd/api/events"
-	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/namespaces"
+	containersapi "github.com/containerd/containerd/api/services/containers/v1"
+	eventsapi "github.com/containerd/containerd/api/services/events/v1"
+	imagesapi "github.com/containerd/containerd/api/services/images/v1"
 	"github.com/containerd/typeurl/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 )
+
+// namespaceHeader is the gRPC header containerd reads the namespace from.
+const namespaceHeader = "containerd-namespace"
+
+// maxContainerdMessage bounds a containerd reply, as containerd's own
+// client does.
+const maxContainerdMessage = 16 << 20
 
 // ContainerdResolver answers Resolver questions from containerd's own
 // metadata store: the image a pod sandbox was created from and the digest
-// an image name was pulled at. It never contacts a registry.
+// an image name was pulled at. It never contacts a registry. It speaks
+// containerd's gRPC API directly (images, containers and events services)
+// rather than through containerd's full client, which it would link for
+// three calls.
 type ContainerdResolver struct {
-	client    *containerd.Client
-	namespace string
+	conn       *grpc.ClientConn
+	images     imagesapi.ImagesClient
+	containers containersapi.ContainersClient
+	events     eventsapi.EventsClient
+	namespace  string
 }
 
 var _ Resolver = (*ContainerdResolver)(nil)
 
-// NewContainerdResolver connects to containerd at address; namespace is the
-// CRI's namespace ("k8s.io").
+// NewContainerdResolver prepares the connection to containerd's socket at
+// address (made at the first call); namespace is the CRI's namespace
+// ("k8s.io").
 func NewContainerdResolver(address, namespace string) (*ContainerdResolver, error) {
-	c, err := containerd.New(address, containerd.WithDefaultNamespace(namespace))
+	if address == "" {
+		return nil, errors.New("connect to containerd: no address")
+	}
+	conn, err := grpc.NewClient("unix://"+address,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxContainerdMessage), grpc.MaxCallSendMsgSize(maxContainerdMessage)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", address, err)
 	}
-	return &ContainerdResolver{client: c, namespace: namespace}, nil
+	return &ContainerdResolver{
+		conn:       conn,
+		images:     imagesapi.NewImagesClient(conn),
+		containers: containersapi.NewContainersClient(conn),
+		events:     eventsapi.NewEventsClient(conn),
+		namespace:  namespace,
+	}, nil
+}
+
+// inNamespace tells containerd which namespace a call is about.
+func (r *ContainerdResolver) inNamespace(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, namespaceHeader, r.namespace)
 }
 
 // ImageDigest returns the target digest of the image record name.
 func (r *ContainerdResolver) ImageDigest(ctx context.Context, name string) (string, error) {
-	ctx = namespaces.WithNamespace(ctx, r.namespace)
-	img, err := r.client.ImageService().Get(ctx, name)
+	resp, err := r.images.Get(r.inNamespace(ctx), &imagesapi.GetImageRequest{Name: name})
 	if err != nil {
 		return "", fmt.Errorf("look up image %s in containerd: %w", name, err)
 	}
-	return img.Target.Digest.String(), nil
+	if resp.GetImage().GetTarget().GetDigest() == "" {
+		return "", fmt.Errorf("look up image %s in containerd: no target digest", name)
+	}
+	return resp.GetImage().GetTarget().GetDigest(), nil
 }
 
 // SandboxImage returns the image of the sandbox container of pod podID
 // (containerd's pod sandbox controller names it after the pod).
 func (r *ContainerdResolver) SandboxImage(ctx context.Context, podID string) (string, string, error) {
-	ctx = namespaces.WithNamespace(ctx, r.namespace)
-	c, err := r.client.ContainerService().Get(ctx, podID)
+	resp, err := r.containers.Get(r.inNamespace(ctx), &containersapi.GetContainerRequest{ID: podID})
 	if err != nil {
 		return "", "", fmt.Errorf("look up sandbox container %s in containerd: %w", podID, err)
 	}
-	if c.Image == "" {
+	image := resp.GetContainer().GetImage()
+	if image == "" {
 		return "", "", fmt.Errorf("sandbox container %s has no image", podID)
 	}
-	digest, err := r.ImageDigest(ctx, c.Image)
+	digest, err := r.ImageDigest(ctx, image)
 	if err != nil {
 		return "", "", err
 	}
-	return c.Image, digest, nil
+	return image, digest, nil
 }
 
 // Close closes the containerd connection.
-func (r *ContainerdResolver) Close() error { return r.client.Close() }
+func (r *ContainerdResolver) Close() error { return r.conn.Close() }
 
 // WatchPulls calls pulled for every image containerd creates or updates in
 // the resolver's namespace (a pull, or a tag moved to a new digest), until
 // ctx ends or the event stream fails. Image IDs (bare "sha256:…" names)
 // are skipped: the CRI records the same image under its reference too.
 func (r *ContainerdResolver) WatchPulls(ctx context.Context, pulled func(name, digest string)) error {
-	envs, errs := r.client.Subscribe(ctx, `topic=="/images/create"`, `topic=="/images/update"`)
+	stream, err := r.events.Subscribe(ctx, &eventsapi.SubscribeRequest{Filters: []string{`topic=="/images/create"`, `topic=="/images/update"`}})
+	if err != nil {
+		return fmt.Errorf("containerd events: %w", err)
+	}
 	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-errs:
+		env, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return fmt.Errorf("containerd events: %w", err)
-		case env := <-envs:
-			if env == nil || env.Namespace != r.namespace || env.Event == nil {
-				continue
-			}
-			ev, err := typeurl.UnmarshalAny(env.Event)
-			if err != nil {
-				continue
-			}
-			var name string
-			switch e := ev.(type) {
-			case *eventstypes.ImageCreate:
-				name = e.Name
-			case *eventstypes.ImageUpdate:
-				name = e.Name
-			default:
-				continue
-			}
-			if name == "" || strings.HasPrefix(name, "sha256:") {
-				continue
-			}
-			digest, err := r.ImageDigest(ctx, name)
-			if err != nil {
-				continue
-			}
-			pulled(name, digest)
 		}
+		if env.GetNamespace() != r.namespace || env.GetEvent() == nil {
+			continue
+		}
+		ev, err := typeurl.UnmarshalAny(env.GetEvent())
+		if err != nil {
+			continue
+		}
+		var name string
+		switch e := ev.(type) {
+		case *eventstypes.ImageCreate:
+			name = e.Name
+		case *eventstypes.ImageUpdate:
+			name = e.Name
+		default:
+			continue
+		}
+		if name == "" || strings.HasPrefix(name, "sha256:") {
+			continue
+		}
+		digest, err := r.ImageDigest(ctx, name)
+		if err != nil {
+			continue
+		}
+		pulled(name, digest)
 	}
 }

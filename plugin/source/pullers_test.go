@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -13,10 +14,15 @@ import (
 	"github.com/sealgate/sealgate/plugin/source/sourcetest"
 )
 
-// rotatingKeychain answers the password it holds now.
-type rotatingKeychain struct{ password atomic.Pointer[string] }
+// rotatingKeychain answers the password it holds now, and remembers
+// what it was asked about.
+type rotatingKeychain struct {
+	password atomic.Pointer[string]
+	asked    sync.Map
+}
 
-func (k *rotatingKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+func (k *rotatingKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	k.asked.Store(r.String(), true)
 	return &authn.Basic{Username: "u", Password: *k.password.Load()}, nil
 }
 
@@ -62,6 +68,11 @@ func TestPullerKeptPerHost(t *testing.T) {
 		if err != nil || len(sigs) != 1 {
 			t.Fatalf("%s: %d signatures, %v", d, len(sigs), err)
 		}
+	}
+	// Asked about the repository, not the registry: credential providers
+	// match whole image names.
+	if _, ok := kc.asked.Load(reg.Host + "/team/a"); !ok {
+		t.Errorf("the keychain was not asked about %s/team/a", reg.Host)
 	}
 	if n := pings() - start; n != 1 {
 		t.Errorf("the registry's root was asked %d times for three calls on two repositories, want 1", n)

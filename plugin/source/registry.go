@@ -389,7 +389,7 @@ type pullerCache struct {
 }
 
 func (c *pullerCache) get(r *Registry, h docker.RegistryHost, repo name.Repository, ns string) (*hostPuller, error) {
-	auth, err := r.keychain.Resolve(repo.Registry)
+	auth, err := r.keychain.Resolve(repo) // the repository: credential providers match whole image names
 	if err != nil {
 		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
 	}
