@@ -190,6 +190,10 @@ func startSealgateWithBin(t testing.TB, bin string, c *testenv.Containerd, args 
 		args = append(args, "--gate-socket", filepath.Join(run, "gate.sock"))
 	}
 	s.gateSocket = args[slices.Index(args, "--gate-socket")+1]
+	if !slices.Contains(args, "--decision-log") && !slices.Contains(args, "--state-dir") {
+		// Not the machine's /var/lib/sealgate.
+		args = append(args, "--decision-log", filepath.Join(t.TempDir(), "decisions.log"))
+	}
 	s.cmd = exec.Command(bin, append([]string{"run",
 		"--nri-socket", c.NRISocket,
 		"--plugin-idx", "10",

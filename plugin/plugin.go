@@ -22,6 +22,7 @@ import (
 	"github.com/containerd/nri/pkg/stub"
 
 	"github.com/sealgate/sealgate/plugin/decision"
+	"github.com/sealgate/sealgate/plugin/decisionlog"
 	"github.com/sealgate/sealgate/plugin/policy"
 )
 
@@ -84,6 +85,10 @@ type Plugin struct {
 	warmer   *Warmer
 	gate     *Gate // nil without the runtime gate
 
+	dlog       DecisionLogger // nil: no decision log
+	generation func() uint64
+	runtime    atomic.Pointer[string] // "name version", from Configure
+
 	stats Stats
 }
 
@@ -106,6 +111,8 @@ type options struct {
 	onClose             func()
 	warmer              *Warmer
 	gate                *Gate
+	dlog                DecisionLogger
+	generation          func() uint64
 }
 
 // Option configures a Plugin.
@@ -196,6 +203,24 @@ func WithWarmer(w *Warmer) Option {
 
 // WithGate makes the plugin keep its decisions for the runtime gate, which
 // refuses any container the plugin did not allow. Share one Gate between
+// DecisionLogger takes every decision the plugin makes. Add must not
+// block: decisionlog.Writer queues and counts what it cannot keep.
+type DecisionLogger interface {
+	Add(decisionlog.Entry)
+}
+
+// WithDecisionLog records every decision in l, with gen giving the trust
+// generation in force (nil: none recorded).
+func WithDecisionLog(l DecisionLogger, gen func() uint64) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("nil decision log")
+		}
+		o.dlog, o.generation = l, gen
+		return nil
+	}
+}
+
 // reconnects.
 func WithGate(g *Gate) Option {
 	return func(o *options) error {
@@ -226,7 +251,8 @@ func New(d Decider, opts ...Option) (*Plugin, error) {
 			return nil, fmt.Errorf("new plugin: %w", err)
 		}
 	}
-	p := &Plugin{decider: d, resolver: o.resolver, log: o.log, deadline: o.deadline, synced: make(chan struct{}), warmer: o.warmer, gate: o.gate}
+	p := &Plugin{decider: d, resolver: o.resolver, log: o.log, deadline: o.deadline, synced: make(chan struct{}), warmer: o.warmer, gate: o.gate,
+		dlog: o.dlog, generation: o.generation}
 	if p.warmer == nil {
 		p.warmer = NewWarmer(d, o.log)
 	}
@@ -297,6 +323,8 @@ func (p *Plugin) Configure(_ context.Context, _, runtime, version string) (api.E
 		p.log.Warn("deadline lowered under the runtime's request timeout", "configured", p.deadline, "runtimeTimeout", rt, "deadline", d)
 	}
 	p.effDeadline.Store(int64(d))
+	rt := runtime + " " + version
+	p.runtime.Store(&rt)
 	p.gate.setConnected(true, runtime, version, d)
 	p.log.Info("connected to runtime", "runtime", runtime, "version", version, "deadline", d.String())
 	return 0, nil
@@ -413,6 +441,9 @@ func (p *Plugin) decideWithin(ctx context.Context, req decision.Request) decisio
 }
 
 func (p *Plugin) record(d decision.Decision, pod *api.PodSandbox, what string) {
+	if p.dlog != nil {
+		p.logDecision(d, pod, what)
+	}
 	if d.Allowed && !d.WouldDeny && d.Source != decision.SourcePolicy {
 		// The common case: counted, and logged only at debug level, with
 		// the attributes built only then.
@@ -439,6 +470,26 @@ func (p *Plugin) record(d decision.Decision, pod *api.PodSandbox, what string) {
 		p.stats.Allowed.Add(1)
 		p.log.Info("allowed without signatures (audited)", append(attrs, "reasons", d.Reasons)...)
 	}
+}
+
+// logDecision queues d for the decision log: a copy of what the decision
+// already holds, without waiting.
+func (p *Plugin) logDecision(d decision.Decision, pod *api.PodSandbox, what string) {
+	e := decisionlog.Entry{Time: time.Now(), Namespace: pod.GetNamespace(), Pod: pod.GetName(), Container: what,
+		Image: d.Image, Digest: d.Digest, Rule: d.Rule, Mode: d.Mode, Verdict: "allow", Reasons: d.Reasons, Source: d.Source, SatisfiedBy: d.SatisfiedBy}
+	switch {
+	case !d.Allowed:
+		e.Verdict = "deny"
+	case d.WouldDeny:
+		e.Verdict = "would-deny"
+	}
+	if rt := p.runtime.Load(); rt != nil {
+		e.Runtime = *rt
+	}
+	if p.generation != nil {
+		e.Generation = p.generation()
+	}
+	p.dlog.Add(e)
 }
 
 func (p *Plugin) attrs(d decision.Decision, pod *api.PodSandbox, what string) []any {

@@ -26,6 +26,7 @@ import (
 	"github.com/sealgate/sealgate/plugin"
 	"github.com/sealgate/sealgate/plugin/artifact"
 	"github.com/sealgate/sealgate/plugin/decision"
+	"github.com/sealgate/sealgate/plugin/decisionlog"
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/source"
 )
@@ -683,5 +684,69 @@ func TestSynchronizeVerifiesAhead(t *testing.T) {
 	}
 	if f.reg.Requests() != before {
 		t.Errorf("decision after Synchronize asked the registry")
+	}
+}
+
+// TestDecisionLogThroughNRI: every decision made through NRI's runtime side
+// is one line of the hash-chained decision log, with the runtime, pod,
+// container, image, digest, rule, verdict, source, what satisfied it and
+// the trust generation, and the chain verifies.
+func TestDecisionLogThroughNRI(t *testing.T) {
+	f := loadFixture(t)
+	path := filepath.Join(t.TempDir(), "decisions.log")
+	w, err := decisionlog.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	n := startNode(t, f.writePolicy(t, "enforce"), plugin.WithDecisionLog(w, func() uint64 { return 7 }))
+	signed, unsigned := f.digests["signed"], f.digests["unsigned"]
+	if err := n.create(t, signed, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.create(t, unsigned, "v1"); err == nil {
+		t.Fatal("unsigned image allowed")
+	}
+	if err := n.create(t, signed, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	head, err := decisionlog.ReadHead(path + ".head")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// startNode's own probe container, then the three above.
+	if n, err := decisionlog.Verify([]string{path}, head); err != nil || n != 4 {
+		t.Fatalf("%d lines, %v", n, err)
+	}
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")[1:]
+	var got []decisionlog.Entry
+	for _, l := range lines {
+		var e decisionlog.Entry
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e)
+	}
+	want := []struct{ verdict, source, digest string }{
+		{"allow", decision.SourceVerified, signed.DigestStr()},
+		{"deny", decision.SourceVerified, unsigned.DigestStr()},
+		{"allow", decision.SourceCache, signed.DigestStr()},
+	}
+	for i, w := range want {
+		e := got[i]
+		if e.Verdict != w.verdict || e.Source != w.source || e.Digest != w.digest || e.Generation != 7 || e.Runtime != "test-runtime 2.4.2" ||
+			e.Pod != testPod.Name || e.Namespace != testPod.Namespace || e.Container != "ctr" || e.Rule == "" || e.Mode != "enforce" || e.Time.IsZero() {
+			t.Errorf("line %d: %+v, want verdict %s, source %s, digest %s", i+1, e, w.verdict, w.source, w.digest)
+		}
+	}
+	if len(got[0].SatisfiedBy) != 1 || got[0].SatisfiedBy[0].KeyID == "" || len(got[1].Reasons) == 0 {
+		t.Errorf("what satisfied the allow or why the deny is missing: %+v / %+v", got[0], got[1])
 	}
 }

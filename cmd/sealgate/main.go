@@ -71,6 +71,9 @@ func commands() []any {
 			{"list", "List the persisted verdicts whose MAC verifies", cacheListLong, cacheCmd("list")},
 			{"purge", "Remove every persisted verdict (sealgate run must be stopped)", cachePurgeLong, cacheCmd("purge")},
 		}},
+		group{"log", "Check the hash-chained decision log", logLong, []leaf{
+			{"verify [FILE...]", "Check that no decision line was removed, edited, reordered or cut off", logVerifyLong, logVerifyCmd},
+		}},
 		leaf{"verify-pull --name IMAGE --digest DIGEST", "containerd's image verifier: decide on an image before it is pulled", verifyPullLong, verifyPullCmd},
 		leaf{"doctor", "Check what decides whether an unverified container can run on this node", doctorLong, doctorCmd},
 		leaf{"version", "Print the version, the commit and the Go version it was built with", "", versionCmd},

@@ -92,6 +92,10 @@ type Config struct {
 	// (decision.DefaultDenialMemory), negative turns it off.
 	DenialMemory time.Duration
 
+	// DecisionLog is where Run writes every decision, hash-chained
+	// (plugin/decisionlog): empty is StateDir/decisions.log, "none" none.
+	DecisionLog string
+
 	// Runtime side, used by Run.
 	NRISocket   string
 	PluginName  string

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/sealgate/sealgate/plugin"
 	"github.com/sealgate/sealgate/plugin/decision"
+	"github.com/sealgate/sealgate/plugin/decisionlog"
 	"github.com/sealgate/sealgate/runtimegate"
 )
 
@@ -43,8 +45,18 @@ func (n *Node) Run(ctx context.Context) error {
 		plugin.WithPluginIndex(cfg.PluginIndex), plugin.WithDeadline(cfg.Deadline), plugin.WithWarmer(warmer),
 	}
 	var resolver plugin.Resolver
-	tasks := make(chan error, 3)
+	tasks := make(chan error, 4)
 	running := 0
+	if path := cfg.decisionLogPath(); path != "" {
+		w, err := decisionlog.Open(path)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		running++
+		go func() { tasks <- w.Run(ctx) }()
+		opts = append(opts, plugin.WithDecisionLog(w, n.generation))
+		log.Info("decision log", "path", path)
+	}
 	if cfg.ContainerdAddress != "" {
 		r, err := plugin.NewContainerdResolver(cfg.ContainerdAddress, cfg.ContainerdNamespace)
 		if err != nil {
@@ -148,4 +160,23 @@ func (n *Node) connect(ctx context.Context, opts []plugin.Option) error {
 		case <-time.After(reconnectEvery):
 		}
 	}
+}
+
+// generation is the trust generation in force, for the decision log.
+func (n *Node) generation() uint64 {
+	if o := n.cur.Load().opened; o != nil {
+		return o.Generation
+	}
+	return 0
+}
+
+// decisionLogPath is where the decision log goes; empty: none.
+func (c Config) decisionLogPath() string {
+	switch c.DecisionLog {
+	case "none":
+		return ""
+	case "":
+		return filepath.Join(c.StateDir, "decisions.log")
+	}
+	return c.DecisionLog
 }
