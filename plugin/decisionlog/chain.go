@@ -71,12 +71,14 @@ func hashLine(line []byte) string {
 // as one chain: each line parses, numbers follow one another, and each
 // names the hash of the line before it. The first line of the first file
 // may continue a chain whose older files are gone. With head, the chain
-// must end exactly where the head file says, so that a cut-off tail is
-// found. It returns the number of lines checked.
+// must reach the line the head file names, with that line's hash, so that
+// a cut-off tail is found; lines after it are those written since the head
+// file last moved. It returns the number of lines checked.
 func Verify(files []string, head *Head) (int, error) {
 	var prevHash string
 	var prevSeq uint64
 	n := 0
+	headFound := head == nil || head.Seq == 0
 	for _, file := range files {
 		f, err := os.Open(file)
 		if err != nil {
@@ -106,12 +108,19 @@ func Verify(files []string, head *Head) (int, error) {
 				return n, fmt.Errorf("%s:%d: %w: the line before it (line %d of the chain) is not the one this line was written after: it was edited, or lines were removed or moved", file, lineNo, ErrBroken, prevSeq)
 			}
 			prevHash, prevSeq = hashLine(line), e.Seq
+			if head != nil && e.Seq == head.Seq {
+				headFound = prevHash == head.Hash
+				if !headFound {
+					f.Close()
+					return n, fmt.Errorf("%s:%d: %w: line %d is not the one the head file names (edited)", file, lineNo, ErrBroken, e.Seq)
+				}
+			}
 			n++
 		}
 		f.Close()
 	}
-	if head != nil && (head.Seq != prevSeq || head.Hash != prevHash) {
-		return n, fmt.Errorf("%w: the log ends at line %d, the head file at line %d: lines were cut off the end, or the last one edited", ErrBroken, prevSeq, head.Seq)
+	if head != nil && !headFound {
+		return n, fmt.Errorf("%w: the log ends at line %d, the head file at line %d: lines were cut off the end", ErrBroken, prevSeq, head.Seq)
 	}
 	return n, nil
 }
