@@ -16,6 +16,7 @@ import (
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/decisionlog"
+	"github.com/sealgate/sealgate/plugin/metrics"
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/source"
 )
@@ -160,19 +161,21 @@ func TestCachedDecisionAllocs(t *testing.T) {
 	if g := runtime.NumGoroutine(); g > goroutines {
 		t.Errorf("goroutines %d -> %d: the hot path left some behind", goroutines, g)
 	}
-	// With the decision log on, the line is queued without allocating.
+	// With the decision log and metrics on, the line is queued and the
+	// counters move without allocating.
 	w, err := decisionlog.Open(filepath.Join(t.TempDir(), "decisions.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	logged, err := plugin.New(e, plugin.WithLogger(log), plugin.WithGate(gate), plugin.WithDecisionLog(w, func() uint64 { return 1 }))
+	m := metrics.New("test", func() metrics.State { return metrics.State{} })
+	logged, err := plugin.New(e, plugin.WithLogger(log), plugin.WithGate(gate), plugin.WithDecisionLog(w, func() uint64 { return 1 }), plugin.WithMetrics(m))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The writer is not running while allocations are counted (they are
 	// counted process-wide); the lines wait in its queue.
 	if n := testing.AllocsPerRun(1000, func() { _, _, _ = logged.CreateContainer(ctx, testPod, ctr) }); n > 0 {
-		t.Errorf("CreateContainer with the decision log: %v allocations per cached decision, want 0", n)
+		t.Errorf("CreateContainer with the decision log and metrics: %v allocations per cached decision, want 0", n)
 	}
 	drained, stop := context.WithCancel(ctx)
 	stop()

@@ -87,6 +87,7 @@ type Plugin struct {
 
 	dlog       DecisionLogger // nil: no decision log
 	generation func() uint64
+	metrics    DecisionObserver       // nil: none
 	runtime    atomic.Pointer[string] // "name version", from Configure
 
 	stats Stats
@@ -113,6 +114,7 @@ type options struct {
 	gate                *Gate
 	dlog                DecisionLogger
 	generation          func() uint64
+	metrics             DecisionObserver
 }
 
 // Option configures a Plugin.
@@ -203,6 +205,23 @@ func WithWarmer(w *Warmer) Option {
 
 // WithGate makes the plugin keep its decisions for the runtime gate, which
 // refuses any container the plugin did not allow. Share one Gate between
+// DecisionObserver counts decisions and their latency (metrics.Metrics);
+// it must not block.
+type DecisionObserver interface {
+	ObserveDecision(d decision.Decision, took time.Duration)
+}
+
+// WithMetrics reports every decision to m.
+func WithMetrics(m DecisionObserver) Option {
+	return func(o *options) error {
+		if m == nil {
+			return errors.New("nil metrics")
+		}
+		o.metrics = m
+		return nil
+	}
+}
+
 // DecisionLogger takes every decision the plugin makes. Add must not
 // block: decisionlog.Writer queues and counts what it cannot keep.
 type DecisionLogger interface {
@@ -252,7 +271,7 @@ func New(d Decider, opts ...Option) (*Plugin, error) {
 		}
 	}
 	p := &Plugin{decider: d, resolver: o.resolver, log: o.log, deadline: o.deadline, synced: make(chan struct{}), warmer: o.warmer, gate: o.gate,
-		dlog: o.dlog, generation: o.generation}
+		dlog: o.dlog, generation: o.generation, metrics: o.metrics}
 	if p.warmer == nil {
 		p.warmer = NewWarmer(d, o.log)
 	}
@@ -364,6 +383,7 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 // CreateContainer decides whether the container's image may run, and keeps
 // the decision for the runtime gate.
 func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	start := time.Now()
 	req := containerRequest(pod, ctr)
 	d, ok := decision.Decision{}, false
 	if req.Image != "" && req.Digest != "" {
@@ -376,6 +396,9 @@ func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 		cancel()
 	}
 	p.record(d, pod, ctr.GetName())
+	if p.metrics != nil {
+		p.metrics.ObserveDecision(d, time.Since(start))
+	}
 	p.gate.record(ctr.GetId(), ctr.GetAnnotations()[imageNameAnnotation], ctr.GetPodSandboxId(), d)
 	return nil, nil, d.Err()
 }

@@ -309,6 +309,15 @@ func New(p *policy.Policy, src source.Source, opts ...Option) (*Engine, error) {
 	return e, nil
 }
 
+// CachedVerdicts is how many verdicts the engine holds in memory (0 when
+// its store does not say).
+func (e *Engine) CachedVerdicts() int {
+	if l, ok := e.cache.(interface{ Len() int }); ok {
+		return l.Len()
+	}
+	return 0
+}
+
 // Policy returns the policy the engine enforces.
 func (e *Engine) Policy() *policy.Policy { return e.policy }
 

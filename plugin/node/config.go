@@ -92,6 +92,13 @@ type Config struct {
 	// (decision.DefaultDenialMemory), negative turns it off.
 	DenialMemory time.Duration
 
+	// MetricsAddress is where Run serves /metrics, /healthz, /readyz and
+	// /status: a unix socket path, or tcp:HOST:PORT; empty is
+	// metrics.sock beside GateSocket (none without the gate), "none" none.
+	MetricsAddress string
+	// Version is reported in sealgate_build_info.
+	Version string
+
 	// DecisionLog is where Run writes every decision, hash-chained
 	// (plugin/decisionlog): empty is StateDir/decisions.log, "none" none.
 	DecisionLog string

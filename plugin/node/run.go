@@ -10,6 +10,7 @@ import (
 	"github.com/sealgate/sealgate/plugin"
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/decisionlog"
+	"github.com/sealgate/sealgate/plugin/metrics"
 	"github.com/sealgate/sealgate/runtimegate"
 )
 
@@ -45,7 +46,7 @@ func (n *Node) Run(ctx context.Context) error {
 		plugin.WithPluginIndex(cfg.PluginIndex), plugin.WithDeadline(cfg.Deadline), plugin.WithWarmer(warmer),
 	}
 	var resolver plugin.Resolver
-	tasks := make(chan error, 4)
+	tasks := make(chan error, 5)
 	running := 0
 	if path := cfg.decisionLogPath(); path != "" {
 		w, err := decisionlog.Open(path)
@@ -66,8 +67,9 @@ func (n *Node) Run(ctx context.Context) error {
 		resolver = r
 		opts = append(opts, plugin.WithResolver(r))
 	}
+	var gate *plugin.Gate
 	if cfg.gateEnabled() {
-		gate := plugin.NewGate(decider, resolver, cfg.Deadline, log)
+		gate = plugin.NewGate(decider, resolver, cfg.Deadline, log)
 		setTrust := func(s *snapshot) {
 			gate.SetReloads(n.Reloads())
 			if s.opened != nil {
@@ -94,6 +96,20 @@ func (n *Node) Run(ctx context.Context) error {
 		}()
 		log.Info("runtime gate listening", "socket", cfg.GateSocket)
 		opts = append(opts, plugin.WithGate(gate), plugin.WithOnClose(func() { gate.LogEscapes(cfg.GateSocket) }))
+	}
+	if addr := cfg.metricsAddress(); addr != "" {
+		state := func() metrics.State { return n.state(gate) }
+		m := metrics.New(cfg.Version, state)
+		opts = append(opts, plugin.WithMetrics(m))
+		running++
+		go func() {
+			err := metrics.Serve(ctx, addr, m.Handler(state, !cfg.InsecureNoTPM))
+			if err != nil {
+				log.Error("metrics endpoint stopped", "error", err)
+			}
+			tasks <- err
+		}()
+		log.Info("metrics endpoint listening", "address", addr)
 	}
 	running++
 	go func() { tasks <- n.watch(ctx) }()
@@ -179,4 +195,37 @@ func (c Config) decisionLogPath() string {
 		return filepath.Join(c.StateDir, "decisions.log")
 	}
 	return c.DecisionLog
+}
+
+// state is what the metrics endpoint reports: from the runtime gate when
+// there is one (it tracks the connection, the trust in force and the
+// running containers the policy would deny), else from the snapshot.
+func (n *Node) state(gate *plugin.Gate) metrics.State {
+	var s metrics.State
+	snap := n.cur.Load()
+	if snap.opened != nil {
+		s.Sealed, s.TrustGeneration, s.TrustDigest = true, snap.opened.Generation, snap.opened.Record.Digest
+	}
+	s.ReloadsAccepted, s.ReloadsRefused = n.Reloads()
+	s.CachedVerdicts = snap.engine.CachedVerdicts()
+	if gate != nil {
+		st := gate.Status()
+		s.Connected, s.Unverified = st.Connected, int64(len(st.Unverified))
+		s.GateChecks, s.GateRefusals = st.Checks, st.Refusals
+	}
+	return s
+}
+
+// metricsAddress is where the metrics endpoint listens; empty: nowhere.
+func (c Config) metricsAddress() string {
+	switch c.MetricsAddress {
+	case "none":
+		return ""
+	case "":
+		if !c.gateEnabled() {
+			return ""
+		}
+		return filepath.Join(filepath.Dir(c.GateSocket), "metrics.sock")
+	}
+	return c.MetricsAddress
 }
