@@ -1,0 +1,339 @@
+package decision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/sealgate/sealgate/plugin/artifact"
+	"github.com/sealgate/sealgate/plugin/cache"
+	"github.com/sealgate/sealgate/plugin/policy"
+	"github.com/sealgate/sealgate/plugin/source"
+	"github.com/sealgate/sealgate/plugin/verify"
+)
+
+// Fetching and verifying the material of one image: the slow path of a
+// decision, when no cached verdict decides.
+
+// errFetchTimeout marks a fetch cut short by the engine's own fetch budget
+// while the caller's deadline still leaves time to answer: the sources are
+// as good as unreachable.
+var errFetchTimeout = errors.New("signature sources did not answer in time")
+
+// fetchContext keeps part of the caller's deadline for answering: the
+// sources get 80% of what remains, so that when they time out, an offline
+// verdict can still be looked up and the answer goes back in time.
+func (e *Engine) fetchContext(ctx context.Context) context.Context {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return ctx
+	}
+	budget := time.Until(dl) * 4 / 5
+	fctx, cancel := context.WithTimeoutCause(ctx, budget, errFetchTimeout)
+	// The fetch is bounded by the budget; release the timer with ctx.
+	context.AfterFunc(ctx, cancel)
+	return fctx
+}
+
+// offlineVerdict returns the newest allow verdict for key that is young
+// enough to serve while the sources are unreachable.
+func (e *Engine) offlineVerdict(key cache.Key) (cache.Verdict, bool) {
+	max := e.policy.Offline.MaxVerdictAge
+	if max <= 0 || e.noOffline != "" {
+		return cache.Verdict{}, false
+	}
+	var best cache.Verdict
+	found := false
+	for _, s := range []cache.Store{e.cache, e.offline} {
+		if s == nil {
+			continue
+		}
+		if v, ok := s.Get(key); ok && v.Allowed && e.age(v) <= max && validUntil(v).IsZero() && (!found || v.VerifiedAt.After(best.VerifiedAt)) {
+			best, found = v, true
+		}
+	}
+	return best, found
+}
+
+// age is how old a verdict is: the larger of the wall clock's and the
+// monotonic (TPM) clock's measure, so that setting the system time back
+// does not make a verdict younger.
+func (e *Engine) age(v cache.Verdict) time.Duration {
+	age := e.now().Sub(v.VerifiedAt)
+	if e.mono != nil && v.Clock > 0 {
+		m := e.mono() - v.Clock
+		if m < 0 {
+			// Verified at a clock value the clock has not reached: it went
+			// back, and the age cannot be established.
+			return time.Duration(math.MaxInt64)
+		}
+		if m > age {
+			age = m
+		}
+	}
+	return age
+}
+
+type outcome struct {
+	verdict cache.Verdict
+	err     error // operational failure (the verdict is a denial)
+}
+
+// verify fetches what rule needs for img and checks it. For an index whose
+// own signatures do not satisfy the rule, the platform manifest is checked
+// too: it satisfies only when the rule accepts platform signatures, and
+// otherwise it makes the denial say why.
+func (e *Engine) verify(ctx context.Context, img policy.Image, rule *policy.Rule) outcome {
+	loc := img.Location
+	if loc == "" {
+		loc = img.Repository
+	}
+	repo, err := name.NewRepository(loc, name.WeakValidation)
+	if err != nil {
+		return failed(fmt.Errorf("repository %q: %w", loc, err))
+	}
+	res := e.check(ctx, repo, img.Repository, img.Tag, img.Digest, rule)
+	if res.err != nil || res.verdict.Allowed {
+		return res
+	}
+	m, err := e.source.Describe(ctx, repo.Digest(img.Digest))
+	if err != nil || !m.IsIndex() {
+		return res
+	}
+	child, err := m.PlatformChild(e.platform)
+	if err != nil {
+		return denied(append(res.verdict.Reasons, fmt.Sprintf("index %s: %v; sign the index itself", img.Digest, err)))
+	}
+	if child == "" {
+		return denied(append(res.verdict.Reasons, fmt.Sprintf("index has no manifest for platform %s", e.platformName)))
+	}
+	childRes := e.check(ctx, repo, img.Repository, img.Tag, child, rule)
+	accept := rule.Signatures != nil && rule.Signatures.AcceptPlatformSignature
+	switch {
+	case childRes.err != nil:
+		return childRes
+	case childRes.verdict.Allowed && accept:
+		return childRes
+	case childRes.verdict.Allowed:
+		return denied([]string{fmt.Sprintf("index %s is not signed; only its %s manifest %s is, and the rule requires a signature over the index (set signatures.acceptPlatformSignature: true to accept it)", img.Digest, e.platformName, child)})
+	case accept:
+		return denied([]string{"index: " + strings.Join(res.verdict.Reasons, "; "), "platform manifest " + child + ": " + strings.Join(childRes.verdict.Reasons, "; ")})
+	}
+	return res
+}
+
+// material is what the sources hold for one digest.
+type material struct {
+	sigs    []artifact.Signature
+	atts    []artifact.Attestation
+	bundles []artifact.Bundle
+}
+
+func (m material) empty() bool { return len(m.sigs) == 0 && len(m.atts) == 0 && len(m.bundles) == 0 }
+
+func (m *material) add(o material) {
+	m.sigs = append(m.sigs, o.sigs...)
+	m.atts = append(m.atts, o.atts...)
+	m.bundles = append(m.bundles, o.bundles...)
+}
+
+// fetch gets, concurrently, only what rule needs: classic signatures for a
+// signatures requirement, classic attestations for attestation
+// requirements, and bundles (which carry either) for both. One part failing
+// does not stop the others: what was fetched is still checked (see check).
+func (e *Engine) fetch(ctx context.Context, img name.Digest, rule *policy.Rule, bundles bool) (m material, parts int, errs []error) {
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	run := func(get func() error) {
+		parts++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := get(); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	switch {
+	case bundles:
+		run(func() (err error) { m.bundles, err = e.source.Bundles(ctx, img); return err })
+	default:
+		if rule.Signatures != nil {
+			run(func() (err error) { m.sigs, err = e.source.Signatures(ctx, img); return err })
+		}
+		if len(rule.Attestations) > 0 {
+			run(func() (err error) { m.atts, err = e.source.Attestations(ctx, img); return err })
+		}
+	}
+	wg.Wait()
+	return m, parts, errs
+}
+
+// check fetches and verifies the material of one digest in two stages:
+// first the scheme that satisfied this repository last time (by default
+// the OCI referrers, where Sigstore bundles are, for signatures and
+// attestations at once), and only when that does not satisfy the rule,
+// the other (cosign's .sig and .att tags). Verification always sees
+// everything fetched, so the outcome is the one a single fetch of both
+// would give; what is saved is the requests and round trips an image
+// signed one way spends on the other.
+func (e *Engine) check(ctx context.Context, repo name.Repository, repository, tag, digest string, rule *policy.Rule) outcome {
+	img := repo.Digest(digest)
+	classicFirst := e.prefer.classicFirst(repository)
+	var (
+		m     material
+		parts int
+		errs  []error
+	)
+	for stage := range 2 {
+		bundles := (stage == 0) != classicFirst
+		got, n, errs1 := e.fetch(ctx, img, rule, bundles)
+		m.add(got)
+		parts += n
+		errs = append(errs, errs1...)
+		if stage == 0 && (m.empty() || len(errs) > 0) {
+			continue
+		}
+		out := e.evaluate(ctx, m, parts, errs, repository, tag, digest, rule)
+		if out.err == nil && out.verdict.Allowed {
+			e.prefer.satisfied(repository, !bundles)
+			return out
+		}
+		if stage == 1 {
+			return out
+		}
+	}
+	return e.evaluate(ctx, m, parts, errs, repository, tag, digest, rule)
+}
+
+// evaluate verifies every requirement of rule against the material
+// fetched for one digest.
+//
+// An earlier verdict may serve offline only when every part of the fetch
+// failed because the sources did not answer: a source that answered (even
+// "nothing here") means the node is not offline. Material that was fetched
+// is always checked: if it satisfies the rule the image is allowed; if
+// not, the image is denied, whatever failed beside it, so an unreachable
+// referrers endpoint can never turn a fetched, failing signature into an
+// offline allow.
+func (e *Engine) evaluate(ctx context.Context, m material, parts int, errs []error, repository, tag, digest string, rule *policy.Rule) outcome {
+	if len(errs) > 0 && m.empty() {
+		err := errors.Join(errs...)
+		if len(errs) < parts || !allUnreachable(ctx, errs) {
+			// Something answered: not offline. %v drops the
+			// unreachable marks, so no cached verdict serves.
+			return failed(fmt.Errorf("fetch signatures (the sources answered in part): %v", fetchErr(ctx, err)))
+		}
+		return failed(fetchErr(ctx, err))
+	}
+	subj := verify.Subject{Repository: repository, Digest: digest, Tag: tag}
+	var (
+		by      []verify.Satisfier
+		reasons []string
+	)
+	if req := rule.Signatures; req != nil {
+		res := e.verifier.VerifySignaturesAndBundles(ctx, subj, m.sigs, m.bundles, req)
+		if !res.Satisfied {
+			reasons = append(reasons, res.Reasons...)
+		}
+		by = appendRequirement(by, RequirementSignatures, res.By)
+	}
+	for _, req := range rule.Attestations {
+		res := e.verifier.VerifyAttestations(ctx, subj, m.atts, m.bundles, req)
+		if !res.Satisfied {
+			reasons = append(reasons, "attestation "+req.PredicateType+": "+strings.Join(res.Reasons, "; "))
+		}
+		by = appendRequirement(by, RequirementAttestation+" "+req.PredicateType, res.By)
+	}
+	if len(reasons) > 0 {
+		for _, err := range errs {
+			reasons = append(reasons, "also: "+fetchErr(ctx, err).Error())
+		}
+		return denied(reasons)
+	}
+	return e.allowed(by)
+}
+
+// allUnreachable reports whether every fetch failure was the sources not
+// answering (unreachable, or out of time).
+func allUnreachable(ctx context.Context, errs []error) bool {
+	for _, err := range errs {
+		if !errors.Is(err, source.ErrUnreachable) && !errors.Is(context.Cause(ctx), errFetchTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			return false
+		}
+	}
+	return true
+}
+
+// Requirement names, as reported in Satisfier.Requirement.
+const (
+	RequirementSignatures  = "signatures"
+	RequirementAttestation = "attestation"
+)
+
+func appendRequirement(dst []verify.Satisfier, requirement string, by []verify.Satisfier) []verify.Satisfier {
+	for _, s := range by {
+		s.Requirement = requirement
+		dst = append(dst, s)
+	}
+	return dst
+}
+
+func (e *Engine) allowed(by []verify.Satisfier) outcome {
+	names := make([]string, 0, len(by))
+	for _, s := range by {
+		if !slices.Contains(names, s.Authority) {
+			names = append(names, s.Authority)
+		}
+	}
+	reasons := []string{"verified by " + strings.Join(names, ", ")}
+	var origins []string
+	for _, s := range by {
+		if s.Origin != "" && !slices.Contains(origins, s.Origin) {
+			origins = append(origins, s.Origin)
+		}
+	}
+	if len(origins) > 0 {
+		reasons = append(reasons, "material from "+strings.Join(origins, "; "))
+	}
+	v := cache.Verdict{Allowed: true, Reasons: reasons, SatisfiedBy: by, VerifiedAt: e.now()}
+	if e.mono != nil {
+		v.Clock = e.mono()
+	}
+	return outcome{verdict: v}
+}
+
+func denied(reasons []string) outcome {
+	if len(reasons) == 0 {
+		reasons = []string{"signatures did not satisfy the rule"}
+	}
+	return outcome{verdict: cache.Verdict{Allowed: false, Reasons: reasons}}
+}
+
+func failed(err error) outcome {
+	return outcome{verdict: cache.Verdict{Allowed: false, Reasons: []string{err.Error()}}, err: err}
+}
+
+// fetchErr turns a source failure into a reason that says what to do.
+func fetchErr(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(context.Cause(ctx), errFetchTimeout):
+		return fmt.Errorf("%w within the decision's deadline: %v", errFetchTimeout, err)
+	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("deadline expired while fetching signatures (the registry is slow or unreachable; raise --deadline or pre-pull the image): %w", err)
+	case errors.Is(err, source.ErrUnreachable):
+		return err
+	}
+	return fmt.Errorf("fetch signatures: %w", err)
+}
