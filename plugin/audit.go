@@ -48,8 +48,10 @@ func (p *Plugin) auditRunning(pods []*api.PodSandbox, ctrs []*api.Container) {
 				r := runtimegate.Running{ID: c.GetId(), Namespace: pod.GetNamespace(), Pod: pod.GetName(), Container: c.GetName(),
 					Image: d.Image, Digest: d.Digest, Reasons: d.Reasons}
 				p.stats.Unverified.Add(1)
-				p.log.Warn("a running container's image is not allowed by the policy", "pod", r.Namespace+"/"+r.Pod, "container", r.Container,
-					"id", r.ID, "image", r.Image, "digest", r.Digest, "rule", d.Rule, "reasons", d.Reasons)
+				if p.warnings.first("unverified " + r.ID + " " + r.Digest + " " + d.Rule) {
+					p.log.Warn("a running container's image is not allowed by the policy", "pod", r.Namespace+"/"+r.Pod, "container", r.Container,
+						"id", r.ID, "image", r.Image, "digest", r.Digest, "rule", d.Rule, "reasons", d.Reasons)
+				}
 				mu.Lock()
 				unverified = append(unverified, r)
 				mu.Unlock()

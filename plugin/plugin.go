@@ -87,7 +87,8 @@ type Plugin struct {
 
 	dlog       DecisionLogger // nil: no decision log
 	generation func() uint64
-	metrics    DecisionObserver       // nil: none
+	metrics    DecisionObserver // nil: none
+	warnings   *Warnings
 	runtime    atomic.Pointer[string] // "name version", from Configure
 
 	stats Stats
@@ -115,6 +116,7 @@ type options struct {
 	dlog                DecisionLogger
 	generation          func() uint64
 	metrics             DecisionObserver
+	warnings            *Warnings
 }
 
 // Option configures a Plugin.
@@ -205,6 +207,28 @@ func WithWarmer(w *Warmer) Option {
 
 // WithGate makes the plugin keep its decisions for the runtime gate, which
 // refuses any container the plugin did not allow. Share one Gate between
+// Warnings remembers the warnings given, so that a cause is said once,
+// not again at every reconnection to the runtime: the composition root
+// keeps one for all the plugins it makes.
+type Warnings struct{ said sync.Map }
+
+// first reports whether cause was not said before, and marks it said.
+func (w *Warnings) first(cause string) bool {
+	_, said := w.said.LoadOrStore(cause, true)
+	return !said
+}
+
+// WithWarnings shares w between the plugins made with it.
+func WithWarnings(w *Warnings) Option {
+	return func(o *options) error {
+		if w == nil {
+			return errors.New("nil warnings")
+		}
+		o.warnings = w
+		return nil
+	}
+}
+
 // DecisionObserver counts decisions and their latency (metrics.Metrics);
 // it must not block.
 type DecisionObserver interface {
@@ -271,7 +295,10 @@ func New(d Decider, opts ...Option) (*Plugin, error) {
 		}
 	}
 	p := &Plugin{decider: d, resolver: o.resolver, log: o.log, deadline: o.deadline, synced: make(chan struct{}), warmer: o.warmer, gate: o.gate,
-		dlog: o.dlog, generation: o.generation, metrics: o.metrics}
+		dlog: o.dlog, generation: o.generation, metrics: o.metrics, warnings: o.warnings}
+	if p.warnings == nil {
+		p.warnings = &Warnings{}
+	}
 	if p.warmer == nil {
 		p.warmer = NewWarmer(d, o.log)
 	}
@@ -308,7 +335,7 @@ func New(d Decider, opts ...Option) (*Plugin, error) {
 		return nil, fmt.Errorf("new plugin: %w", err)
 	}
 	p.stub = s
-	if p.resolver == nil {
+	if p.resolver == nil && p.warnings.first("no containerd connection") {
 		p.log.Warn("no containerd connection: pod sandbox images cannot be checked and containers whose request carries no image digest are denied")
 	}
 	return p, nil
@@ -339,7 +366,9 @@ func (p *Plugin) Configure(_ context.Context, _, runtime, version string) (api.E
 	d := p.deadline
 	if rt := p.stub.RequestTimeout(); rt > 0 && d >= rt*3/4 {
 		d = rt * 3 / 4
-		p.log.Warn("deadline lowered under the runtime's request timeout", "configured", p.deadline, "runtimeTimeout", rt, "deadline", d)
+		if p.warnings.first("deadline lowered " + d.String()) {
+			p.log.Warn("deadline lowered under the runtime's request timeout", "configured", p.deadline.String(), "runtimeTimeout", rt.String(), "deadline", d.String())
+		}
 	}
 	p.effDeadline.Store(int64(d))
 	rt := runtime + " " + version

@@ -750,3 +750,43 @@ func TestDecisionLogThroughNRI(t *testing.T) {
 		t.Errorf("what satisfied the allow or why the deny is missing: %+v / %+v", got[0], got[1])
 	}
 }
+
+// TestWarningsOncePerCause: plugins made for successive connections share
+// their warnings, so a cause (here: no containerd connection) is said once,
+// not at every reconnection.
+func TestWarningsOncePerCause(t *testing.T) {
+	f := loadFixture(t)
+	pol, err := policy.Load(f.writePolicy(t, "enforce"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := source.NewRegistry(source.WithHostsDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := decision.New(pol, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testenv.SyncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	shared := &plugin.Warnings{}
+	for range 3 {
+		if _, err := plugin.New(e, plugin.WithLogger(log), plugin.WithWarnings(shared)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(logs.String(), "no containerd connection"); n != 1 {
+		t.Errorf("said %d times over three connections, want once:\n%s", n, logs.String())
+	}
+	// Without shared warnings each plugin says it (the old behaviour).
+	logs.Reset()
+	for range 2 {
+		if _, err := plugin.New(e, plugin.WithLogger(log)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(logs.String(), "no containerd connection"); n != 2 {
+		t.Errorf("said %d times by two unshared plugins, want 2", n)
+	}
+}

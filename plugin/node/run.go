@@ -42,7 +42,7 @@ func (n *Node) Run(ctx context.Context) error {
 	decider := live{n}
 	warmer := plugin.NewWarmer(decider, log)
 	opts := []plugin.Option{
-		plugin.WithLogger(log), plugin.WithSocketPath(cfg.NRISocket), plugin.WithPluginName(cfg.PluginName),
+		plugin.WithLogger(log), plugin.WithWarnings(&plugin.Warnings{}), plugin.WithSocketPath(cfg.NRISocket), plugin.WithPluginName(cfg.PluginName),
 		plugin.WithPluginIndex(cfg.PluginIndex), plugin.WithDeadline(cfg.Deadline), plugin.WithWarmer(warmer),
 	}
 	var resolver plugin.Resolver
