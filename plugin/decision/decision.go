@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/platforms"
@@ -131,6 +132,7 @@ type Engine struct {
 	denialMemory time.Duration
 	refs         refCache
 	prefer       preference
+	hits, misses atomic.Int64
 }
 
 // DefaultRevalidateAfter is how long a verdict decides without asking the
@@ -304,6 +306,10 @@ func New(p *policy.Policy, src source.Source, opts ...Option) (*Engine, error) {
 	return e, nil
 }
 
+// CacheCounts is how many decisions a cached verdict or a remembered
+// denial made (hits), and how many asked the sources (misses).
+func (e *Engine) CacheCounts() (hits, misses int64) { return e.hits.Load(), e.misses.Load() }
+
 // CachedVerdicts is how many verdicts the engine holds in memory (0 when
 // its store does not say).
 func (e *Engine) CachedVerdicts() int {
@@ -324,6 +330,7 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 	if q.done {
 		return q.d
 	}
+	e.misses.Add(1) // counted here, not in quick: Quick and then Decide is one decision
 	d, img, rule, key := q.d, q.img, q.rule, q.key
 	v := e.verify(e.fetchContext(ctx), img, rule)
 	switch {
@@ -411,12 +418,14 @@ func (e *Engine) quick(req Request) quickResult {
 		q.key.Repository += ":" + img.Tag
 	}
 	if v, ok := e.cache.Get(q.key); ok && e.age(v) < e.revalidate && !e.lapsed(v) {
+		e.hits.Add(1)
 		d.Source = SourceCache
 		q.d = e.fromVerdict(d, rule, v)
 		return q
 	}
 	if e.denials != nil {
 		if v, ok := e.denials.Get(q.key); ok && e.now().Sub(v.VerifiedAt) < e.denialMemory {
+			e.hits.Add(1)
 			d.Source = SourceCache
 			q.d = e.fromVerdict(d, rule, v)
 			return q

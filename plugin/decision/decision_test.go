@@ -633,3 +633,26 @@ func TestSchemeOrder(t *testing.T) {
 		t.Fatalf("unsigned image: %+v; %d bundle and %d signature fetches", d, src.bundleCalls, src.calls)
 	}
 }
+
+// TestCacheCounts: a decision asked first of Quick and then of Decide is
+// one miss; the next, from the cache, one hit.
+func TestCacheCounts(t *testing.T) {
+	e := newEnv(t)
+	signed := digestOf("signed")
+	src := &fakeSource{sigs: map[string][]artifact.Signature{signed: {e.sign(t, signed)}}}
+	eng, err := New(e.policy(t, "enforce", ""), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := Request{Image: repo + ":v1", Digest: signed}
+	if _, ok := eng.Quick(req); ok {
+		t.Fatal("Quick decided an image never verified")
+	}
+	eng.Decide(context.Background(), req)
+	if _, ok := eng.Quick(req); !ok {
+		t.Fatal("Quick did not decide from the cache")
+	}
+	if h, m := eng.CacheCounts(); h != 1 || m != 1 {
+		t.Errorf("hits %d, misses %d; want 1 and 1", h, m)
+	}
+}

@@ -27,6 +27,8 @@ type Metrics struct {
 	reg       *prometheus.Registry
 	decisions *prometheus.CounterVec
 	latency   prometheus.Histogram
+	requests  *prometheus.HistogramVec
+	reqErrors *prometheus.CounterVec
 }
 
 // State is what the process reports about itself at the moment of a
@@ -48,6 +50,11 @@ type State struct {
 	// GateChecks and GateRefusals count the runtime gate's checks.
 	GateChecks   int64 `json:"runtimeGateChecks"`
 	GateRefusals int64 `json:"runtimeGateRefusals"`
+	// CacheHits and CacheMisses count decisions a cached verdict (or a
+	// remembered denial) made, and those that asked the sources, since the
+	// trust generation in force was taken.
+	CacheHits   int64 `json:"cacheHits"`
+	CacheMisses int64 `json:"cacheMisses"`
 }
 
 // New registers the metrics; state is asked at every scrape.
@@ -61,6 +68,11 @@ func New(version string, state func() State) *Metrics {
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sealgate_decision_duration_seconds",
 			Help:    "Time to decide on a container, from the runtime's request to the answer.",
 			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2}}),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sealgate_registry_request_duration_seconds",
+			Help:    "Time until a registry host's reply (or failure), by host.",
+			Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}}, []string{"host"}),
+		reqErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealgate_registry_request_errors_total",
+			Help: "Registry requests that got no reply (unreachable, timed out), by host."}, []string{"host"}),
 	}
 	gauge := func(name, help string, f func(State) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(state()) })
@@ -74,7 +86,9 @@ func New(version string, state func() State) *Metrics {
 	counter := func(name, help string, f func(State) float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(state()) })
 	}
-	reg.MustRegister(m.decisions, m.latency,
+	reg.MustRegister(m.decisions, m.latency, m.requests, m.reqErrors,
+		counter("sealgate_cache_hits_total", "Decisions a cached verdict or a remembered denial made, since the trust generation in force.", func(s State) float64 { return float64(s.CacheHits) }),
+		counter("sealgate_cache_misses_total", "Decisions that asked the signature sources, since the trust generation in force.", func(s State) float64 { return float64(s.CacheMisses) }),
 		counter("sealgate_runtime_gate_checks_total", "Containers and sandboxes the runtime gate (sealgate-runc) checked.", func(s State) float64 { return float64(s.GateChecks) }),
 		counter("sealgate_runtime_gate_refusals_total", "Of those, the ones it refused.", func(s State) float64 { return float64(s.GateRefusals) }),
 		gauge("sealgate_runtime_connected", "1 while the runtime's NRI connection is up.", func(s State) float64 { return b2f(s.Connected) }),
@@ -101,6 +115,14 @@ func (m *Metrics) ObserveDecision(d decision.Decision, took time.Duration) {
 	}
 	m.decisions.WithLabelValues(result, d.Mode, d.Source, d.Rule).Inc()
 	m.latency.Observe(took.Seconds())
+}
+
+// ObserveRequest counts one registry request.
+func (m *Metrics) ObserveRequest(host string, took time.Duration, err error) {
+	m.requests.WithLabelValues(host).Observe(took.Seconds())
+	if err != nil {
+		m.reqErrors.WithLabelValues(host).Inc()
+	}
 }
 
 // Handler serves /metrics, /healthz (the process answers), /readyz

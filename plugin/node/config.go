@@ -98,6 +98,9 @@ type Config struct {
 	MetricsAddress string
 	// Version is reported in sealgate_build_info.
 	Version string
+	// requestObserver is told about every registry request (the node's
+	// metrics).
+	requestObserver source.RequestObserver
 
 	// DecisionLog is where Run writes every decision, hash-chained
 	// (plugin/decisionlog): empty is StateDir/decisions.log, "none" none.

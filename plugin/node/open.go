@@ -12,6 +12,7 @@ import (
 
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/decision"
+	"github.com/sealgate/sealgate/plugin/metrics"
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/source"
 	"github.com/sealgate/sealgate/plugin/trust"
@@ -34,7 +35,8 @@ type Node struct {
 	reloadMu sync.Mutex
 	accepted atomic.Int64
 	refused  atomic.Int64
-	onSwap   func(*snapshot) // set by Run before any reload: tells the runtime gate
+	onSwap   func(*snapshot)                 // set by Run before any reload: tells the runtime gate
+	metrics  atomic.Pointer[metrics.Metrics] // set by Run; registry requests go to it
 }
 
 // snapshot is what one sealed generation decides with.
@@ -63,7 +65,9 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.InsecureNoTPM && cfg.Access == Daemon {
 		n.log.Warn("RUNNING WITHOUT A TPM (--insecure-no-tpm): the trust store on disk is trusted as it is (anyone who can write it can add a key or relax the policy), and verdicts are not persisted, so nothing serves while the registry is unreachable after a restart")
 	}
-	if n.src, err = NewSource(cfg); err != nil {
+	srcCfg := cfg
+	srcCfg.requestObserver = n.observeRequest
+	if n.src, err = NewSource(srcCfg); err != nil {
 		return nil, err
 	}
 	c, err := n.check()
@@ -297,4 +301,12 @@ func within(dir, file string) bool {
 	}
 	rel, err := filepath.Rel(d, f)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// observeRequest passes a registry request to the metrics, once Run has
+// made them.
+func (n *Node) observeRequest(host string, took time.Duration, err error) {
+	if m := n.metrics.Load(); m != nil {
+		m.ObserveRequest(host, took, err)
+	}
 }

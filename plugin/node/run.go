@@ -100,6 +100,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if addr := cfg.metricsAddress(); addr != "" {
 		state := func() metrics.State { return n.state(gate) }
 		m := metrics.New(cfg.Version, state)
+		n.metrics.Store(m)
 		opts = append(opts, plugin.WithMetrics(m))
 		running++
 		go func() {
@@ -208,6 +209,7 @@ func (n *Node) state(gate *plugin.Gate) metrics.State {
 	}
 	s.ReloadsAccepted, s.ReloadsRefused = n.Reloads()
 	s.CachedVerdicts = snap.engine.CachedVerdicts()
+	s.CacheHits, s.CacheMisses = snap.engine.CacheCounts()
 	if gate != nil {
 		st := gate.Status()
 		s.Connected, s.Unverified = st.Connected, int64(len(st.Unverified))

@@ -44,7 +44,11 @@ func NewRegistry(cfg Config) (*source.Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg, err := source.NewRegistry(source.WithHostsDir(hosts), source.WithTimeout(timeout), source.WithKeychain(keychain))
+	opts := []source.Option{source.WithHostsDir(hosts), source.WithTimeout(timeout), source.WithKeychain(keychain)}
+	if cfg.requestObserver != nil {
+		opts = append(opts, source.WithRequestObserver(cfg.requestObserver))
+	}
+	reg, err := source.NewRegistry(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: registry source: %w", ErrConfig, err)
 	}

@@ -31,6 +31,7 @@ type options struct {
 	timeout   time.Duration
 	limits    ocimaterial.Limits
 	transport http.RoundTripper
+	observe   RequestObserver
 }
 
 // Option configures a Registry. Options are checked by NewRegistry, so a bad
@@ -94,6 +95,22 @@ func WithLimits(l ocimaterial.Limits) Option {
 // WithTransport replaces the HTTP transport for every registry host. It is
 // meant for tests (counting or failing requests): the TLS settings of
 // hosts.toml (ca, client, skip_verify) are carried by containerd's own
+// RequestObserver is told about every request made to a registry host:
+// the host, how long until the reply's headers (or the failure), and the
+// error (nil for any reply, 404 included). It must not block.
+type RequestObserver func(host string, took time.Duration, err error)
+
+// WithRequestObserver reports every registry request to f, for metrics.
+func WithRequestObserver(f RequestObserver) Option {
+	return func(o *options) error {
+		if f == nil {
+			return errors.New("nil request observer")
+		}
+		o.observe = f
+		return nil
+	}
+}
+
 // transport, which this one replaces.
 func WithTransport(rt http.RoundTripper) Option {
 	return func(o *options) error {

@@ -39,6 +39,7 @@ type Registry struct {
 	keychain authn.Keychain
 	timeout  time.Duration
 	limits   ocimaterial.Limits
+	observe  RequestObserver
 	hosts    *hostConfig
 
 	signatures   flightGroup
@@ -69,6 +70,7 @@ func NewRegistry(opts ...Option) (*Registry, error) {
 	}
 	return &Registry{
 		keychain: o.keychain,
+		observe:  o.observe,
 		timeout:  o.timeout,
 		limits:   o.limits,
 		hosts:    newHostConfig(o.hostsDir, o.transport),
@@ -424,6 +426,7 @@ func (c *pullerCache) get(r *Registry, h docker.RegistryHost, repo name.Reposito
 		limit:   r.limits.ManifestBytes,
 		base:    base,
 		state:   &hostState{},
+		observe: r.observe,
 	}
 	puller, err := remote.NewPuller(
 		remote.WithTransport(tr),

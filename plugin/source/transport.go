@@ -47,6 +47,8 @@ type hostTransport struct {
 	// state is what is learned about the host across calls; nil: nothing
 	// is kept.
 	state *hostState
+	// observe, when set, is told about every request.
+	observe RequestObserver
 }
 
 // pingMemory is how long a host's reply at its API root is reused.
@@ -108,10 +110,18 @@ func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 
+	sent := time.Now()
 	resp, err := t.base.RoundTrip(out)
 	if err != nil {
 		cancel()
-		return nil, timeoutError(ctx, parent, t.timeout, err)
+		err = timeoutError(ctx, parent, t.timeout, err)
+		if t.observe != nil {
+			t.observe(t.host, time.Since(sent), err)
+		}
+		return nil, err
+	}
+	if t.observe != nil {
+		t.observe(t.host, time.Since(sent), nil)
 	}
 	if ping && t.state != nil && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized) {
 		t.state.ping.Store(&pingReply{status: resp.StatusCode, header: resp.Header.Clone(), until: time.Now().Add(pingMemory)})
