@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,14 +42,15 @@ type Registry struct {
 	// Addr is "127.0.0.1:PORT"; image references are Addr + "/" + repo.
 	Addr string
 
-	handler   http.Handler
-	referrers bool
-	requests  atomic.Int64
-	latency   atomic.Int64 // added before every reply, nanoseconds
-	logMu     sync.Mutex
-	log       []string                  // "METHOD path" of every request, in order
-	auth      atomic.Pointer[[2]string] // user and password required, when set
-	transport *http.Transport
+	handler     http.Handler
+	referrers   bool
+	requests    atomic.Int64
+	notModified atomic.Int64
+	latency     atomic.Int64 // added before every reply, nanoseconds
+	logMu       sync.Mutex
+	log         []string                  // "METHOD path" of every request, in order
+	auth        atomic.Pointer[[2]string] // user and password required, when set
+	transport   *http.Transport
 
 	mu      sync.Mutex
 	srv     *http.Server
@@ -114,8 +117,10 @@ func (r *Registry) serve(ln net.Listener) {
 					return
 				}
 			}
-			if r.referrers && req.Method == http.MethodGet && isReferrersPath(req.URL.Path) {
-				r.serveReferrers(w, req)
+			if req.Method == http.MethodGet && (isReferrersPath(req.URL.Path) || strings.Contains(req.URL.Path, "/manifests/")) {
+				// Manifests and referrer listings carry an ETag and
+				// honour If-None-Match, as distribution's registry does.
+				r.serveWithETag(w, req)
 				return
 			}
 			r.handler.ServeHTTP(w, req)
@@ -405,6 +410,32 @@ func (r *Registry) serveReferrers(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 }
+
+// serveWithETag serves a manifest or a referrers listing with an ETag (the
+// quoted digest of the body) and answers 304 Not Modified when the request's
+// If-None-Match names it.
+func (r *Registry) serveWithETag(w http.ResponseWriter, req *http.Request) {
+	rec := httptest.NewRecorder()
+	if r.referrers && isReferrersPath(req.URL.Path) {
+		r.serveReferrers(rec, req)
+	} else {
+		r.handler.ServeHTTP(rec, req)
+	}
+	if rec.Code == http.StatusOK {
+		etag := `"sha256:` + fmt.Sprintf("%x", sha256.Sum256(rec.Body.Bytes())) + `"`
+		rec.Header().Set("ETag", etag)
+		if slices.Contains(strings.Split(req.Header.Get("If-None-Match"), ", "), etag) {
+			r.notModified.Add(1)
+			w.Header().Set("ETag", etag)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	}
+	copyResponse(w, rec)
+}
+
+// NotModified is how many requests were answered 304 Not Modified.
+func (r *Registry) NotModified() int64 { return r.notModified.Load() }
 
 func copyResponse(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
 	for k, v := range rec.Header() {

@@ -48,6 +48,7 @@ type Registry struct {
 	describe     flightGroup
 
 	pullers pullerCache
+	replies replyCache
 
 	// skipped counts junk left out: malformed or surplus layers and
 	// referrers, blobs that failed beside others that did not.
@@ -427,6 +428,7 @@ func (c *pullerCache) get(r *Registry, h docker.RegistryHost, repo name.Reposito
 		base:    base,
 		state:   &hostState{},
 		observe: r.observe,
+		replies: &r.replies,
 	}
 	puller, err := remote.NewPuller(
 		remote.WithTransport(tr),

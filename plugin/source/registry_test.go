@@ -773,7 +773,9 @@ func TestSingleflightCancel(t *testing.T) {
 		t.Fatalf("patient caller: %v", err)
 	}
 
-	// Everyone gone: the shared request is cancelled.
+	// Everyone gone: the shared request is cancelled. (A new source: the
+	// manifest fetched by digest above is kept and would not be asked.)
+	src = newTestSource(t)
 	arrived := make(chan struct{}, 1)
 	reg.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
 		if strings.Contains(r.URL.Path, "/manifests/") {

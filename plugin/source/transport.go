@@ -49,6 +49,8 @@ type hostTransport struct {
 	state *hostState
 	// observe, when set, is told about every request.
 	observe RequestObserver
+	// replies, when set, keeps replies that can serve again (replycache.go).
+	replies *replyCache
 }
 
 // pingMemory is how long a host's reply at its API root is reused.
@@ -110,6 +112,20 @@ func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 
+	var kept *keptReply
+	reusable := t.replies != nil && out.Method == http.MethodGet && req.URL.Host == t.from && !ping
+	if reusable {
+		if kept = t.replies.get(replyKey(out)); kept != nil && int64(len(kept.body)) <= limit {
+			if kept.immutable {
+				cancel()
+				return kept.reply(out), nil
+			}
+			out.Header.Set("If-None-Match", kept.etag)
+		} else {
+			kept = nil
+		}
+	}
+
 	sent := time.Now()
 	resp, err := t.base.RoundTrip(out)
 	if err != nil {
@@ -122,6 +138,11 @@ func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if t.observe != nil {
 		t.observe(t.host, time.Since(sent), nil)
+	}
+	if kept != nil && resp.StatusCode == http.StatusNotModified {
+		resp.Body.Close()
+		cancel()
+		return kept.reply(out), nil
 	}
 	if ping && t.state != nil && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized) {
 		t.state.ping.Store(&pingReply{status: resp.StatusCode, header: resp.Header.Clone(), until: time.Now().Add(pingMemory)})
@@ -154,6 +175,9 @@ func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.Body = &boundedBody{
 		rc: resp.Body, limit: limit, what: what,
 		ctx: ctx, parent: parent, cancel: cancel, timeout: t.timeout,
+	}
+	if reusable && resp.StatusCode == http.StatusOK {
+		resp.Body = newKeepingBody(resp.Body, t.replies, out, resp)
 	}
 	return resp, nil
 }
