@@ -128,7 +128,7 @@ func checkDaemon(cfg Config, r *Report) *runtimegate.Status {
 func checkUnverified(st *runtimegate.Status, r *Report) {
 	r.Unverified = st.Unverified
 	if len(st.Unverified) == 0 {
-		r.add("running containers", OK, "every running container's image is allowed by the policy (as of sealgate's last connection)", "")
+		r.add("running containers", OK, "every running container's image is allowed by the policy (as of sealgate's last connection or trust change)", "")
 		return
 	}
 	detail := fmt.Sprintf("%d running container(s) whose images the policy denies:", len(st.Unverified))
@@ -138,5 +138,5 @@ func checkUnverified(st *runtimegate.Status, r *Report) {
 			detail += "@" + u.Digest
 		}
 	}
-	r.add("running containers", Fail, detail, "stop them (crictl stop/rm, or delete their pods) and run signed images; they started while sealgate was not deciding, or before the policy changed")
+	r.add("running containers", Fail, detail, "stop them (crictl stop/rm, or delete their pods) and run signed images; they started while sealgate was not deciding, or before the policy changed (a key revoked)")
 }

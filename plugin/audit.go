@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,12 +17,15 @@ const auditTimeout = 30 * time.Second
 // auditWorkers bounds how many of those decisions run at once.
 const auditWorkers = 2
 
-// auditRunning decides on the images of the containers that already exist
-// when the plugin (re)connects. The decisions warm the cache for the next
-// container of each image; those the policy would deny are named at WARN
-// level, counted and kept for `sealgate doctor`: they started while
-// sealgate was not deciding, or before the policy changed.
-func (p *Plugin) auditRunning(pods []*api.PodSandbox, ctrs []*api.Container) {
+// auditRunning decides on the images of the containers that exist when the
+// plugin (re)connects or the trust store changes (why says which). The
+// decisions warm the cache for the next container of each image; those the
+// policy would deny are named at WARN level, counted and kept for
+// `sealgate doctor` and /status: they started while sealgate was not
+// deciding, or before the policy changed.
+func (p *Plugin) auditRunning(pods []*api.PodSandbox, ctrs []*api.Container, why string) {
+	p.auditMu.Lock()
+	defer p.auditMu.Unlock()
 	byID := make(map[string]*api.PodSandbox, len(pods))
 	for _, pod := range pods {
 		byID[pod.GetId()] = pod
@@ -42,14 +46,14 @@ func (p *Plugin) auditRunning(pods []*api.PodSandbox, ctrs []*api.Container) {
 				d := p.decideContainer(ctx, containerRequest(pod, c), c)
 				cancel()
 				if d.Allowed && !d.WouldDeny {
-					p.log.Info("decided ahead of time", "why", "existing container", "image", d.Image, "digest", d.Digest, "rule", d.Rule, "source", d.Source)
+					p.log.Info("decided ahead of time", "why", why, "image", d.Image, "digest", d.Digest, "rule", d.Rule, "source", d.Source)
 					continue
 				}
 				r := runtimegate.Running{ID: c.GetId(), Namespace: pod.GetNamespace(), Pod: pod.GetName(), Container: c.GetName(),
 					Image: d.Image, Digest: d.Digest, Reasons: d.Reasons}
 				p.stats.Unverified.Add(1)
-				if p.warnings.first("unverified " + r.ID + " " + r.Digest + " " + d.Rule) {
-					p.log.Warn("a running container's image is not allowed by the policy", "pod", r.Namespace+"/"+r.Pod, "container", r.Container,
+				if p.warnings.first("unverified " + why + " " + r.ID + " " + r.Digest + " " + d.Rule) {
+					p.log.Warn("a running container's image is not allowed by the policy", "why", why, "pod", r.Namespace+"/"+r.Pod, "container", r.Container,
 						"id", r.ID, "image", r.Image, "digest", r.Digest, "rule", d.Rule, "reasons", d.Reasons)
 				}
 				mu.Lock()
@@ -66,8 +70,10 @@ func (p *Plugin) auditRunning(pods []*api.PodSandbox, ctrs []*api.Container) {
 	}
 	close(work)
 	wg.Wait()
+	slices.SortFunc(unverified, func(a, b runtimegate.Running) int { return cmpString(a.ID, b.ID) })
+	p.unverified = unverified
 	p.gate.setUnverified(unverified)
 	if len(unverified) > 0 {
-		p.log.Warn("running containers the policy would deny", "count", len(unverified))
+		p.log.Warn("running containers the policy would deny", "why", why, "count", len(unverified))
 	}
 }

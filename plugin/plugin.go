@@ -24,6 +24,7 @@ import (
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/decisionlog"
 	"github.com/sealgate/sealgate/plugin/policy"
+	"github.com/sealgate/sealgate/runtimegate"
 )
 
 // Defaults for a plugin started without options.
@@ -90,6 +91,10 @@ type Plugin struct {
 	metrics    DecisionObserver // nil: none
 	warnings   *Warnings
 	runtime    atomic.Pointer[string] // "name version", from Configure
+
+	inv        inventory
+	auditMu    sync.Mutex // one audit at a time, so the last one's list stands
+	unverified []runtimegate.Running
 
 	stats Stats
 }
@@ -387,13 +392,15 @@ func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*
 	for _, pod := range pods {
 		ns[pod.GetId()] = pod.GetNamespace()
 	}
-	go p.auditRunning(pods, ctrs)
+	p.inv.reset(pods, ctrs)
+	go p.auditRunning(pods, ctrs, "existing container")
 	p.syncOnce.Do(func() { close(p.synced) })
 	return nil, nil
 }
 
 // RunPodSandbox checks the pod's sandbox (pause) image.
 func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	p.inv.addPod(pod)
 	ctx, cancel := context.WithTimeout(ctx, p.Deadline())
 	defer cancel()
 	if p.resolver == nil {
@@ -429,7 +436,11 @@ func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 		p.metrics.ObserveDecision(d, time.Since(start))
 	}
 	p.gate.record(ctr.GetId(), ctr.GetAnnotations()[imageNameAnnotation], ctr.GetPodSandboxId(), d)
-	return nil, nil, d.Err()
+	err := d.Err()
+	if err == nil {
+		p.inv.addContainer(pod, ctr)
+	}
+	return nil, nil, err
 }
 
 // containerRequest is what the runtime says about the container's image.

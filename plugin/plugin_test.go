@@ -287,6 +287,33 @@ func startNodeWith(t testing.TB, policyFile string, pods []*api.PodSandbox, ctrs
 // startNodeEngine is startNodeWith with options for the decision engine.
 func startNodeEngine(t testing.TB, policyFile string, pods []*api.PodSandbox, ctrs []*api.Container, engineOpts []decision.Option, opts ...plugin.Option) *node {
 	t.Helper()
+	engine := newEngine(t, policyFile, engineOpts...)
+	return startNodeDecider(t, pods, ctrs, engine, engine, opts...)
+}
+
+// newEngine is a decision engine for policyFile on a registry source of
+// its own.
+func newEngine(t testing.TB, policyFile string, opts ...decision.Option) *decision.Engine {
+	t.Helper()
+	pol, err := policy.Load(policyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := source.NewRegistry(source.WithHostsDir(filepath.Join(t.TempDir(), "certs.d")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := decision.New(pol, src, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return engine
+}
+
+// startNodeDecider starts NRI's runtime side and a plugin deciding with d
+// (engine: the one d decides with first, for the node's accessors).
+func startNodeDecider(t testing.TB, pods []*api.PodSandbox, ctrs []*api.Container, d plugin.Decider, engine *decision.Engine, opts ...plugin.Option) *node {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "sg-nri-") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
@@ -309,21 +336,9 @@ func startNodeEngine(t testing.TB, policyFile string, pods []*api.PodSandbox, ct
 	}
 	t.Cleanup(rt.Stop)
 
-	pol, err := policy.Load(policyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := source.NewRegistry(source.WithHostsDir(filepath.Join(dir, "certs.d")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := decision.New(pol, src, engineOpts...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p, err := plugin.New(engine, append([]plugin.Option{plugin.WithSocketPath(sock), plugin.WithLogger(log)}, opts...)...)
+	p, err := plugin.New(d, append([]plugin.Option{plugin.WithSocketPath(sock), plugin.WithLogger(log)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

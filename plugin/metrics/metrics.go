@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sealgate/sealgate/plugin/decision"
+	"github.com/sealgate/sealgate/runtimegate"
 )
 
 // Metrics are the counters and histograms sealgate updates as it decides.
@@ -47,6 +48,9 @@ type State struct {
 	// Unverified are running containers whose images the policy in force
 	// would deny.
 	Unverified int64 `json:"unverifiedRunning"`
+	// UnverifiedContainers names them, by pod and container, as the last
+	// audit (at connection, or after a trust change) found them.
+	UnverifiedContainers []runtimegate.Running `json:"unverifiedContainers,omitempty"`
 	// GateChecks and GateRefusals count the runtime gate's checks.
 	GateChecks   int64 `json:"runtimeGateChecks"`
 	GateRefusals int64 `json:"runtimeGateRefusals"`

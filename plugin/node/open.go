@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sealgate/sealgate/plugin"
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/metrics"
@@ -37,6 +38,7 @@ type Node struct {
 	refused  atomic.Int64
 	onSwap   func(*snapshot)                 // set by Run before any reload: tells the runtime gate
 	metrics  atomic.Pointer[metrics.Metrics] // set by Run; registry requests go to it
+	plugin   atomic.Pointer[plugin.Plugin]   // the one connected now (Run); re-evaluates after a reload
 }
 
 // snapshot is what one sealed generation decides with.

@@ -57,6 +57,14 @@ func (n *Node) Reload() error {
 	n.cur.Store(snap)
 	n.accepted.Add(1)
 	n.log.Info("trust store reloaded: the new snapshot decides", n.snapAttrs(snap)...)
+	if p := n.plugin.Load(); p != nil {
+		// What a revoked key signed may be running: say which.
+		why := "trust store reloaded"
+		if snap.opened != nil {
+			why = fmt.Sprintf("trust generation %d", snap.opened.Generation)
+		}
+		go p.Reevaluate(why)
+	}
 	return nil
 }
 

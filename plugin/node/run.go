@@ -155,6 +155,7 @@ func (n *Node) connect(ctx context.Context, opts []plugin.Option) error {
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
+		n.plugin.Store(p)
 		started := time.Now()
 		err = p.Run(ctx)
 		if ctx.Err() != nil {
@@ -210,9 +211,13 @@ func (n *Node) state(gate *plugin.Gate) metrics.State {
 	s.ReloadsAccepted, s.ReloadsRefused = n.Reloads()
 	s.CachedVerdicts = snap.engine.CachedVerdicts()
 	s.CacheHits, s.CacheMisses = snap.engine.CacheCounts()
+	if p := n.plugin.Load(); p != nil {
+		s.UnverifiedContainers = p.Unverified()
+		s.Unverified = int64(len(s.UnverifiedContainers))
+	}
 	if gate != nil {
 		st := gate.Status()
-		s.Connected, s.Unverified = st.Connected, int64(len(st.Unverified))
+		s.Connected = st.Connected
 		s.GateChecks, s.GateRefusals = st.Checks, st.Refusals
 	}
 	return s
