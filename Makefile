@@ -29,7 +29,7 @@ build: ## build bin/sealgate and the runtime gate bin/sealgate-runc, static, wit
 	CGO_ENABLED=0 $(GO) build -buildvcs=true -o bin/sealgate ./cmd/sealgate
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o bin/sealgate-runc ./cmd/sealgate-runc
 
-tools: ## install runc, busybox-static, swtpm (apt) and pinned containerd, crictl, cosign into .tools/bin
+tools: ## install runc, busybox-static, swtpm, tpm2-tools (apt) and pinned containerd, crictl, cosign into .tools/bin
 	bash hack/install-tools.sh
 
 # Both suites run even when the first fails, so one CI run reports both.

@@ -28,8 +28,9 @@ die() { printf 'install-tools: error: %s\n' "$*" >&2; exit 1; }
 # image, swtpm/swtpm-tools are the software TPM, ca-certificates/git/make are
 # what `go install` and `make` need. gcc and libc6-dev let containerd build
 # with cgo (as upstream ships it). systemd brings systemd-analyze, which checks
-# the unit files.
-apt_packages=(runc busybox-static swtpm swtpm-tools ca-certificates git make gcc libc6-dev systemd)
+# the unit files. tpm2-tools brings tpm2_checkquote, the standard tool a fleet
+# checks sealgate's quotes with (the attestation tests run it).
+apt_packages=(runc busybox-static swtpm swtpm-tools tpm2-tools ca-certificates git make gcc libc6-dev systemd)
 
 install_apt() {
 	if [[ "${SKIP_APT:-0}" == 1 ]]; then
@@ -98,7 +99,7 @@ install_apt
 install_go_tools
 
 # Say where everything is, so a failing test run can be matched to versions.
-for t in runc busybox swtpm; do
+for t in runc busybox swtpm tpm2_checkquote; do
 	p="$(command -v "$t" || true)"
 	log "$t: ${p:-NOT FOUND}"
 done

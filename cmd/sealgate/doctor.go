@@ -133,7 +133,7 @@ func trustFinding(dir, spec string) nodecheck.Finding {
 			Fix: "give sealgate a TPM (/dev/tpmrm0, or swtpm:HOST:PORT); --tpm none skips this check"}
 	}
 	defer t.Close()
-	st, err := trust.Status(dir, t)
+	st, err := trust.Status(dir, t, "")
 	if err != nil {
 		return nodecheck.Finding{Check: check, Level: nodecheck.Fail, Detail: err.Error(), Fix: "sealgate trust status --trust-dir " + dir + " says more"}
 	}

@@ -43,10 +43,12 @@ type leaf struct {
 	setup            func(fs *pflag.FlagSet, stderr io.Writer) runFunc
 }
 
-// group is a command made of subcommands.
+// group is a command made of subcommands; with setup, the group itself
+// also runs (sealgate attest quotes, sealgate attest verify checks).
 type group struct {
 	use, short, long string
 	subs             []leaf
+	setup            func(fs *pflag.FlagSet, stderr io.Writer) runFunc
 }
 
 func commands() []any {
@@ -57,23 +59,24 @@ func commands() []any {
 		group{"policy", "Check a policy file, or import one from another tool", policyLong, []leaf{
 			{"check FILE...", "Check policy files as the daemon parses them, without a TPM or an image", policyCheckLong, policyCheck},
 			{"import --from FORMAT FILE", "Write a sealgate policy from containers-policy.json or ClusterImagePolicy", policyImportLong, policyImport},
-		}},
+		}, nil},
 		group{"trust", "Init, seal and check the trust store against the TPM", trustLong, []leaf{
 			{"init DIR", "Write a starter trust store into a new or empty DIR", trustInitLong, trustInitCmd},
 			{"seal", "Check the policy, then seal the trust store to the TPM (after every change)", trustSealLong, trustSealCmd},
 			{"status", "Say what is sealed, and whether the files on disk still match", trustStatusLong, trustStatusCmd},
-		}},
+		}, nil},
 		group{"bundle", "Carry signatures to air-gapped nodes", bundleLong, []leaf{
 			{"export IMAGE@DIGEST... -o FILE", "Write images' signature material to one file, where the registry is reachable", bundleExportLong, bundleExport},
 			{"import FILE|DIR", "Load exported material (or cosign save --dir) into the node's bundle store", bundleImportLong, bundleImport},
-		}},
+		}, nil},
 		group{"cache", "List or purge the persisted verdicts", cacheLong, []leaf{
 			{"list", "List the persisted verdicts whose MAC verifies", cacheListLong, cacheCmd("list")},
 			{"purge", "Remove every persisted verdict (sealgate run must be stopped)", cachePurgeLong, cacheCmd("purge")},
-		}},
+		}, nil},
 		group{"log", "Check the hash-chained decision log", logLong, []leaf{
 			{"verify [FILE...]", "Check that no decision line was removed, edited, reordered or cut off", logVerifyLong, logVerifyCmd},
-		}},
+		}, nil},
+		attestGroup(),
 		leaf{"verify-pull --name IMAGE --digest DIGEST", "containerd's image verifier: decide on an image before it is pulled", verifyPullLong, verifyPullCmd},
 		leaf{"doctor", "Check what decides whether an unverified container can run on this node", doctorLong, doctorCmd},
 		leaf{"version", "Print the version, the commit and the Go version it was built with", "", versionCmd},
@@ -186,6 +189,15 @@ func (g group) command(code *int) *cobra.Command {
 			*code = exitUsage
 			return nil
 		},
+	}
+	if g.setup != nil {
+		var run runFunc
+		c.RunE = func(c *cobra.Command, pos []string) error {
+			*code = run(c.Context(), pos, c.OutOrStdout(), c.ErrOrStderr())
+			return nil
+		}
+		c.Flags().SortFlags = false
+		run = g.setup(c.Flags(), lazyStderr{c})
 	}
 	for _, s := range g.subs {
 		c.AddCommand(s.command(code))

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/sealgate/sealgate/plugin/node"
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/trust"
 	"github.com/sealgate/sealgate/runtimegate"
@@ -30,9 +32,9 @@ const trustInitLong = `Writes a starter trust store into DIR (new or empty): pol
 mode, keys/, roots/.`
 
 const trustSealLong = `Checks the policy strictly, seals a fresh key to the TPM at the next trust
-generation, writes DIR/sealed.json and measures the trust store into a PCR.
-Every earlier seal stops opening; a running daemon is told to take the new
-seal at once.
+generation and writes DIR/sealed.json. Every earlier seal stops opening; a
+running daemon is told to take the new seal at once, and measures the trust
+store into a PCR as it does (sealgate attest quotes it).
 
 Exit status: 0 sealed, 1 the TPM refused or failed, 2 usage or configuration
 error.`
@@ -130,7 +132,7 @@ func trustSealCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 			fmt.Fprintf(stdout, "the key is bound to PCRs %s: after a change of them, seal again\n", trustFormatPCRs(rec.BindPCRs))
 		}
 		if rec.MeasurePCR != trust.NoMeasurement {
-			fmt.Fprintf(stdout, "measured into PCR %d\n", rec.MeasurePCR)
+			fmt.Fprintf(stdout, "the daemon measures it into PCR %d when it takes this seal\n", rec.MeasurePCR)
 		}
 		fmt.Fprintln(stdout, "earlier seals no longer open")
 		return tellDaemon(*gateSocket, rec.Generation, stdout, stderr)
@@ -193,6 +195,7 @@ func trustStatusCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	var tf trustStoreFlags
 	tf.register(fs, stderr)
 	output := fs.String("output", "text", "output format: text or json")
+	state := fs.String("state-dir", node.DefaultStateDir, "the daemon's state folder, where its measurement log is")
 	return func(_ context.Context, pos []string, stdout, stderr io.Writer) int {
 		if len(pos) > 0 {
 			fmt.Fprintf(stderr, "sealgate trust status: unexpected argument %q (the trust store is --trust-dir)\n", pos[0])
@@ -207,7 +210,7 @@ func trustStatusCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 			return exitUsage
 		}
 		defer t.Close()
-		st, err := trust.Status(tf.dir, t)
+		st, err := trust.Status(tf.dir, t, filepath.Join(*state, trust.MeasurementLogName))
 		if err != nil {
 			fmt.Fprintf(stderr, "sealgate trust %v\n", err)
 			return exitUsage

@@ -78,12 +78,13 @@ func TestTrustInit(t *testing.T) {
 func TestTrustSealStatus(t *testing.T) {
 	sw := tpmtest.StartSwtpm(t)
 	dir := filepath.Join(t.TempDir(), "sealgate")
+	state := t.TempDir()
 	if code, _, stderr := runMain("trust", "init", dir); code != exitOK {
 		t.Fatalf("init: %s", stderr)
 	}
 	status := func(want int, args ...string) (string, string) {
 		t.Helper()
-		code, stdout, stderr := runMain(append([]string{"trust", "status", "--trust-dir", dir, "--tpm", sw.Spec}, args...)...)
+		code, stdout, stderr := runMain(append([]string{"trust", "status", "--trust-dir", dir, "--tpm", sw.Spec, "--state-dir", state}, args...)...)
 		if code != want {
 			t.Fatalf("status: exit %d, want %d\nstdout %s\nstderr %s", code, want, stdout, stderr)
 		}
@@ -96,11 +97,11 @@ func TestTrustSealStatus(t *testing.T) {
 	}
 
 	code, stdout, stderr := runMain("trust", "seal", "--trust-dir", dir, "--tpm", sw.Spec, "--bind-pcrs", "16")
-	if code != exitOK || !strings.Contains(stdout, "sealed "+dir+" at generation 1: 1 file (the policy and the files it names)") || !strings.Contains(stdout, "measured into PCR 23") || !strings.Contains(stdout, "bound to PCRs 16") {
+	if code != exitOK || !strings.Contains(stdout, "sealed "+dir+" at generation 1: 1 file (the policy and the files it names)") || !strings.Contains(stdout, "the daemon measures it into PCR 23 when it takes this seal") || !strings.Contains(stdout, "bound to PCRs 16") {
 		t.Fatalf("seal: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 	stdout, _ = status(exitOK)
-	for _, want := range []string{"sealed at generation 1", "TPM counter: 1 (matches)", "bound to PCRs 16", "authentic", "match the seal", "PCR 23", "holds this trust store's measurement", "ok: the daemon will start"} {
+	for _, want := range []string{"sealed at generation 1", "TPM counter: 1 (matches)", "bound to PCRs 16", "authentic", "match the seal", "PCR 23", "not measured since boot; the daemon measures the trust store when it takes the seal", "ok: the daemon will start"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, stdout)
 		}
@@ -151,7 +152,7 @@ func TestTrustSealStatus(t *testing.T) {
 		t.Fatalf("re-seal: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	stdout, _ = status(exitOK)
-	if !strings.Contains(stdout, "re-seal since boot") {
+	if !strings.Contains(stdout, "not measured since boot") {
 		t.Errorf("status after a re-seal does not explain the PCR:\n%s", stdout)
 	}
 

@@ -81,7 +81,37 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.cur.Store(snap)
+	if err := n.measure(snap); err != nil {
+		snap.closeFn()
+		return nil, err
+	}
 	return n, nil
+}
+
+// measure has the daemon's TPM show the trust store it now decides with
+// (trust.Opened.Measure), in the measurement PCR and the measurement log
+// in the state folder, for remote attestation. It does nothing for other
+// uses of a node and without a TPM.
+func (n *Node) measure(snap *snapshot) error {
+	if n.cfg.Access != Daemon || snap.opened == nil {
+		return nil
+	}
+	t, err := tpm.Open(n.cfg.TPM)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	res, err := snap.opened.Measure(t, filepath.Join(n.cfg.StateDir, trust.MeasurementLogName))
+	if err != nil {
+		return err
+	}
+	if res.Restarted != "" {
+		n.log.Info("measurement log started", "why", res.Restarted, "pcr", snap.opened.Record.MeasurePCR)
+	}
+	if res.Extended {
+		n.log.Info("trust store measured into the TPM", "pcr", snap.opened.Record.MeasurePCR, "digest", snap.opened.Record.Digest, "generation", snap.opened.Generation)
+	}
+	return nil
 }
 
 // Engine decides with the snapshot in force.
@@ -118,8 +148,7 @@ type checked struct {
 }
 
 // check opens the TPM and the trust store and parses the policy. It
-// changes nothing but, for the daemon, the measurement PCR when it still
-// holds its reset value.
+// changes nothing.
 func (n *Node) check() (*checked, error) {
 	cfg := n.cfg
 	if cfg.InsecureNoTPM {
@@ -152,13 +181,6 @@ func (n *Node) check() (*checked, error) {
 	pol, err := sealedPolicy(opened)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	if cfg.Access == Daemon {
-		if extended, err := opened.Measure(t); err != nil {
-			return nil, err
-		} else if extended {
-			n.log.Info("trust store measured into the TPM", "pcr", opened.Record.MeasurePCR, "digest", opened.Record.Digest)
-		}
 	}
 	clk, err := t.Clock()
 	if err != nil {

@@ -57,6 +57,9 @@ func (n *Node) Reload() error {
 	n.cur.Store(snap)
 	n.accepted.Add(1)
 	n.log.Info("trust store reloaded: the new snapshot decides", n.snapAttrs(snap)...)
+	if err := n.measure(snap); err != nil {
+		n.log.Error("the new trust store decides, but measuring it into the TPM failed: a quote shows the one before it until the next start", "error", err.Error())
+	}
 	if p := n.plugin.Load(); p != nil {
 		// What a revoked key signed may be running: say which.
 		why := "trust store reloaded"

@@ -158,29 +158,6 @@ func formatPCRs(p []int) string {
 	return strings.Join(s, ",")
 }
 
-// Measure extends the store digest into the record's measurement PCR when
-// that PCR holds its reset value (all zeros): once per boot, so that after
-// a reboot the PCR again shows which trust store the node enforces, and a
-// daemon restart does not extend it twice. It reports whether it extended.
-// A record without a measurement PCR does nothing.
-func (o *Opened) Measure(t tpm.TPM) (bool, error) {
-	pcr := o.Record.MeasurePCR
-	if pcr == NoMeasurement {
-		return false, nil
-	}
-	v, err := t.ReadPCR(pcr)
-	if err != nil {
-		return false, fmt.Errorf("measure the trust store: read PCR %d: %w", pcr, err)
-	}
-	if !bytes.Equal(v, make([]byte, sha256.Size)) {
-		return false, nil
-	}
-	if err := t.ExtendPCR(pcr, digestBytes(o.Record.Digest)); err != nil {
-		return false, fmt.Errorf("measure the trust store: extend PCR %d: %w", pcr, err)
-	}
-	return true, nil
-}
-
 // digestBytes returns the raw bytes of a checked "sha256:<hex>" digest.
 func digestBytes(d string) []byte {
 	b, _ := hex.DecodeString(strings.TrimPrefix(d, "sha256:"))

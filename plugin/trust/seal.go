@@ -57,8 +57,10 @@ type SealOptions struct {
 }
 
 // Seal checks the policy strictly, seals a fresh key to the TPM at the next
-// trust generation, writes the seal record (sealed.json) atomically and
-// measures the store digest into the chosen PCR. Every earlier record,
+// trust generation and writes the seal record (sealed.json) atomically,
+// naming the PCR the daemon measures the store digest into when it takes
+// this seal (Opened.Measure): the PCR shows what the node enforces, not
+// what was sealed and not yet taken. Every earlier record,
 // with any trust store restored alongside it, stops opening: the counter
 // has moved on.
 //
@@ -66,9 +68,7 @@ type SealOptions struct {
 // a policy that does not parse, that names a file outside the trust store
 // (it would not be sealed), a symbolic link or a special file; those errors
 // wrap ErrStore and
-// leave the counter alone. If the measurement fails after the record is
-// written, Seal returns the record with the error: the store is sealed and
-// opens, only the PCR does not show it.
+// leave the counter alone.
 func Seal(dir string, t tpm.TPM, o SealOptions) (*Record, error) {
 	measure := o.MeasurePCR
 	if measure == 0 {
@@ -142,11 +142,6 @@ func Seal(dir string, t tpm.TPM, o SealOptions) (*Record, error) {
 	if err := writeAtomic(dir, RecordName, append(data, '\n')); err != nil {
 		return nil, fmt.Errorf("seal: the trust generation counter is now %d, so the previous seal no longer opens, but writing %s failed; fix the cause and run `sealgate trust seal` again: %w", gen, RecordName, err)
 	}
-	if measure != NoMeasurement {
-		if err := t.ExtendPCR(measure, digestBytes(digest)); err != nil {
-			return rec, fmt.Errorf("seal: sealed at generation %d, but extending the digest into PCR %d failed (the store opens; the PCR does not show it until the daemon measures it at its next start): %w", gen, measure, err)
-		}
-	}
 	return rec, nil
 }
 
@@ -176,8 +171,15 @@ func lockDir(dir string) (func(), error) {
 // temporary file, fsync it, rename it over the old one, fsync the
 // directory.
 func writeAtomic(dir, name string, data []byte) (err error) {
-	tmp := filepath.Join(dir, tmpRecordName)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	return writeAtomicAs(dir, name, tmpRecordName, data, 0o644)
+}
+
+// writeAtomicAs writes name in dir through the temporary file tmp (which
+// must not exist), synced and renamed over name, then syncs dir.
+func writeAtomicAs(dir, name, tmpName string, data []byte, mode os.FileMode) (err error) {
+	tmp := filepath.Join(dir, tmpName)
+	_ = os.Remove(tmp) // left by a crash; the rename is what commits
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return err
 	}

@@ -52,12 +52,16 @@ type Measurement struct {
 	// Value is the PCR's value, hex.
 	Value string `json:"value"`
 	// Expected is its value after the digest was the first measurement
-	// since reset (ExpectedPCR), hex.
+	// since reset (ExpectedPCR), hex, unless Log says otherwise.
 	Expected string `json:"expected"`
 	// Measured: Value equals Expected.
 	Measured bool `json:"measured"`
 	// Note explains a Value other than Expected.
 	Note string `json:"note,omitempty"`
+	// Log is the measurement log that replays to Value, when one does;
+	// Expected is then Value and Measured says whether its last event is
+	// this trust store.
+	Log string `json:"log,omitempty"`
 }
 
 // Status reports on the trust store in dir: what is sealed, the TPM's
@@ -67,8 +71,10 @@ type Measurement struct {
 // look (the TPM or the directory cannot be read).
 //
 // Status unseals the key to verify the record's MAC; it never extends a PCR
-// or moves the counter.
-func Status(dir string, t tpm.TPM) (*StatusReport, error) {
+// or moves the counter. measurementLog is the daemon's measurement log
+// (MeasurementLogName in its state folder); "" or a missing file: the PCR
+// is compared with the value of a first measurement since boot only.
+func Status(dir string, t tpm.TPM, measurementLog string) (*StatusReport, error) {
 	r := &StatusReport{Dir: dir}
 	counter, err := t.Generation()
 	if err != nil {
@@ -119,12 +125,24 @@ func Status(dir string, t tpm.TPM) (*StatusReport, error) {
 		}
 		want := ExpectedPCR(rec.Digest)
 		m := &Measurement{PCR: rec.MeasurePCR, Value: hex.EncodeToString(v), Expected: hex.EncodeToString(want), Measured: bytes.Equal(v, want)}
+		if measurementLog != "" {
+			if l, err := ReadMeasurementLog(measurementLog); err == nil && l.PCR == rec.MeasurePCR {
+				if got, err := l.Replay(); err == nil && bytes.Equal(got, v) && l.Last() != nil {
+					m.Log = measurementLog
+					if m.Measured = l.Last().Digest == rec.Digest; m.Measured {
+						m.Expected = m.Value
+					}
+				}
+			}
+		}
 		switch {
 		case m.Measured:
 		case bytes.Equal(v, make([]byte, len(v))):
-			m.Note = "not measured since boot; the daemon measures the trust store when it starts"
+			m.Note = "not measured since boot; the daemon measures the trust store when it takes the seal"
+		case m.Log != "":
+			m.Note = "the last trust store measured is another one: the daemon has not taken this seal (yet)"
 		default:
-			m.Note = "holds other measurements too: a re-seal since boot, or another program extended it; after the next boot and daemon start it holds the expected value"
+			m.Note = "holds other measurements: the daemon has not taken this seal, another program extended the PCR, or the measurement log was not found"
 		}
 		r.Measurement = m
 	}

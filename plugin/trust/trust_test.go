@@ -263,7 +263,7 @@ func TestSealedSetIsWhatThePolicyNames(t *testing.T) {
 		if b, err := o.ReadFile(filepath.Join(dir, "keys", "release.pub")); err != nil || string(b) != readTestdata(t, "keys/release.pub") {
 			t.Errorf("sealed key: %q %v", b, err)
 		}
-		if st, err := Status(dir, n.tpm); err != nil || !st.OK() || st.Files != 2 {
+		if st, err := Status(dir, n.tpm, ""); err != nil || !st.OK() || st.Files != 2 {
 			t.Errorf("status: %+v %v", st, err)
 		}
 		// A sealed file swapped for a link is refused, not followed.
@@ -416,7 +416,7 @@ func TestForgedRecord(t *testing.T) {
 				if !errors.Is(err, ErrRecord) || !strings.Contains(err.Error(), "does not match its MAC") {
 					t.Fatalf("open: %v, want ErrRecord (MAC)", err)
 				}
-				st, err := Status(dir, n.tpm)
+				st, err := Status(dir, n.tpm, "")
 				if err != nil || st.OK() || st.Authentic {
 					t.Errorf("status: %+v, %v", st, err)
 				}
@@ -576,49 +576,105 @@ func TestSealRemovesLeftoverTemp(t *testing.T) {
 	open(t, dir, f)
 }
 
+// TestMeasure: sealing measures nothing; the daemon measures the store it
+// takes, once (a restart does not extend again), chains a re-seal and logs
+// each measurement so that the log replays to the PCR; after a reboot the
+// log starts again from zero, and a lost log starts again from the PCR's
+// value. Status reads the log.
 func TestMeasure(t *testing.T) {
 	forEachTPM(t, func(t *testing.T, n *node) {
 		dir := newStore(t)
-		before, err := n.tpm.ReadPCR(16)
+		logPath := filepath.Join(t.TempDir(), MeasurementLogName)
+		zero := make([]byte, 32)
+		before16, err := n.tpm.ReadPCR(16)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec := seal(t, dir, n.tpm, SealOptions{})
-		want := ExpectedPCR(rec.Digest)
-		if got, _ := n.tpm.ReadPCR(DefaultMeasurePCR); !bytes.Equal(got, want) {
-			t.Fatalf("PCR 23 after seal %x, want %x", got, want)
+		pcr := func() []byte {
+			t.Helper()
+			v, err := n.tpm.ReadPCR(DefaultMeasurePCR)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
 		}
-		// After a reboot the daemon measures once, and not again on a restart.
-		n.restart(t, true)
+		rec := seal(t, dir, n.tpm, SealOptions{})
+		if got := pcr(); !bytes.Equal(got, zero) {
+			t.Fatalf("PCR 23 after seal %x: sealing must not measure", got)
+		}
 		o := open(t, dir, n.tpm)
-		for i, wantExtended := range []bool{true, false} {
-			extended, err := o.Measure(n.tpm)
-			if err != nil || extended != wantExtended {
-				t.Fatalf("measure %d: %v %v", i, extended, err)
+		measure := func(o *Opened, wantExtended bool, wantRestart string) {
+			t.Helper()
+			res, err := o.Measure(n.tpm, logPath)
+			if err != nil || res.Extended != wantExtended || !strings.Contains(res.Restarted, wantRestart) || (wantRestart == "") != (res.Restarted == "") {
+				t.Fatalf("measure: %+v %v, want extended %v, restarted %q", res, err, wantExtended, wantRestart)
+			}
+			l, err := ReadMeasurementLog(logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := l.Replay(); err != nil || !bytes.Equal(got, pcr()) || l.Last().Digest != o.Record.Digest {
+				t.Fatalf("the log %+v does not replay to PCR 23 %x ending with %s: %x %v", l, pcr(), o.Record.Digest, got, err)
 			}
 		}
-		if got, _ := n.tpm.ReadPCR(DefaultMeasurePCR); !bytes.Equal(got, want) {
-			t.Fatalf("PCR 23 after boot %x, want %x", got, want)
+		measure(o, true, "reset value")
+		measure(o, false, "") // a daemon restart
+		if got := pcr(); !bytes.Equal(got, ExpectedPCR(rec.Digest)) {
+			t.Fatalf("PCR 23 after the first measurement %x, want %x", got, ExpectedPCR(rec.Digest))
 		}
-		st, err := Status(dir, n.tpm)
-		if err != nil || !st.OK() || st.Measurement == nil || !st.Measurement.Measured || st.Measurement.PCR != 23 {
-			t.Fatalf("status %+v %v", st, err)
+		st, err := Status(dir, n.tpm, logPath)
+		if err != nil || !st.OK() || st.Measurement == nil || !st.Measurement.Measured || st.Measurement.PCR != 23 || st.Measurement.Log != logPath {
+			t.Fatalf("status %+v %v", st.Measurement, err)
 		}
-		// A re-seal without a reboot chains the measurement; status says so.
-		write(t, dir, "keys/extra.pub", "x")
+		// A re-seal: not measured until taken, then chained.
+		policy, err := os.ReadFile(filepath.Join(dir, PolicyName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, dir, PolicyName, string(policy)+"# generation 2\n")
 		rec2 := seal(t, dir, n.tpm, SealOptions{})
-		st, err = Status(dir, n.tpm)
-		if err != nil || !st.OK() || st.Measurement.Measured || !strings.Contains(st.Measurement.Note, "re-seal since boot") || st.Measurement.Expected != hex.EncodeToString(ExpectedPCR(rec2.Digest)) {
+		st, err = Status(dir, n.tpm, logPath)
+		if err != nil || !st.OK() || st.Measurement.Measured || !strings.Contains(st.Measurement.Note, "has not taken this seal") {
 			t.Fatalf("status after re-seal %+v %v", st.Measurement, err)
+		}
+		o2 := open(t, dir, n.tpm)
+		measure(o2, true, "")
+		if l, _ := ReadMeasurementLog(logPath); len(l.Events) != 2 || l.Events[0].Digest != rec.Digest || l.Events[1].Digest != rec2.Digest || l.Events[1].Generation != 2 {
+			t.Fatalf("log after the re-seal: %+v", l)
+		}
+		if st, err = Status(dir, n.tpm, logPath); err != nil || !st.Measurement.Measured {
+			t.Fatalf("status after the re-seal was taken %+v %v", st.Measurement, err)
+		}
+		// The log lost: it starts again from the PCR's value.
+		if err := os.Remove(logPath); err != nil {
+			t.Fatal(err)
+		}
+		measure(o2, true, "no measurement log")
+		// Another program extends the PCR: the log no longer replays.
+		if err := n.tpm.ExtendPCR(DefaultMeasurePCR, make([]byte, 32)); err != nil {
+			t.Fatal(err)
+		}
+		measure(o2, true, "does not account for")
+		// A reboot: the log starts from zero with one event.
+		n.restart(t, true)
+		measure(open(t, dir, n.tpm), true, "reset value")
+		if got := pcr(); !bytes.Equal(got, ExpectedPCR(rec2.Digest)) {
+			t.Fatalf("PCR 23 after the reboot %x, want %x", got, ExpectedPCR(rec2.Digest))
 		}
 		// Another PCR: 16; none: PCR untouched.
 		dir2 := newStore(t)
 		seal(t, dir2, n.tpm, SealOptions{MeasurePCR: NoMeasurement})
-		if got, _ := n.tpm.ReadPCR(16); !bytes.Equal(got, before) {
+		if res, err := open(t, dir2, n.tpm).Measure(n.tpm, filepath.Join(t.TempDir(), "m.json")); err != nil || res.Extended {
+			t.Errorf("no measurement PCR: %+v %v", res, err)
+		}
+		if got, _ := n.tpm.ReadPCR(16); !bytes.Equal(got, before16) {
 			t.Errorf("PCR 16 moved")
 		}
-		rec3 := seal(t, dir2, n.tpm, SealOptions{MeasurePCR: 16})
-		if got, _ := n.tpm.ReadPCR(16); rec3.MeasurePCR != 16 || bytes.Equal(got, before) {
+		seal(t, dir2, n.tpm, SealOptions{MeasurePCR: 16})
+		if res, err := open(t, dir2, n.tpm).Measure(n.tpm, filepath.Join(t.TempDir(), "m.json")); err != nil || !res.Extended {
+			t.Errorf("PCR 16: %+v %v", res, err)
+		}
+		if got, _ := n.tpm.ReadPCR(16); bytes.Equal(got, before16) {
 			t.Errorf("PCR 16 not measured")
 		}
 	})
@@ -667,25 +723,25 @@ func TestDeriveKey(t *testing.T) {
 func TestStatus(t *testing.T) {
 	forEachTPM(t, func(t *testing.T, n *node) {
 		dir := newStore(t)
-		st, err := Status(dir, n.tpm)
+		st, err := Status(dir, n.tpm, "")
 		if err != nil || st.Sealed || st.OK() || len(st.Problems) != 1 || !strings.Contains(st.Problems[0], "run `sealgate trust seal") {
 			t.Fatalf("unsealed store: %+v %v", st, err)
 		}
 		rec := seal(t, dir, n.tpm, SealOptions{BindPCRs: []int{16}})
 		n.restart(t, false)
-		st, err = Status(dir, n.tpm)
+		st, err = Status(dir, n.tpm, "")
 		if err != nil || !st.OK() || st.Generation != 1 || st.Counter != 1 || st.Files != 2 || st.Digest != rec.Digest || !st.SealedAt.Equal(rec.SealedAt) || len(st.BindPCRs) != 1 {
 			t.Fatalf("sealed store: %+v %v", st, err)
 		}
 		write(t, dir, "keys/release.pub", readTestdata(t, "keys/other.pub"))
-		st, err = Status(dir, n.tpm)
+		st, err = Status(dir, n.tpm, "")
 		if err != nil || st.OK() || st.Match || !st.Authentic || len(st.Differences) != 1 || st.Differences[0] != (Difference{"keys/release.pub", Changed}) {
 			t.Fatalf("changed store: %+v %v", st, err)
 		}
 		// Another seal elsewhere moves the counter: this one no longer unseals.
 		other := newStore(t)
 		seal(t, other, n.tpm, SealOptions{})
-		st, err = Status(dir, n.tpm)
+		st, err = Status(dir, n.tpm, "")
 		if err != nil || st.OK() || st.Unsealed || st.Counter != 2 || !strings.Contains(strings.Join(st.Problems, "\n"), "sealed at generation 1 but the TPM counter is at 2") {
 			t.Fatalf("counter moved: %+v %v", st, err)
 		}
@@ -700,7 +756,7 @@ func TestStatus(t *testing.T) {
 func TestStatusMalformedRecord(t *testing.T) {
 	dir := newStore(t)
 	write(t, dir, RecordName, "{")
-	st, err := Status(dir, newFake())
+	st, err := Status(dir, newFake(), "")
 	if err != nil || st.Sealed || st.OK() || !strings.Contains(st.Problems[0], "invalid seal record") {
 		t.Fatalf("%+v %v", st, err)
 	}
