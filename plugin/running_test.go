@@ -15,7 +15,9 @@ import (
 
 // swapDecider decides with the engine in force, as the node does across
 // re-seals.
-type swapDecider struct{ cur atomic.Pointer[decision.Engine] }
+type swapDecider struct {
+	cur atomic.Pointer[decision.Engine]
+}
 
 func (s *swapDecider) Decide(ctx context.Context, req decision.Request) decision.Decision {
 	return s.cur.Load().Decide(ctx, req)

@@ -61,7 +61,7 @@ type MeasurementEvent struct {
 	// extended.
 	Digest string `json:"digest"`
 	// Generation is the trust generation of the seal.
-	Generation uint64 `json:"generation"`
+	Generation uint64    `json:"generation"`
 	Time       time.Time `json:"time"`
 }
 
