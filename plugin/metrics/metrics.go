@@ -59,6 +59,41 @@ type State struct {
 	// trust generation in force was taken.
 	CacheHits   int64 `json:"cacheHits"`
 	CacheMisses int64 `json:"cacheMisses"`
+	// CacheRejected counts the persisted verdict records the last load
+	// of the verdict store left out, by reason (bad-mac, old-generation,
+	// newer-generation, malformed).
+	CacheRejected map[string]int `json:"cacheRejected,omitempty"`
+	// TPMOperations counts the TPM operations since start, by operation.
+	TPMOperations map[string]TPMCount `json:"tpmOperations,omitempty"`
+}
+
+// TPMCount is how many times one TPM operation ran, and failed.
+type TPMCount struct {
+	Total  int64 `json:"total"`
+	Errors int64 `json:"errors"`
+}
+
+// stateCollector reports the labelled values of State at each scrape.
+type stateCollector struct {
+	state                  func() State
+	tpmOps, tpmErrs, rejct *prometheus.Desc
+}
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.tpmOps
+	ch <- c.tpmErrs
+	ch <- c.rejct
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.state()
+	for op, n := range s.TPMOperations {
+		ch <- prometheus.MustNewConstMetric(c.tpmOps, prometheus.CounterValue, float64(n.Total), op)
+		ch <- prometheus.MustNewConstMetric(c.tpmErrs, prometheus.CounterValue, float64(n.Errors), op)
+	}
+	for reason, n := range s.CacheRejected {
+		ch <- prometheus.MustNewConstMetric(c.rejct, prometheus.GaugeValue, float64(n), reason)
+	}
 }
 
 // New registers the metrics; state is asked at every scrape.
@@ -103,6 +138,10 @@ func New(version string, state func() State) *Metrics {
 		gauge("sealgate_cached_verdicts", "Verdicts held in memory.", func(s State) float64 { return float64(s.CachedVerdicts) }),
 		gauge("sealgate_unverified_running_containers", "Running containers whose images the policy in force would deny.", func(s State) float64 { return float64(s.Unverified) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sealgate_build_info", Help: "Always 1; the version is a label.", ConstLabels: prometheus.Labels{"version": version}}, func() float64 { return 1 }),
+		stateCollector{state: state,
+			tpmOps:  prometheus.NewDesc("sealgate_tpm_operations_total", "TPM operations since start, by operation (open, unseal, read_counter, read_clock, read_pcr, extend_pcr, ...).", []string{"op"}, nil),
+			tpmErrs: prometheus.NewDesc("sealgate_tpm_errors_total", "Of those, the ones that failed.", []string{"op"}, nil),
+			rejct:   prometheus.NewDesc("sealgate_cache_rejected_records", "Persisted verdict records the last load of the verdict store left out, by reason.", []string{"reason"}, nil)},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m

@@ -14,7 +14,8 @@ import (
 // TestMetricsScrape: what is observed and what the state says appear in
 // the scrape, under their names and labels.
 func TestMetricsScrape(t *testing.T) {
-	st := State{Connected: true, Sealed: true, TrustGeneration: 4, CacheHits: 7, CacheMisses: 2, GateChecks: 5, GateRefusals: 1, Unverified: 3, CachedVerdicts: 9}
+	st := State{Connected: true, Sealed: true, TrustGeneration: 4, CacheHits: 7, CacheMisses: 2, GateChecks: 5, GateRefusals: 1, Unverified: 3, CachedVerdicts: 9,
+		TPMOperations: map[string]TPMCount{"unseal": {Total: 2}, "open": {Total: 3, Errors: 1}}, CacheRejected: map[string]int{"bad-mac": 4}}
 	m := New("v1", func() State { return st })
 	m.ObserveDecision(decision.Decision{Allowed: true, Mode: "enforce", Source: "cache", Rule: "app"}, 300*time.Microsecond)
 	m.ObserveDecision(decision.Decision{Allowed: true, WouldDeny: true, Mode: "warn", Source: "verified", Rule: "app"}, 2*time.Millisecond)
@@ -30,6 +31,8 @@ func TestMetricsScrape(t *testing.T) {
 		`sealgate_registry_request_duration_seconds_count{host="r.example"} 2`,
 		`sealgate_registry_request_errors_total{host="r.example"} 1`,
 		`sealgate_cache_hits_total 7`, `sealgate_cache_misses_total 2`,
+		`sealgate_tpm_operations_total{op="unseal"} 2`, `sealgate_tpm_operations_total{op="open"} 3`, `sealgate_tpm_errors_total{op="open"} 1`,
+		`sealgate_cache_rejected_records{reason="bad-mac"} 4`,
 		`sealgate_runtime_gate_checks_total 5`, `sealgate_runtime_gate_refusals_total 1`,
 		`sealgate_trust_generation 4`, `sealgate_trust_sealed 1`, `sealgate_cached_verdicts 9`,
 		`sealgate_unverified_running_containers 3`, `sealgate_build_info{version="v1"} 1`,

@@ -39,6 +39,7 @@ type Node struct {
 	onSwap   func(*snapshot)                 // set by Run before any reload: tells the runtime gate
 	metrics  atomic.Pointer[metrics.Metrics] // set by Run; registry requests go to it
 	plugin   atomic.Pointer[plugin.Plugin]   // the one connected now (Run); re-evaluates after a reload
+	tpmOps   tpmOps                          // TPM operations, for the metrics
 }
 
 // snapshot is what one sealed generation decides with.
@@ -96,7 +97,7 @@ func (n *Node) measure(snap *snapshot) error {
 	if n.cfg.Access != Daemon || snap.opened == nil {
 		return nil
 	}
-	t, err := tpm.Open(n.cfg.TPM)
+	t, err := n.openTPM()
 	if err != nil {
 		return err
 	}
@@ -166,7 +167,7 @@ func (n *Node) check() (*checked, error) {
 		}
 		return &checked{pol: pol}, nil
 	}
-	t, err := tpm.Open(cfg.TPM)
+	t, err := n.openTPM()
 	if err != nil {
 		if errors.Is(err, tpm.ErrNoTPM) {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err) // names the --insecure-no-tpm escape

@@ -211,6 +211,11 @@ func (n *Node) state(gate *plugin.Gate) metrics.State {
 	s.ReloadsAccepted, s.ReloadsRefused = n.Reloads()
 	s.CachedVerdicts = snap.engine.CachedVerdicts()
 	s.CacheHits, s.CacheMisses = snap.engine.CacheCounts()
+	s.TPMOperations = n.tpmOps.snapshot()
+	if snap.opened != nil {
+		st := snap.stats
+		s.CacheRejected = map[string]int{"bad-mac": st.BadMAC, "old-generation": st.OldGeneration, "newer-generation": st.NewerGeneration, "malformed": st.Malformed}
+	}
 	if p := n.plugin.Load(); p != nil {
 		s.UnverifiedContainers = p.Unverified()
 		s.Unverified = int64(len(s.UnverifiedContainers))
