@@ -10,6 +10,8 @@ import (
 	containersapi "github.com/containerd/containerd/api/services/containers/v1"
 	eventsapi "github.com/containerd/containerd/api/services/events/v1"
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -24,20 +26,24 @@ const namespaceHeader = "containerd-namespace"
 const maxContainerdMessage = 16 << 20
 
 // ContainerdResolver answers Resolver questions from containerd's own
-// metadata store: the image a pod sandbox was created from and the digest
-// an image name was pulled at. It never contacts a registry. It speaks
-// containerd's gRPC API directly (images, containers and events services)
-// rather than through containerd's full client, which it would link for
-// three calls.
+// metadata store (the image a pod sandbox was created from, the digest an
+// image name was pulled at) and says which containers run. It never
+// contacts a registry. It speaks containerd's gRPC API directly (images,
+// containers, events and tasks services) rather than through containerd's
+// full client, which it would link for four calls.
 type ContainerdResolver struct {
 	conn       *grpc.ClientConn
 	images     imagesapi.ImagesClient
 	containers containersapi.ContainersClient
 	events     eventsapi.EventsClient
+	tasks      tasksapi.TasksClient
 	namespace  string
 }
 
-var _ Resolver = (*ContainerdResolver)(nil)
+var (
+	_ Resolver      = (*ContainerdResolver)(nil)
+	_ RunningLister = (*ContainerdResolver)(nil)
+)
 
 // NewContainerdResolver prepares the connection to containerd's socket at
 // address (made at the first call); namespace is the CRI's namespace
@@ -57,6 +63,7 @@ func NewContainerdResolver(address, namespace string) (*ContainerdResolver, erro
 		images:     imagesapi.NewImagesClient(conn),
 		containers: containersapi.NewContainersClient(conn),
 		events:     eventsapi.NewEventsClient(conn),
+		tasks:      tasksapi.NewTasksClient(conn),
 		namespace:  namespace,
 	}, nil
 }
@@ -94,6 +101,28 @@ func (r *ContainerdResolver) SandboxImage(ctx context.Context, podID string) (st
 		return "", "", err
 	}
 	return image, digest, nil
+}
+
+// RunningContainers returns the IDs of the containers (and sandboxes)
+// whose task is alive: created, running or paused. A container whose
+// process exited has its task deleted by the CRI.
+func (r *ContainerdResolver) RunningContainers(ctx context.Context) (map[string]bool, error) {
+	resp, err := r.tasks.List(r.inNamespace(ctx), &tasksapi.ListTasksRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list containerd's tasks: %w", err)
+	}
+	out := make(map[string]bool, len(resp.GetTasks()))
+	for _, t := range resp.GetTasks() {
+		if s := t.GetStatus(); s != tasktypes.Status_STOPPED && s != tasktypes.Status_UNKNOWN {
+			// A task's ID is its container's; containerd leaves
+			// ContainerID empty in the list.
+			out[t.GetID()] = true
+			if id := t.GetContainerID(); id != "" {
+				out[id] = true
+			}
+		}
+	}
+	return out, nil
 }
 
 // Close closes the containerd connection.

@@ -400,7 +400,6 @@ func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*
 
 // RunPodSandbox checks the pod's sandbox (pause) image.
 func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
-	p.inv.addPod(pod)
 	ctx, cancel := context.WithTimeout(ctx, p.Deadline())
 	defer cancel()
 	if p.resolver == nil {
@@ -438,7 +437,7 @@ func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 	p.gate.record(ctr.GetId(), ctr.GetAnnotations()[imageNameAnnotation], ctr.GetPodSandboxId(), d)
 	err := d.Err()
 	if err == nil {
-		p.inv.addContainer(pod, ctr)
+		p.inv.add(pod, ctr)
 	}
 	return nil, nil, err
 }

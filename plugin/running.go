@@ -1,105 +1,132 @@
 package plugin
 
 import (
+	"container/list"
 	"context"
 	"slices"
 	"sync"
 
 	"github.com/containerd/nri/pkg/api"
-	"github.com/containerd/nri/pkg/stub"
 
 	"github.com/sealgate/sealgate/runtimegate"
 )
 
-// The NRI events that keep the inventory.
-var (
-	_ stub.StopContainerInterface   = (*Plugin)(nil)
-	_ stub.RemoveContainerInterface = (*Plugin)(nil)
-	_ stub.RemovePodInterface       = (*Plugin)(nil)
-)
+// RunningLister lists the containers the runtime runs now (their IDs),
+// from the runtime's own API: what prunes the inventory before a
+// re-evaluation, so that containers removed since are not named.
+// ContainerdResolver is one.
+type RunningLister interface {
+	RunningContainers(ctx context.Context) (map[string]bool, error)
+}
 
-// inventory is the runtime's pods and containers as NRI reported them: all
-// of them at Synchronize, then each one the plugin allowed, until the
-// runtime stops or removes it. A trust change (a key revoked) is checked
-// against it, so that containers still running on what the new trust
-// store would deny are named, not forgotten.
+// maxInventory bounds the containers kept; past it the oldest is dropped.
+// A node runs a few hundred containers; the bound only matters when the
+// runtime's list cannot prune what was removed.
+const maxInventory = 4096
+
+// inventory is the runtime's containers as NRI reported them: all of them
+// at Synchronize, then each one the plugin allowed. A trust change (a key
+// revoked) is checked against it, after pruning it with the runtime's
+// list of what runs, so that containers still running on what the new
+// trust store would deny are named, not forgotten. It does not follow
+// NRI's stop and remove events: subscribing to them would cost two more
+// round trips to the runtime for every container.
 type inventory struct {
-	mu   sync.Mutex
-	pods map[string]*api.PodSandbox
-	ctrs map[string]*api.Container
+	mu    sync.Mutex
+	order list.List // of *invEntry, oldest first
+	m     map[string]*list.Element
+}
+
+// invEntry is what a re-evaluation needs of a container: not the
+// runtime's whole request (environment, mounts, annotations), which would
+// cost kilobytes a container.
+type invEntry struct {
+	id, name, podID, pod, namespace string
+	image, digest, imageAnnotation  string
+}
+
+func newEntry(p *api.PodSandbox, c *api.Container) invEntry {
+	e := invEntry{id: c.GetId(), name: c.GetName(), podID: c.GetPodSandboxId(), pod: p.GetName(), namespace: p.GetNamespace(),
+		imageAnnotation: c.GetAnnotations()[imageNameAnnotation]}
+	if img := c.GetImage(); img != nil {
+		e.image, e.digest = img.GetName(), img.GetDigest()
+	}
+	return e
 }
 
 func (i *inventory) reset(pods []*api.PodSandbox, ctrs []*api.Container) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	i.pods = make(map[string]*api.PodSandbox, len(pods))
+	byID := make(map[string]*api.PodSandbox, len(pods))
 	for _, p := range pods {
-		i.pods[p.GetId()] = p
+		byID[p.GetId()] = p
 	}
-	i.ctrs = make(map[string]*api.Container, len(ctrs))
+	i.order.Init()
+	i.m = make(map[string]*list.Element, len(ctrs))
 	for _, c := range ctrs {
 		if c.GetState() != api.ContainerState_CONTAINER_STOPPED {
-			i.ctrs[c.GetId()] = c
+			i.addLocked(byID[c.GetPodSandboxId()], c)
 		}
 	}
 }
 
-func (i *inventory) addPod(p *api.PodSandbox) {
+func (i *inventory) add(p *api.PodSandbox, c *api.Container) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	if i.pods == nil {
-		i.pods = make(map[string]*api.PodSandbox)
-	}
-	i.pods[p.GetId()] = p
+	i.addLocked(p, c)
 }
 
-func (i *inventory) addContainer(p *api.PodSandbox, c *api.Container) {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	if i.ctrs == nil {
-		i.ctrs = make(map[string]*api.Container)
+func (i *inventory) addLocked(p *api.PodSandbox, c *api.Container) {
+	if i.m == nil {
+		i.m = make(map[string]*list.Element)
 	}
-	if i.pods == nil {
-		i.pods = make(map[string]*api.PodSandbox)
+	if el, ok := i.m[c.GetId()]; ok {
+		*el.Value.(*invEntry) = newEntry(p, c)
+		return
 	}
-	if _, ok := i.pods[p.GetId()]; !ok {
-		i.pods[p.GetId()] = p
+	e := newEntry(p, c)
+	i.m[e.id] = i.order.PushBack(&e)
+	for i.order.Len() > maxInventory {
+		old := i.order.Front()
+		i.order.Remove(old)
+		delete(i.m, old.Value.(*invEntry).id)
 	}
-	i.ctrs[c.GetId()] = c
 }
 
-func (i *inventory) removeContainer(id string) {
+// prune keeps only the containers in running.
+func (i *inventory) prune(running map[string]bool) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	delete(i.ctrs, id)
-}
-
-func (i *inventory) removePod(id string) {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	delete(i.pods, id)
-	for cid, c := range i.ctrs {
-		if c.GetPodSandboxId() == id {
-			delete(i.ctrs, cid)
+	for id, el := range i.m {
+		if !running[id] {
+			i.order.Remove(el)
+			delete(i.m, id)
 		}
 	}
 }
 
-// list returns the pods and the containers not stopped, containers in ID
-// order.
+// list returns the pods and containers kept, as the audit reads them,
+// containers in ID order.
 func (i *inventory) list() ([]*api.PodSandbox, []*api.Container) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	pods := make([]*api.PodSandbox, 0, len(i.pods))
-	for _, p := range i.pods {
-		pods = append(pods, p)
-	}
-	ctrs := make([]*api.Container, 0, len(i.ctrs))
-	for _, c := range i.ctrs {
+	pods := map[string]*api.PodSandbox{}
+	ctrs := make([]*api.Container, 0, len(i.m))
+	for el := i.order.Front(); el != nil; el = el.Next() {
+		e := el.Value.(*invEntry)
+		c := &api.Container{Id: e.id, Name: e.name, PodSandboxId: e.podID, Image: &api.Image{Name: e.image, Digest: e.digest}}
+		if e.imageAnnotation != "" {
+			c.Annotations = map[string]string{imageNameAnnotation: e.imageAnnotation}
+		}
 		ctrs = append(ctrs, c)
+		pods[e.podID] = &api.PodSandbox{Id: e.podID, Name: e.pod, Namespace: e.namespace}
+	}
+	out := make([]*api.PodSandbox, 0, len(pods))
+	for _, p := range pods {
+		out = append(out, p)
 	}
 	slices.SortFunc(ctrs, func(a, b *api.Container) int { return cmpString(a.GetId(), b.GetId()) })
-	return pods, ctrs
+	return out, ctrs
 }
 
 func cmpString(a, b string) int {
@@ -112,25 +139,6 @@ func cmpString(a, b string) int {
 	return 0
 }
 
-// StopContainer drops a stopped container from the inventory (the CRI
-// never starts a stopped container again; a restart is a new container).
-func (p *Plugin) StopContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) ([]*api.ContainerUpdate, error) {
-	p.inv.removeContainer(c.GetId())
-	return nil, nil
-}
-
-// RemoveContainer drops a removed container from the inventory.
-func (p *Plugin) RemoveContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) error {
-	p.inv.removeContainer(c.GetId())
-	return nil
-}
-
-// RemovePodSandbox drops a removed pod and its containers.
-func (p *Plugin) RemovePodSandbox(_ context.Context, pod *api.PodSandbox) error {
-	p.inv.removePod(pod.GetId())
-	return nil
-}
-
 // Reevaluate decides again, under the trust store in force now, on the
 // images of the containers the runtime runs, and names at WARN level (and
 // in Unverified, the runtime gate's status and `sealgate doctor`) those it
@@ -138,6 +146,16 @@ func (p *Plugin) RemovePodSandbox(_ context.Context, pod *api.PodSandbox) error 
 // running until someone acts, and the operator must be told which pods
 // those are. why says what changed, for the log.
 func (p *Plugin) Reevaluate(why string) {
+	if l, ok := p.resolver.(RunningLister); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), auditTimeout)
+		running, err := l.RunningContainers(ctx)
+		cancel()
+		if err != nil {
+			p.log.Warn("cannot list the runtime's running containers; re-evaluating every container seen since the connection (some may be gone)", "error", err.Error())
+		} else {
+			p.inv.prune(running)
+		}
+	}
 	pods, ctrs := p.inv.list()
 	p.log.Info("re-evaluating running containers", "why", why, "containers", len(ctrs))
 	p.auditRunning(pods, ctrs, why)

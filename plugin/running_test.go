@@ -2,6 +2,7 @@ package plugin_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 
+	"github.com/sealgate/sealgate/plugin"
 	"github.com/sealgate/sealgate/plugin/decision"
 )
 
@@ -29,12 +31,24 @@ func (s *swapDecider) Refuse(req decision.Request, reason string) decision.Decis
 	return s.cur.Load().Refuse(req, reason)
 }
 
+// runningList is the runtime's list of running containers, as the
+// plugin's resolver reports it (containerd's tasks in production).
+type runningList struct{ ids map[string]bool }
+
+func (r *runningList) ImageDigest(context.Context, string) (string, error) {
+	return "", errors.New("not in this test")
+}
+func (r *runningList) SandboxImage(context.Context, string) (string, string, error) {
+	return "", "", errors.New("not in this test")
+}
+func (r *runningList) RunningContainers(context.Context) (map[string]bool, error) { return r.ids, nil }
+
 // TestRevocationListsRunning: containers are allowed through NRI's real
-// runtime side under a policy trusting the release key; some are stopped
-// or removed (the runtime's events reach the plugin); then the release key
-// is revoked (the policy now trusts another key) and the plugin
-// re-evaluates: exactly the running container of the revoked key is
-// listed, by pod and container, in Unverified and in the log.
+// runtime side under a policy trusting the release key; some are gone
+// since (the runtime's list no longer has them); then the release key is
+// revoked (the policy now trusts another key) and the plugin re-evaluates:
+// exactly the running container of the revoked key is listed, by pod and
+// container, in Unverified and in the log.
 func TestRevocationListsRunning(t *testing.T) {
 	f := loadFixture(t)
 	before := f.writePolicy(t, "enforce")
@@ -49,13 +63,14 @@ func TestRevocationListsRunning(t *testing.T) {
 	d := &swapDecider{}
 	first := newEngine(t, before)
 	d.cur.Store(first)
-	n := startNodeDecider(t, nil, nil, d, first)
-
+	// One container already runs when the plugin connects (Synchronize).
 	pod := &api.PodSandbox{Id: "pod-web", Name: "web", Uid: "uid-web", Namespace: "shop"}
-	if err := n.rt.RunPodSandbox(context.Background(), &api.RunPodSandboxRequest{Pod: pod}); err != nil {
-		t.Fatal(err)
-	}
 	signed, infra := f.digests["signed"], f.digests["infra"]
+	early := &api.Container{Id: "c-early", PodSandboxId: pod.Id, Name: "early", State: api.ContainerState_CONTAINER_RUNNING,
+		Image: &api.Image{Name: signed.Context().String() + ":v1", Digest: signed.DigestStr()}}
+	running := &runningList{}
+	n := startNodeDecider(t, []*api.PodSandbox{pod}, []*api.Container{early}, d, first, plugin.WithResolver(running))
+
 	create := func(id, name string, img string, digest string) *api.Container {
 		t.Helper()
 		c := &api.Container{Id: id, PodSandboxId: pod.Id, Name: name, Image: &api.Image{Name: img, Digest: digest}}
@@ -66,14 +81,8 @@ func TestRevocationListsRunning(t *testing.T) {
 	}
 	create("c-app", "app", signed.Context().String()+":v1", signed.DigestStr())
 	create("c-sidecar", "sidecar", infra.Context().String()+":v1", infra.DigestStr())
-	stopped := create("c-stopped", "old-app", signed.Context().String()+":v1", signed.DigestStr())
-	removed := create("c-removed", "job", signed.Context().String()+":v1", signed.DigestStr())
-	if _, err := n.rt.StopContainer(context.Background(), &api.StopContainerRequest{Pod: pod, Container: stopped}); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.rt.RemoveContainer(context.Background(), &api.RemoveContainerRequest{Pod: pod, Container: removed}); err != nil {
-		t.Fatal(err)
-	}
+	create("c-gone", "job", signed.Context().String()+":v1", signed.DigestStr())
+	running.ids = map[string]bool{"c-early": true, "c-app": true, "c-sidecar": true, "probe": true}
 
 	n.plugin.Reevaluate("trust generation 1")
 	if u := n.plugin.Unverified(); len(u) != 0 {
@@ -83,25 +92,25 @@ func TestRevocationListsRunning(t *testing.T) {
 	d.cur.Store(newEngine(t, after))
 	n.plugin.Reevaluate("trust generation 2")
 	u := n.plugin.Unverified()
-	if len(u) != 1 {
-		t.Fatalf("after the revocation: %d listed, want the one running container of the revoked key: %+v\nlog:\n%s", len(u), u, n.logs.String())
+	if len(u) != 2 {
+		t.Fatalf("after the revocation: %d listed, want the two running containers of the revoked key: %+v\nlog:\n%s", len(u), u, n.logs.String())
 	}
-	got := u[0]
-	if got.ID != "c-app" || got.Namespace != "shop" || got.Pod != "web" || got.Container != "app" || got.Digest != signed.DigestStr() || len(got.Reasons) == 0 {
-		t.Errorf("listed %+v, want shop/web container app of %s with the reasons", got, signed.DigestStr())
+	for i, want := range []string{"app", "early"} {
+		got := u[i]
+		if got.ID != "c-"+want || got.Namespace != "shop" || got.Pod != "web" || got.Container != want || got.Digest != signed.DigestStr() || len(got.Reasons) == 0 {
+			t.Errorf("listed %+v, want shop/web container %s of %s with the reasons", got, want, signed.DigestStr())
+		}
 	}
 	logs := n.logs.String()
 	for _, want := range []string{`msg="a running container's image is not allowed by the policy" why="trust generation 2" pod=shop/web container=app`,
-		`msg="running containers the policy would deny" why="trust generation 2" count=1`} {
+		`msg="running containers the policy would deny" why="trust generation 2" count=2`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %s:\n%s", want, logs)
 		}
 	}
 
 	// The pod goes: nothing is listed any more at the next change.
-	if err := n.rt.RemovePodSandbox(context.Background(), &api.RemovePodSandboxRequest{Pod: pod}); err != nil {
-		t.Fatal(err)
-	}
+	running.ids = map[string]bool{}
 	n.plugin.Reevaluate("trust generation 3")
 	if u := n.plugin.Unverified(); len(u) != 0 {
 		t.Errorf("after the pod was removed: %+v listed", u)

@@ -38,6 +38,7 @@ type config struct {
 	latency        time.Duration
 	deadline       time.Duration
 	jsonOut        string
+	bare           bool
 }
 
 // result is one plugin's figures over every repeat of one registry mode.
@@ -75,6 +76,7 @@ func main() {
 	flag.DurationVar(&c.latency, "latency", 0, "added before every registry reply (a registry that far away)")
 	flag.DurationVar(&c.deadline, "deadline", defaultDeadline, "sealgate's decision deadline (--deadline)")
 	flag.StringVar(&c.jsonOut, "json", "", "also write the results as JSON to this file")
+	flag.BoolVar(&c.bare, "bare", false, "also run sealgate without its decision log and metrics endpoint, to measure what they cost")
 	flag.Parse()
 	logrus.SetLevel(logrus.WarnLevel) // NRI's runtime side logs every plugin (dis)connection
 	if err := run(c, os.Stdout); err != nil {
@@ -129,32 +131,40 @@ func runMode(c config, referrers bool) ([]*result, error) {
 	f.reg.SetLatency(c.latency)
 	null := &result{Plugin: "null", Referrers: referrers}
 	sg := &result{Plugin: "sealgate", Referrers: referrers}
-	plugins := []struct {
+	sealgate := func(extra ...string) func(sock, d string) []string {
+		return func(sock, d string) []string {
+			return append([]string{c.sealgate, "run", "--insecure-no-tpm", "--policy", f.policy, "--nri-socket", sock,
+				"--containerd-address", "", "--gate-socket", d + "/gate.sock", "--state-dir", d + "/state",
+				"--bundle-store", "", "--registry-hosts-dir", d + "/certs.d", "--deadline", c.deadline.String(), "--log-level", "warn"}, extra...)
+		}
+	}
+	type plugin struct {
 		res  *result
 		argv func(sock, dir string) []string
-	}{
+	}
+	plugins := []plugin{
 		{null, func(sock, _ string) []string { return []string{c.null, "--nri-socket", sock} }},
-		{sg, func(sock, d string) []string {
-			return []string{c.sealgate, "run", "--insecure-no-tpm", "--policy", f.policy, "--nri-socket", sock,
-				"--containerd-address", "", "--gate-socket", d + "/gate.sock", "--state-dir", d + "/state",
-				"--bundle-store", "", "--registry-hosts-dir", d + "/certs.d", "--deadline", c.deadline.String(), "--log-level", "warn"}
-		}},
+		{sg, sealgate()},
+	}
+	if c.bare {
+		// sealgate without the decision log and the metrics endpoint:
+		// what those two cost, measured in the same run.
+		plugins = append(plugins, plugin{&result{Plugin: "sg-bare", Referrers: referrers}, sealgate("--decision-log", "none", "--metrics-address", "none")})
 	}
 	for rep := range c.repeats {
-		order := []int{0, 1}
-		if rep%2 == 1 {
-			order = []int{1, 0}
-		}
-		for _, i := range order {
+		for k := range plugins {
+			i := (k + rep) % len(plugins) // interleaved, each first in turn
 			if err := measure(c, f, plugins[i].res, plugins[i].argv); err != nil {
 				return nil, fmt.Errorf("%s, repeat %d: %w", plugins[i].res.Plugin, rep+1, err)
 			}
 		}
 	}
-	for _, r := range []*result{null, sg} {
-		r.finish(c)
+	out := make([]*result, len(plugins))
+	for i, p := range plugins {
+		p.res.finish(c)
+		out[i] = p.res
 	}
-	return []*result{null, sg}, nil
+	return out, nil
 }
 
 // measure runs one repeat of one plugin: idle, cold, warm.
@@ -229,11 +239,23 @@ func report(w io.Writer, all []*result) {
 			r.ColdP50Ms, r.ColdP99Ms, r.WarmP50Ms, r.WarmP99Ms, r.WarmPerSecond, r.RequestsCold, r.DeadlineMiss, r.Denied, r.IdleRSSMiB, r.PeakRSSMiB, r.PeakAnonMiB)
 	}
 	var b strings.Builder
-	for i := 0; i+1 < len(all); i += 2 {
-		null, sg := all[i], all[i+1]
-		if null.WarmPerSecond > 0 {
+	byPlugin := func(referrers bool, name string) *result {
+		for _, r := range all {
+			if r.Referrers == referrers && r.Plugin == name {
+				return r
+			}
+		}
+		return nil
+	}
+	for _, referrers := range []bool{true, false} {
+		null, sg, bare := byPlugin(referrers, "null"), byPlugin(referrers, "sealgate"), byPlugin(referrers, "sg-bare")
+		if null != nil && sg != nil && null.WarmPerSecond > 0 {
 			fmt.Fprintf(&b, "referrers %v: sealgate warm throughput %.0f%% of the null plugin's, warm p50 %+.3f ms beside it, peak RSS %.1f MiB (null %.1f MiB)\n",
 				sg.Referrers, 100*sg.WarmPerSecond/null.WarmPerSecond, sg.WarmP50Ms-null.WarmP50Ms, sg.PeakRSSMiB, null.PeakRSSMiB)
+		}
+		if bare != nil && sg != nil && bare.WarmPerSecond > 0 {
+			fmt.Fprintf(&b, "referrers %v: the decision log and metrics cost %.1f%% of sealgate's warm throughput (%.0f/s with, %.0f/s without), warm p50 %+.3f ms\n",
+				referrers, 100*(1-sg.WarmPerSecond/bare.WarmPerSecond), sg.WarmPerSecond, bare.WarmPerSecond, sg.WarmP50Ms-bare.WarmP50Ms)
 		}
 	}
 	fmt.Fprint(w, "\n"+b.String())
