@@ -42,12 +42,18 @@ func startSession(argv func(sock, dir string) []string) (*session, error) {
 	s := &session{dir: dir}
 	sock := filepath.Join(dir, "nri.sock")
 	synced := make(chan struct{}, 1)
+	// The runtime side also synchronizes once in Start, for its
+	// pre-installed plugins (none here): only a call after Start is the
+	// plugin's.
+	var started atomic.Bool
 	noUpdate := func(context.Context, []*api.ContainerUpdate) ([]*api.ContainerUpdate, error) { return nil, nil }
 	s.rt, err = nri.New("loaddriver", "v1", func(ctx context.Context, cb nri.SyncCB) error {
 		_, err := cb(ctx, nil, nil)
-		select {
-		case synced <- struct{}{}:
-		default:
+		if started.Load() {
+			select {
+			case synced <- struct{}{}:
+			default:
+			}
 		}
 		return err
 	}, noUpdate, nri.WithPluginPath(filepath.Join(dir, "plugins")), nri.WithPluginConfigPath(filepath.Join(dir, "conf.d")), nri.WithSocketPath(sock))
@@ -59,6 +65,7 @@ func startSession(argv func(sock, dir string) []string) (*session, error) {
 		s.close()
 		return nil, err
 	}
+	started.Store(true)
 	if s.log, err = os.Create(filepath.Join(dir, "plugin.log")); err != nil {
 		s.close()
 		return nil, err
