@@ -30,7 +30,8 @@ die() { printf 'install-tools: error: %s\n' "$*" >&2; exit 1; }
 # with cgo (as upstream ships it). systemd brings systemd-analyze, which checks
 # the unit files. tpm2-tools brings tpm2_checkquote, the standard tool a fleet
 # checks sealgate's quotes with (the attestation tests run it).
-apt_packages=(runc busybox-static swtpm swtpm-tools tpm2-tools ca-certificates git make gcc libc6-dev systemd)
+# conmon is CRI-O's container monitor (the CRI-O tests build CRI-O itself).
+apt_packages=(runc busybox-static swtpm swtpm-tools tpm2-tools conmon ca-certificates git make gcc libc6-dev systemd)
 
 install_apt() {
 	if [[ "${SKIP_APT:-0}" == 1 ]]; then
@@ -95,11 +96,40 @@ install_go_tools() {
 	done
 }
 
+# CRI-O and its pinns helper, from CRI-O's module through hack/crio (a small
+# module carrying CRI-O's go.sum: the proxy lists no versions of CRI-O, so
+# `go install pkg@version` cannot build it). pinns is C, built from the same
+# module's pinns/src.
+crio_version=v1.34.0
+crio_tags="containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper"
+
+install_crio() {
+	local here want have src
+	here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+	want="crio $crio_version $crio_tags $(sha256sum "$here/crio/go.mod" "$here/crio/go.sum" | sha256sum | cut -c1-16)"
+	have=""
+	[[ -f "$stamp_dir/crio" ]] && have="$(cat "$stamp_dir/crio")"
+	if [[ -x "$bin_dir/crio" && -x "$bin_dir/pinns" && "$have" == "$want" ]]; then
+		log "crio, pinns: up to date (CRI-O $crio_version)"
+		return
+	fi
+	rm -f "$stamp_dir/crio"
+	log "crio: go build github.com/cri-o/cri-o/cmd/crio ($crio_version, from hack/crio)"
+	(cd "$here/crio" && env GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=1 \
+		go build -trimpath -tags "$crio_tags" -o "$bin_dir/crio" github.com/cri-o/cri-o/cmd/crio </dev/null)
+	src="$(cd "$here/crio" && go list -m -f '{{.Dir}}' github.com/cri-o/cri-o)"
+	[[ -d "$src/pinns/src" ]] || die "no pinns sources in $src"
+	log "pinns: gcc -static $src/pinns/src/*.c"
+	gcc -std=c99 -O3 -Wall -Wextra -static -o "$bin_dir/pinns" "$src"/pinns/src/*.c
+	printf '%s' "$want" >"$stamp_dir/crio"
+}
+
 install_apt
 install_go_tools
+install_crio
 
 # Say where everything is, so a failing test run can be matched to versions.
-for t in runc busybox swtpm tpm2_checkquote; do
+for t in runc busybox swtpm tpm2_checkquote conmon crio pinns; do
 	p="$(command -v "$t" || true)"
 	log "$t: ${p:-NOT FOUND}"
 done

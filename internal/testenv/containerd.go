@@ -61,11 +61,10 @@ type Containerd struct {
 	// NRISocket is where NRI plugins such as sealgate connect.
 	NRISocket string
 
+	CRI
 	ownDir   bool
-	crictl   string
 	runc     string
 	runcRoot string
-	cgroup   string
 	logPath  string
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -111,7 +110,7 @@ func StartContainerd(opts ContainerdOptions) (*Containerd, error) {
 		bins[name] = p
 	}
 
-	c := &Containerd{Dir: opts.Dir, crictl: bins["crictl"], runc: bins["runc"], exited: make(chan struct{}), opts: opts, bins: bins}
+	c := &Containerd{Dir: opts.Dir, CRI: CRI{crictl: bins["crictl"]}, runc: bins["runc"], exited: make(chan struct{}), opts: opts, bins: bins}
 	if c.Dir == "" {
 		d, err := os.MkdirTemp("", "sg-")
 		if err != nil {
@@ -172,7 +171,7 @@ func (c *Containerd) layout(dir string) {
 	c.NRISocket = filepath.Join(dir, "nri.sock")
 	c.runcRoot = filepath.Join(dir, "runc")
 	c.logPath = filepath.Join(dir, containerdLog)
-	c.cgroup = "/sg-" + randHex(4)
+	c.CRI.layout(dir, c.Address)
 }
 
 func (c *Containerd) start(opts ContainerdOptions, bins map[string]string) error {
@@ -194,8 +193,7 @@ func (c *Containerd) start(opts ContainerdOptions, bins map[string]string) error
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	crictlCfg := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\ndebug: false\npull-image-on-create: false\n", c.Address, c.Address)
-	if err := os.WriteFile(filepath.Join(c.Dir, "crictl.yaml"), []byte(crictlCfg), 0o600); err != nil {
+	if err := c.CRI.writeConfig(); err != nil {
 		return err
 	}
 
@@ -444,174 +442,6 @@ func onOverlay(dir string) bool {
 	}
 	const overlayfsMagic = 0x794c7630
 	return int64(st.Type) == overlayfsMagic
-}
-
-// Crictl runs crictl against this node and returns its combined output.
-func (c *Containerd) Crictl(args ...string) (string, error) {
-	return c.crictlCtx(2*time.Minute, args...)
-}
-
-func (c *Containerd) crictlCtx(timeout time.Duration, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	full := append([]string{"--config", filepath.Join(c.Dir, "crictl.yaml"),
-		"--runtime-endpoint", "unix://" + c.Address, "--image-endpoint", "unix://" + c.Address}, args...)
-	cmd := exec.CommandContext(ctx, c.crictl, full...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		name := "crictl"
-		if len(args) > 0 {
-			name += " " + args[0]
-		}
-		return string(out), fmt.Errorf("%s: %w", name, err)
-	}
-	return string(out), nil
-}
-
-// Pull pulls image through the CRI, as kubelet does before creating a
-// container.
-func (c *Containerd) Pull(image string) error {
-	out, err := c.Crictl("pull", image)
-	if err != nil {
-		return fmt.Errorf("pull %s: %w: %s", image, err, strings.TrimSpace(out))
-	}
-	return nil
-}
-
-// Run does what kubelet does for a one-container pod: pull the image if it
-// is not there yet, run a
-// pod sandbox in the host network, create the container (the step NRI
-// plugins gate) and start it. out is crictl's combined output of every step;
-// on a refused create it carries the runtime's error, e.g. sealgate's deny
-// message. A pod whose container could not be created is removed again.
-func (c *Containerd) Run(image, name, namespace string, cmd ...string) (containerID string, out string, err error) {
-	return c.RunPod(PodSpec{Image: image, Name: name, Namespace: namespace, Cmd: cmd})
-}
-
-// PodSpec is a one-container pod for RunPod.
-type PodSpec struct {
-	Image, Name, Namespace string
-	Cmd                    []string
-	// Annotations are the pod's annotations (sealgate's static-pod
-	// escape, for one).
-	Annotations map[string]string
-	// BeforeCreate, when set, runs once the pod sandbox is up, just
-	// before the container is created.
-	BeforeCreate func()
-}
-
-// RunPod is Run with the pod's annotations.
-func (c *Containerd) RunPod(spec PodSpec) (containerID string, out string, err error) {
-	image, name, namespace, cmd := spec.Image, spec.Name, spec.Namespace, spec.Cmd
-	if namespace == "" {
-		namespace = "default"
-	}
-	var all strings.Builder
-	step := func(args ...string) (string, error) {
-		o, err := c.Crictl(args...)
-		all.WriteString(o)
-		return strings.TrimSpace(o), err
-	}
-	// Like kubelet's IfNotPresent: an image already in the store is not
-	// pulled again (so that a node whose registry is down still runs it).
-	if _, err := c.Crictl("inspecti", image); err != nil {
-		if _, err := step("pull", image); err != nil {
-			return "", all.String(), fmt.Errorf("run %s: %w", image, err)
-		}
-	}
-
-	podDir := filepath.Join(c.Dir, "pods", name+"-"+randHex(4))
-	if err := os.MkdirAll(filepath.Join(podDir, "logs"), 0o700); err != nil {
-		return "", all.String(), fmt.Errorf("run %s: %w", image, err)
-	}
-	uid := randHex(16)
-	// The labels kubelet sets, so that crictl ps and NRI plugins see the
-	// pod's name and namespace as on a real node.
-	labels := map[string]string{
-		"io.kubernetes.pod.name":      name,
-		"io.kubernetes.pod.namespace": namespace,
-		"io.kubernetes.pod.uid":       uid,
-	}
-	pod := map[string]any{
-		"metadata":      map[string]any{"name": name, "namespace": namespace, "uid": uid, "attempt": 0},
-		"labels":        labels,
-		"log_directory": filepath.Join(podDir, "logs"),
-		"linux": map[string]any{
-			"cgroup_parent": c.cgroup,
-			"security_context": map[string]any{
-				// NODE: no CNI needed.
-				"namespace_options": map[string]any{"network": 2},
-			},
-		},
-	}
-	if len(spec.Annotations) > 0 {
-		pod["annotations"] = spec.Annotations
-	}
-	ctr := map[string]any{
-		"metadata": map[string]any{"name": name, "attempt": 0},
-		"labels":   mergeLabels(labels, map[string]string{"io.kubernetes.container.name": name}),
-		"image":    map[string]any{"image": image},
-		"log_path": name + ".log",
-		"linux":    map[string]any{},
-	}
-	if len(cmd) > 0 {
-		ctr["command"] = cmd
-	}
-	podFile, ctrFile := filepath.Join(podDir, "pod.json"), filepath.Join(podDir, "container.json")
-	for f, v := range map[string]any{podFile: pod, ctrFile: ctr} {
-		data, _ := json.Marshal(v)
-		if err := os.WriteFile(f, data, 0o600); err != nil {
-			return "", all.String(), fmt.Errorf("run %s: %w", image, err)
-		}
-	}
-
-	podID, err := step("runp", podFile)
-	if err != nil {
-		return "", all.String(), fmt.Errorf("run %s: %w", image, err)
-	}
-	podID = lastLine(podID)
-	if spec.BeforeCreate != nil {
-		spec.BeforeCreate()
-	}
-	ctrID, err := step("create", "--no-pull", podID, ctrFile, podFile)
-	if err != nil {
-		// Leave nothing behind: the caller asked for a container, not a pod.
-		_, _ = c.Crictl("stopp", podID)
-		_, _ = c.Crictl("rmp", "-f", podID)
-		return "", all.String(), fmt.Errorf("run %s: %w", image, err)
-	}
-	ctrID = lastLine(ctrID)
-	if _, err := step("start", ctrID); err != nil {
-		return ctrID, all.String(), fmt.Errorf("run %s: %w", image, err)
-	}
-	return ctrID, all.String(), nil
-}
-
-// ContainerState is the CRI state of a container, e.g. "CONTAINER_RUNNING".
-func (c *Containerd) ContainerState(containerID string) (string, error) {
-	out, err := c.Crictl("inspect", "-o", "json", containerID)
-	if err != nil {
-		return "", fmt.Errorf("inspect %s: %w: %s", containerID, err, strings.TrimSpace(out))
-	}
-	var v struct {
-		Status struct {
-			State string `json:"state"`
-		} `json:"status"`
-	}
-	if err := json.Unmarshal([]byte(out), &v); err != nil {
-		return "", fmt.Errorf("inspect %s: %w", containerID, err)
-	}
-	return v.Status.State, nil
-}
-
-// Containers lists the IDs of all containers the CRI knows, running or not
-// (`crictl ps -a -q`).
-func (c *Containerd) Containers() ([]string, error) {
-	out, err := c.Crictl("ps", "-a", "-q")
-	if err != nil {
-		return nil, fmt.Errorf("list containers: %w: %s", err, strings.TrimSpace(out))
-	}
-	return strings.Fields(out), nil
 }
 
 // WaitLog waits until containerd's log contains substr. The log is

@@ -170,18 +170,29 @@ func BuildRuntimeGate(t testing.TB) string {
 	return buildCommand(t, "sealgate-runc", "CGO_ENABLED=0")
 }
 
+// buildRuncClamp builds the test-only runc wrapper (runcclamp) that execs
+// runc at runcPath.
+func buildRuncClamp(runcPath string) (string, error) {
+	v, _ := builds.LoadOrStore("runcclamp", &build{})
+	b := v.(*build)
+	b.once.Do(func() {
+		b.path, b.err = goBuild("runcclamp", "./internal/testenv/runcclamp", "CGO_ENABLED=0", "-ldflags=-X main.runc="+runcPath)
+	})
+	return b.path, b.err
+}
+
 func buildCommand(t testing.TB, name, env string) string {
 	t.Helper()
 	v, _ := builds.LoadOrStore(name, &build{})
 	b := v.(*build)
-	b.once.Do(func() { b.path, b.err = goBuild(name, env) })
+	b.once.Do(func() { b.path, b.err = goBuild(name, "./cmd/"+name, env) })
 	if b.err != nil {
 		t.Fatal(b.err)
 	}
 	return b.path
 }
 
-func goBuild(name, env string) (string, error) {
+func goBuild(name, pkg, env string, flags ...string) (string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", fmt.Errorf("build %s: %w", name, err)
@@ -205,13 +216,13 @@ func goBuild(name, env string) (string, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", tmp, "./cmd/"+name)
+	cmd := exec.CommandContext(ctx, goBin, append(append([]string{"build", "-o", tmp}, flags...), pkg)...)
 	cmd.Dir = root
 	if env != "" {
 		cmd.Env = append(os.Environ(), env)
 	}
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build %s: go build ./cmd/%s: %w\n%s", name, name, err, b)
+		return "", fmt.Errorf("build %s: go build %s: %w\n%s", name, pkg, err, b)
 	}
 	out := filepath.Join(dir, name)
 	if err := os.Rename(tmp, out); err != nil {
