@@ -378,6 +378,11 @@ func (p *Plugin) Configure(_ context.Context, _, runtime, version string) (api.E
 	p.effDeadline.Store(int64(d))
 	rt := runtime + " " + version
 	p.runtime.Store(&rt)
+	if ra, ok := p.resolver.(RuntimeAware); ok {
+		if err := ra.UseRuntime(runtime, version); err != nil && p.warnings.first("no image store "+runtime) {
+			p.log.Warn("pod sandbox images cannot be checked and containers whose request carries no image digest are denied", "runtime", runtime, "reason", err.Error())
+		}
+	}
 	p.gate.setConnected(true, runtime, version, d)
 	p.log.Info("connected to runtime", "runtime", runtime, "version", version, "deadline", d.String())
 	return 0, nil
@@ -460,6 +465,20 @@ func containerRequest(pod *api.PodSandbox, ctr *api.Container) decision.Request 
 // decideContainer completes req (an older runtime sends no digest) and
 // decides under ctx's deadline.
 func (p *Plugin) decideContainer(ctx context.Context, req decision.Request, ctr *api.Container) decision.Decision {
+	if ci, ok := p.resolver.(ContainerImager); ok && req.Image == "" {
+		// CRI-O: no image in the request; its annotations and image
+		// store say what runs.
+		image, digest, tag, err := ci.ContainerImage(ctx, ctr.GetAnnotations())
+		switch {
+		case errors.Is(err, errNoContainerImage):
+		case err != nil:
+			d := p.decider.Refuse(req, fmt.Sprintf("cannot tell which image this container runs: %v", err))
+			d.Image = "container " + ctr.GetName()
+			return d
+		default:
+			req.Image, req.Digest, req.Tag = image, digest, tag
+		}
+	}
 	if req.Digest == "" && req.Image != "" && p.resolver != nil {
 		// An older runtime: ask its image store which digest it pulled.
 		digest, err := p.resolver.ImageDigest(ctx, req.Image)
@@ -469,11 +488,19 @@ func (p *Plugin) decideContainer(ctx context.Context, req decision.Request, ctr 
 		req.Digest = digest
 	}
 	if req.Image == "" {
-		d := p.decider.Refuse(req, "the runtime sent no image for this container; upgrade to containerd >= 2.4 or run sealgate with --containerd-address")
+		d := p.decider.Refuse(req, "the runtime ("+p.runtimeName()+") sent no image for this container and sealgate has no connection to its image store (--containerd-address on containerd, --crio-address on CRI-O)")
 		d.Image = "container " + ctr.GetName()
 		return d
 	}
 	return p.decideWithin(ctx, req)
+}
+
+// runtimeName is the runtime as Configure named it.
+func (p *Plugin) runtimeName() string {
+	if rt := p.runtime.Load(); rt != nil {
+		return *rt
+	}
+	return "runtime not known yet"
 }
 
 // decide runs one decision under the deadline and logs it.

@@ -95,6 +95,16 @@ func (m Manifest) IsIndex() bool {
 	return false
 }
 
+// Lists reports whether the index lists the manifest digest.
+func (m Manifest) Lists(digest string) bool {
+	for _, c := range m.Children {
+		if c.Digest == digest {
+			return true
+		}
+	}
+	return false
+}
+
 // Child is one manifest of an index.
 type Child struct {
 	Digest string

@@ -49,6 +49,14 @@ type Request struct {
 	// what is verified; the name alone is never trusted. When empty, the
 	// reference must carry a digest.
 	Digest string
+	// Tag, when set, is a tag Digest was pulled through, where the
+	// runtime records the platform manifest it chose rather than the
+	// index the tag names (CRI-O). When the tag names an index that lists
+	// Digest, Digest is one of its platform manifests: the index's
+	// signatures count, and Digest's own only under
+	// acceptPlatformSignature, as for an index containerd pulled.
+	// Otherwise Digest is decided alone.
+	Tag string
 	// Namespace is the pod's namespace, for rule matching.
 	Namespace string
 }
@@ -332,7 +340,12 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 	}
 	e.misses.Add(1) // counted here, not in quick: Quick and then Decide is one decision
 	d, img, rule, key := q.d, q.img, q.rule, q.key
-	v := e.verify(e.fetchContext(ctx), img, rule)
+	var v outcome
+	if req.Tag != "" {
+		v = e.verifyPulledThrough(e.fetchContext(ctx), img, req.Tag, rule)
+	} else {
+		v = e.verify(e.fetchContext(ctx), img, rule)
+	}
 	switch {
 	case v.err == nil:
 		if v.verdict.Allowed {

@@ -129,6 +129,63 @@ func (e *Engine) verify(ctx context.Context, img policy.Image, rule *policy.Rule
 	return res
 }
 
+// TagResolver is a source that can say which digest a tag names now
+// (source.Registry).
+type TagResolver interface {
+	Resolve(ctx context.Context, tag name.Tag) (string, error)
+}
+
+// verifyPulledThrough decides img.Digest, a manifest the runtime pulled
+// through tag and recorded without the index the tag may name (CRI-O).
+// When the tag names an index that lists the digest, the digest is one of
+// its platform manifests: the index's signatures satisfy the rule, the
+// manifest's own only under acceptPlatformSignature. Otherwise, or when
+// the source cannot resolve tags, the digest is decided alone.
+func (e *Engine) verifyPulledThrough(ctx context.Context, img policy.Image, tag string, rule *policy.Rule) outcome {
+	tr, ok := e.source.(TagResolver)
+	t, err := name.NewTag(tag, name.WeakValidation)
+	if !ok || err != nil {
+		return e.verify(ctx, img, rule)
+	}
+	repo := t.Context()
+	indexDigest, err := tr.Resolve(ctx, t)
+	switch {
+	case errors.Is(err, source.ErrNotFound):
+		return e.verify(ctx, img, rule)
+	case err != nil:
+		return failed(fmt.Errorf("resolve %s, which %s was pulled through: %w", t, img.Digest, err))
+	case indexDigest == img.Digest:
+		return e.verify(ctx, img, rule)
+	}
+	m, err := e.source.Describe(ctx, repo.Digest(indexDigest))
+	if err != nil {
+		return failed(fmt.Errorf("describe %s@%s: %w", repo, indexDigest, err))
+	}
+	if !m.IsIndex() || !m.Lists(img.Digest) {
+		// The tag moved on, or names another image: the digest alone.
+		return e.verify(ctx, img, rule)
+	}
+	idx := e.check(ctx, repo, img.Repository, img.Tag, indexDigest, rule)
+	if idx.err != nil {
+		return idx
+	}
+	if idx.verdict.Allowed {
+		idx.verdict.Reasons = append(idx.verdict.Reasons, fmt.Sprintf("the index %s (%s) lists the platform manifest %s the runtime pulled", indexDigest, t, img.Digest))
+		return idx
+	}
+	own := e.check(ctx, repo, img.Repository, img.Tag, img.Digest, rule)
+	accept := rule.Signatures != nil && rule.Signatures.AcceptPlatformSignature
+	switch {
+	case own.err != nil:
+		return own
+	case own.verdict.Allowed && accept:
+		return own
+	case own.verdict.Allowed:
+		return denied([]string{fmt.Sprintf("index %s (%s) is not signed; only its platform manifest %s, which the runtime pulled, is, and the rule requires a signature over the index (set signatures.acceptPlatformSignature: true to accept it)", indexDigest, t, img.Digest)})
+	}
+	return denied([]string{"index " + indexDigest + ": " + strings.Join(idx.verdict.Reasons, "; "), "platform manifest " + img.Digest + ": " + strings.Join(own.verdict.Reasons, "; ")})
+}
+
 // material is what the sources hold for one digest.
 type material struct {
 	sigs    []artifact.Signature

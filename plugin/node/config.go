@@ -115,6 +115,10 @@ type Config struct {
 	// events; empty disables both.
 	ContainerdAddress   string
 	ContainerdNamespace string
+	// CRIOAddress is CRI-O's CRI socket, asked for images (CRI-O's NRI
+	// sends none) and its sandbox image; empty disables. Which of the two
+	// is used is what the runtime says it is when it connects.
+	CRIOAddress string
 	// GateSocket is the runtime gate's socket; empty disables the gate.
 	GateSocket string
 	// LaunchedByRuntime: the runtime started the process and handed over

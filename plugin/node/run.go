@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/sealgate/sealgate/plugin"
@@ -46,6 +47,7 @@ func (n *Node) Run(ctx context.Context) error {
 		plugin.WithPluginIndex(cfg.PluginIndex), plugin.WithDeadline(cfg.Deadline), plugin.WithWarmer(warmer),
 	}
 	var resolver plugin.Resolver
+	var pulls sync.WaitGroup // containerd's pull watcher, started once the runtime is known
 	tasks := make(chan error, 5)
 	running := 0
 	if path := cfg.decisionLogPath(); path != "" {
@@ -58,14 +60,43 @@ func (n *Node) Run(ctx context.Context) error {
 		opts = append(opts, plugin.WithDecisionLog(w, n.generation))
 		log.Info("decision log", "path", path)
 	}
+	var ctrd *plugin.ContainerdResolver
+	var runtimeResolvers [2]plugin.Resolver
 	if cfg.ContainerdAddress != "" {
 		r, err := plugin.NewContainerdResolver(cfg.ContainerdAddress, cfg.ContainerdNamespace)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		defer r.Close()
-		resolver = r
-		opts = append(opts, plugin.WithResolver(r))
+		ctrd, runtimeResolvers[0] = r, r
+	}
+	if cfg.CRIOAddress != "" {
+		r, err := plugin.NewCRIOResolver(cfg.CRIOAddress)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		defer r.Close()
+		runtimeResolvers[1] = r
+	}
+	if runtimeResolvers[0] != nil || runtimeResolvers[1] != nil {
+		rr := plugin.NewRuntimeResolver(runtimeResolvers[0], runtimeResolvers[1])
+		resolver = rr
+		opts = append(opts, plugin.WithResolver(rr))
+		if ctrd != nil {
+			// containerd's pull events, once the runtime is known to be
+			// containerd: no retry loop against a socket a CRI-O node
+			// does not have.
+			var once sync.Once
+			rr.OnUse(func(runtime string) {
+				if runtime != "containerd" {
+					return
+				}
+				once.Do(func() {
+					pulls.Add(1)
+					go func() { defer pulls.Done(); _ = n.watchPulls(ctx, ctrd, warmer) }()
+				})
+			})
+		}
 	}
 	var gate *plugin.Gate
 	if cfg.gateEnabled() {
@@ -114,15 +145,12 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	running++
 	go func() { tasks <- n.watch(ctx) }()
-	if r, ok := resolver.(*plugin.ContainerdResolver); ok {
-		running++
-		go func() { tasks <- n.watchPulls(ctx, r, warmer) }()
-	}
 	err := n.connect(ctx, opts)
 	cancel()
 	for range running {
 		<-tasks
 	}
+	pulls.Wait()
 	return err
 }
 

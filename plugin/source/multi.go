@@ -95,6 +95,18 @@ func (m *Multi) Describe(ctx context.Context, image name.Digest) (artifact.Manif
 	return first(ctx, m, func(s Source) (artifact.Manifest, error) { return s.Describe(ctx, image) })
 }
 
+// Resolve asks the first source that resolves tags (the registry).
+func (m *Multi) Resolve(ctx context.Context, tag name.Tag) (string, error) {
+	for _, s := range m.sources {
+		if r, ok := s.(interface {
+			Resolve(context.Context, name.Tag) (string, error)
+		}); ok {
+			return r.Resolve(ctx, tag)
+		}
+	}
+	return "", fmt.Errorf("resolve %s: %w: no source resolves tags", tag, ErrNotFound)
+}
+
 // Manifest returns the first manifest a ManifestSource among the sources
 // gives, in source order, with Describe's errors.
 func (m *Multi) Manifest(ctx context.Context, image name.Digest) (string, []byte, error) {

@@ -513,8 +513,11 @@ func viaMirror(image name.Digest, host string) string {
 }
 
 // Resolve returns the digest tag names now, asking the hosts containerd
-// would ask (mirrors first, hosts allowed to resolve). It is for the shell
-// (sealgate verify by tag); the daemon never resolves a tag.
+// would ask (mirrors first, hosts allowed to resolve). The shell uses it
+// to verify by tag; the daemon only to find the index a tag names when the
+// runtime recorded a platform manifest pulled through it (CRI-O), which
+// then vouches for that exact digest or not: a tag never chooses what is
+// decided. A tag no host has is an error wrapping ErrNotFound.
 func (r *Registry) Resolve(ctx context.Context, tag name.Tag) (string, error) {
 	targets, err := r.targets(tag.Context())
 	if err != nil {

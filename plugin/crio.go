@@ -1,0 +1,209 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// The annotations CRI-O puts on every container (and NRI passes on; CRI-O
+// sends no image field).
+const (
+	// crioImageAnnotation is the image as requested: under kubelet, what
+	// PullImage returned (repo@sha256:<platform manifest>); under crictl,
+	// what was given (a tag).
+	crioImageAnnotation = "io.kubernetes.cri-o.Image"
+	// crioImageNameAnnotation is one name of the image (a tag when it has
+	// one).
+	crioImageNameAnnotation = "io.kubernetes.cri-o.ImageName"
+	// crioImageRefAnnotation is the image ID (its config digest, hex).
+	crioImageRefAnnotation = "io.kubernetes.cri-o.ImageRef"
+)
+
+// ContainerImager finds what a container runs from its annotations, for
+// runtimes that send no image in the NRI request (CRI-O).
+type ContainerImager interface {
+	// ContainerImage returns the image's name (for rule matching), the
+	// digest of the manifest the runtime pulled, and a tag it was pulled
+	// through ("" when none is known): on CRI-O the digest is a platform
+	// manifest even when the tag names an index.
+	ContainerImage(ctx context.Context, annotations map[string]string) (image, digest, tag string, err error)
+}
+
+// CRIOResolver answers Resolver questions from CRI-O's image store through
+// the CRI (ImageService.ImageStatus, RuntimeService.Status and
+// ListContainers). It never contacts a registry.
+type CRIOResolver struct {
+	conn    *grpc.ClientConn
+	images  runtimeapi.ImageServiceClient
+	runtime runtimeapi.RuntimeServiceClient
+}
+
+var (
+	_ Resolver        = (*CRIOResolver)(nil)
+	_ RunningLister   = (*CRIOResolver)(nil)
+	_ ContainerImager = (*CRIOResolver)(nil)
+)
+
+// DefaultCRIOAddress is CRI-O's CRI socket.
+const DefaultCRIOAddress = "/var/run/crio/crio.sock"
+
+// NewCRIOResolver prepares the connection to CRI-O's CRI socket (made at
+// the first call).
+func NewCRIOResolver(address string) (*CRIOResolver, error) {
+	if address == "" {
+		return nil, errors.New("connect to CRI-O: no address")
+	}
+	conn, err := grpc.NewClient("unix://"+strings.TrimPrefix(address, "unix://"),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxContainerdMessage)))
+	if err != nil {
+		return nil, fmt.Errorf("connect to CRI-O at %s: %w", address, err)
+	}
+	return &CRIOResolver{conn: conn, images: runtimeapi.NewImageServiceClient(conn), runtime: runtimeapi.NewRuntimeServiceClient(conn)}, nil
+}
+
+// Close closes the connection.
+func (r *CRIOResolver) Close() error { return r.conn.Close() }
+
+// status returns the image record CRI-O holds for ref (a name or an ID).
+func (r *CRIOResolver) status(ctx context.Context, ref string) (*runtimeapi.Image, error) {
+	resp, err := r.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	if err != nil {
+		return nil, fmt.Errorf("CRI-O image status of %s: %w", ref, err)
+	}
+	if resp.GetImage() == nil {
+		return nil, fmt.Errorf("CRI-O has no image %s", ref)
+	}
+	return resp.GetImage(), nil
+}
+
+// repoDigest returns the one digest img's repoDigests give for repo.
+// CRI-O pairs every name of an image with every digest it was pulled at,
+// including pairs that never existed: more than one digest for the
+// repository is ambiguous and never chosen from.
+func repoDigest(img *runtimeapi.Image, repo name.Repository) (string, error) {
+	var digests []string
+	for _, rd := range img.GetRepoDigests() {
+		d, err := name.NewDigest(rd, name.WeakValidation)
+		if err != nil || d.Context().Name() != repo.Name() {
+			continue
+		}
+		if !slices.Contains(digests, d.DigestStr()) {
+			digests = append(digests, d.DigestStr())
+		}
+	}
+	switch len(digests) {
+	case 0:
+		return "", fmt.Errorf("CRI-O records no digest of %s for image %s (repo digests %v)", repo.Name(), img.GetId(), img.GetRepoDigests())
+	case 1:
+		return digests[0], nil
+	}
+	return "", fmt.Errorf("CRI-O records %d digests of %s for image %s (%v): ambiguous, none is taken", len(digests), repo.Name(), img.GetId(), digests)
+}
+
+// ImageDigest returns the digest CRI-O pulled the image name at.
+func (r *CRIOResolver) ImageDigest(ctx context.Context, ref string) (string, error) {
+	n, err := name.ParseReference(ref, name.WeakValidation)
+	if err != nil {
+		return "", fmt.Errorf("image %q: %w", ref, err)
+	}
+	if d, ok := n.(name.Digest); ok {
+		return d.DigestStr(), nil
+	}
+	img, err := r.status(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	return repoDigest(img, n.Context())
+}
+
+// ContainerImage implements ContainerImager from CRI-O's annotations and
+// its image store.
+func (r *CRIOResolver) ContainerImage(ctx context.Context, ann map[string]string) (string, string, string, error) {
+	requested, imageName, id := ann[crioImageAnnotation], ann[crioImageNameAnnotation], ann[crioImageRefAnnotation]
+	if requested == "" {
+		requested = imageName
+	}
+	if requested == "" || id == "" {
+		return "", "", "", fmt.Errorf("CRI-O sent no %s and %s annotations", crioImageAnnotation, crioImageRefAnnotation)
+	}
+	ref, err := name.ParseReference(requested, name.WeakValidation)
+	if err != nil {
+		return "", "", "", fmt.Errorf("image %q: %w", requested, err)
+	}
+	img, err := r.status(ctx, id)
+	if err != nil {
+		return "", "", "", err
+	}
+	// A tag it was pulled through: the one requested, or its name.
+	tag := ""
+	for _, cand := range []string{requested, imageName} {
+		if strings.Contains(cand, "@") {
+			continue
+		}
+		if t, err := name.NewTag(cand, name.WeakValidation); err == nil && t.Context().Name() == ref.Context().Name() {
+			tag = t.String()
+			break
+		}
+	}
+	if d, ok := ref.(name.Digest); ok {
+		// Requested by digest (kubelet): that digest must be one CRI-O
+		// records for this image, or the name says something else than
+		// what runs.
+		if !slices.Contains(img.GetRepoDigests(), d.String()) && !slices.Contains(img.GetRepoDigests(), d.Context().Name()+"@"+d.DigestStr()) {
+			return "", "", "", fmt.Errorf("CRI-O's image %s does not record %s", id, d)
+		}
+		return requested, d.DigestStr(), tag, nil
+	}
+	digest, err := repoDigest(img, ref.Context())
+	if err != nil {
+		return "", "", "", err
+	}
+	return requested, digest, tag, nil
+}
+
+// SandboxImage returns CRI-O's pause image and its digest: CRI-O creates
+// the sandbox from the image its configuration names, reported in the
+// runtime's verbose status.
+func (r *CRIOResolver) SandboxImage(ctx context.Context, _ string) (string, string, error) {
+	resp, err := r.runtime.Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
+	if err != nil {
+		return "", "", fmt.Errorf("CRI-O status: %w", err)
+	}
+	var cfg struct {
+		SandboxImage string `json:"sandboxImage"`
+	}
+	if err := json.Unmarshal([]byte(resp.GetInfo()["config"]), &cfg); err != nil || cfg.SandboxImage == "" {
+		return "", "", fmt.Errorf("CRI-O's status names no sandbox image (%v)", err)
+	}
+	digest, err := r.ImageDigest(ctx, cfg.SandboxImage)
+	if err != nil {
+		return "", "", err
+	}
+	return cfg.SandboxImage, digest, nil
+}
+
+// RunningContainers implements RunningLister: the containers CRI-O has
+// created or running.
+func (r *CRIOResolver) RunningContainers(ctx context.Context) (map[string]bool, error) {
+	resp, err := r.runtime.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list CRI-O's containers: %w", err)
+	}
+	out := map[string]bool{}
+	for _, c := range resp.GetContainers() {
+		if s := c.GetState(); s == runtimeapi.ContainerState_CONTAINER_RUNNING || s == runtimeapi.ContainerState_CONTAINER_CREATED {
+			out[c.GetId()] = true
+		}
+	}
+	return out, nil
+}
