@@ -3,12 +3,20 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/sealgate/sealgate/internal/testenv"
 )
@@ -134,4 +142,102 @@ func TestCRIOSandboxImageChecked(t *testing.T) {
 		t.Errorf("not refused at the sandbox:\n%s", out)
 	}
 	waitLog(t, s, 5*time.Second, "msg=denied", "digest="+f.sandbox.DigestStr(), "container=sandbox")
+}
+
+// pushIndex pushes an OCI index of busybox images, one per architecture
+// given (linux), and returns its digest and its children's, in order.
+func pushIndex(t *testing.T, f *fixture, repoTag string, archs ...string) (name.Digest, []v1.Hash) {
+	t.Helper()
+	var adds []mutate.IndexAddendum
+	var children []v1.Hash
+	for _, arch := range archs {
+		img := busyboxImage(t, repoTag+"-"+arch)
+		mt, err := img.MediaType()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		children = append(children, d)
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{MediaType: mt, Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+	d, err := f.reg.PushIndex(idx, repoTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, children
+}
+
+// TestCRIOMultiArch: CRI-O pulls a multi-arch index by tag and records
+// the platform manifest it chose, not the index. A signed index: the
+// container runs (the platform manifest is traced to the index through the
+// tag, and the index lists it). An index whose only signature is over the
+// other platform's manifest, under acceptPlatformSignature: the manifest
+// CRI-O runs is unsigned, and the container is refused, naming it. An
+// index that is not signed, whose manifest CRI-O runs is, without
+// acceptPlatformSignature: refused, saying why.
+func TestCRIOMultiArch(t *testing.T) {
+	other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+	if other == "" {
+		t.Skipf("no second architecture for %s", runtime.GOARCH)
+	}
+	f := newFixture(t)
+	cosign := testenv.NewCosign(t)
+	priv, pub, err := cosign.GenerateKeyPair("multi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, pub, filepath.Join(f.trustDir, "keys", "multi.pub"))
+
+	signedIdx, _ := pushIndex(t, f, "multi/signed:v1", runtime.GOARCH, other)
+	if err := cosign.Sign(priv, signedIdx.String()); err != nil {
+		t.Fatal(err)
+	}
+	otherSigned, otherChildren := pushIndex(t, f, "platform/other:v1", runtime.GOARCH, other)
+	if err := cosign.Sign(priv, otherSigned.Context().Digest(otherChildren[1].String()).String()); err != nil {
+		t.Fatal(err)
+	}
+	ownSigned, ownChildren := pushIndex(t, f, "multi/own:v1", runtime.GOARCH, other)
+	if err := cosign.Sign(priv, ownSigned.Context().Digest(ownChildren[0].String()).String()); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, f.policy, strings.Replace(f.policyYAML(), "rules:\n", fmt.Sprintf(`rules:
+  - name: multi
+    images: ["%s"]
+    signatures:
+      authorities:
+        - key: keys/multi.pub
+  - name: platform
+    images: ["%s"]
+    signatures:
+      acceptPlatformSignature: true
+      authorities:
+        - key: keys/multi.pub
+`, f.reg.Ref("multi/**"), f.reg.Ref("platform/**")), 1))
+
+	c := f.crioNode(t, testenv.CRIOOptions{})
+	s := startSealgateCRIO(t, f, c)
+	if _, out, err := c.Run(f.reg.Ref("multi/signed:v1"), "signed-index", "default"); err != nil {
+		t.Fatalf("a signed index pulled by tag was refused on CRI-O: %v\n%s\nsealgate log:\n%s", err, out, s.log())
+	}
+	waitLog(t, s, 5*time.Second, "msg=allowed", "container=signed-index")
+
+	_, out, err := c.Run(f.reg.Ref("platform/other:v1"), "other-signed", "default")
+	if err == nil {
+		t.Fatalf("an index whose signed manifest is not the one CRI-O runs was allowed:\n%s", out)
+	}
+	if !strings.Contains(out, otherChildren[0].String()) {
+		t.Errorf("the refusal does not name the manifest CRI-O runs (%s):\n%s", otherChildren[0], out)
+	}
+
+	_, out, err = c.Run(f.reg.Ref("multi/own:v1"), "own-signed", "default")
+	if err == nil {
+		t.Fatalf("a platform manifest's own signature let an unsigned index in without acceptPlatformSignature:\n%s", out)
+	}
+	if !strings.Contains(out, "acceptPlatformSignature") {
+		t.Errorf("the refusal does not say why:\n%s", out)
+	}
 }

@@ -31,11 +31,20 @@ const (
 // ContainerImager finds what a container runs from its annotations, for
 // runtimes that send no image in the NRI request (CRI-O).
 type ContainerImager interface {
-	// ContainerImage returns the image's name (for rule matching), the
-	// digest of the manifest the runtime pulled, and a tag it was pulled
-	// through ("" when none is known): on CRI-O the digest is a platform
-	// manifest even when the tag names an index.
-	ContainerImage(ctx context.Context, annotations map[string]string) (image, digest, tag string, err error)
+	ContainerImage(ctx context.Context, annotations map[string]string) (ImageOf, error)
+}
+
+// ImageOf is what a container runs, as the runtime's image store says.
+type ImageOf struct {
+	// Image is the image's name, for rule matching.
+	Image string
+	// Digest is the manifest the runtime pulled; on CRI-O a platform
+	// manifest even when the tag names an index. Empty when the store
+	// records several for the name: Candidates lists them.
+	Digest     string
+	Candidates []string
+	// Tag is a tag it was pulled through, "" when none is known.
+	Tag string
 }
 
 // CRIOResolver answers Resolver questions from CRI-O's image store through
@@ -91,6 +100,19 @@ func (r *CRIOResolver) status(ctx context.Context, ref string) (*runtimeapi.Imag
 // including pairs that never existed: more than one digest for the
 // repository is ambiguous and never chosen from.
 func repoDigest(img *runtimeapi.Image, repo name.Repository) (string, error) {
+	digests := repoDigests(img, repo)
+	switch len(digests) {
+	case 0:
+		return "", fmt.Errorf("CRI-O records no digest of %s for image %s (repo digests %v)", repo.Name(), img.GetId(), img.GetRepoDigests())
+	case 1:
+		return digests[0], nil
+	}
+	return "", fmt.Errorf("CRI-O records %d digests of %s for image %s (%v): ambiguous, none is taken", len(digests), repo.Name(), img.GetId(), digests)
+}
+
+// repoDigests returns the distinct digests img's repoDigests give for
+// repo, in their order.
+func repoDigests(img *runtimeapi.Image, repo name.Repository) []string {
 	var digests []string
 	for _, rd := range img.GetRepoDigests() {
 		d, err := name.NewDigest(rd, name.WeakValidation)
@@ -101,13 +123,7 @@ func repoDigest(img *runtimeapi.Image, repo name.Repository) (string, error) {
 			digests = append(digests, d.DigestStr())
 		}
 	}
-	switch len(digests) {
-	case 0:
-		return "", fmt.Errorf("CRI-O records no digest of %s for image %s (repo digests %v)", repo.Name(), img.GetId(), img.GetRepoDigests())
-	case 1:
-		return digests[0], nil
-	}
-	return "", fmt.Errorf("CRI-O records %d digests of %s for image %s (%v): ambiguous, none is taken", len(digests), repo.Name(), img.GetId(), digests)
+	return digests
 }
 
 // ImageDigest returns the digest CRI-O pulled the image name at.
@@ -128,21 +144,21 @@ func (r *CRIOResolver) ImageDigest(ctx context.Context, ref string) (string, err
 
 // ContainerImage implements ContainerImager from CRI-O's annotations and
 // its image store.
-func (r *CRIOResolver) ContainerImage(ctx context.Context, ann map[string]string) (string, string, string, error) {
+func (r *CRIOResolver) ContainerImage(ctx context.Context, ann map[string]string) (ImageOf, error) {
 	requested, imageName, id := ann[crioImageAnnotation], ann[crioImageNameAnnotation], ann[crioImageRefAnnotation]
 	if requested == "" {
 		requested = imageName
 	}
 	if requested == "" || id == "" {
-		return "", "", "", fmt.Errorf("CRI-O sent no %s and %s annotations", crioImageAnnotation, crioImageRefAnnotation)
+		return ImageOf{}, fmt.Errorf("CRI-O sent no %s and %s annotations", crioImageAnnotation, crioImageRefAnnotation)
 	}
 	ref, err := name.ParseReference(requested, name.WeakValidation)
 	if err != nil {
-		return "", "", "", fmt.Errorf("image %q: %w", requested, err)
+		return ImageOf{}, fmt.Errorf("image %q: %w", requested, err)
 	}
 	img, err := r.status(ctx, id)
 	if err != nil {
-		return "", "", "", err
+		return ImageOf{}, err
 	}
 	// A tag it was pulled through: the one requested, or its name.
 	tag := ""
@@ -160,15 +176,21 @@ func (r *CRIOResolver) ContainerImage(ctx context.Context, ann map[string]string
 		// records for this image, or the name says something else than
 		// what runs.
 		if !slices.Contains(img.GetRepoDigests(), d.String()) && !slices.Contains(img.GetRepoDigests(), d.Context().Name()+"@"+d.DigestStr()) {
-			return "", "", "", fmt.Errorf("CRI-O's image %s does not record %s", id, d)
+			return ImageOf{}, fmt.Errorf("CRI-O's image %s does not record %s", id, d)
 		}
-		return requested, d.DigestStr(), tag, nil
+		return ImageOf{Image: requested, Digest: d.DigestStr(), Tag: tag}, nil
 	}
-	digest, err := repoDigest(img, ref.Context())
-	if err != nil {
-		return "", "", "", err
+	digests := repoDigests(img, ref.Context())
+	switch {
+	case len(digests) == 1:
+		return ImageOf{Image: requested, Digest: digests[0], Tag: tag}, nil
+	case len(digests) > 1 && tag != "":
+		// Pulled by tag: CRI-O records the index and the platform
+		// manifest; which is which is asked of the registry.
+		return ImageOf{Image: requested, Candidates: digests, Tag: tag}, nil
 	}
-	return requested, digest, tag, nil
+	_, err = repoDigest(img, ref.Context())
+	return ImageOf{}, err
 }
 
 // SandboxImage returns CRI-O's pause image and its digest: CRI-O creates

@@ -51,7 +51,16 @@ type Decider interface {
 	Refuse(req decision.Request, reason string) decision.Decision
 }
 
-var _ Decider = (*decision.Engine)(nil)
+// PulledPicker chooses the manifest that runs among the digests a runtime
+// records for an image pulled through a tag (decision.Engine.PickPulled).
+type PulledPicker interface {
+	PickPulled(ctx context.Context, tag string, candidates []string) (string, error)
+}
+
+var (
+	_ Decider      = (*decision.Engine)(nil)
+	_ PulledPicker = (*decision.Engine)(nil)
+)
 
 // The NRI events the plugin handles.
 var (
@@ -468,7 +477,16 @@ func (p *Plugin) decideContainer(ctx context.Context, req decision.Request, ctr 
 	if ci, ok := p.resolver.(ContainerImager); ok && req.Image == "" {
 		// CRI-O: no image in the request; its annotations and image
 		// store say what runs.
-		image, digest, tag, err := ci.ContainerImage(ctx, ctr.GetAnnotations())
+		of, err := ci.ContainerImage(ctx, ctr.GetAnnotations())
+		if err == nil && of.Digest == "" {
+			// Several digests recorded for the name: the registry says
+			// which one is the manifest that runs, or none is taken.
+			if pp, ok := p.decider.(PulledPicker); ok {
+				of.Digest, err = pp.PickPulled(ctx, of.Tag, of.Candidates)
+			} else {
+				err = fmt.Errorf("the runtime records several digests for %s: %v", of.Image, of.Candidates)
+			}
+		}
 		switch {
 		case errors.Is(err, errNoContainerImage):
 		case err != nil:
@@ -476,7 +494,7 @@ func (p *Plugin) decideContainer(ctx context.Context, req decision.Request, ctr 
 			d.Image = "container " + ctr.GetName()
 			return d
 		default:
-			req.Image, req.Digest, req.Tag = image, digest, tag
+			req.Image, req.Digest, req.Tag = of.Image, of.Digest, of.Tag
 		}
 	}
 	if req.Digest == "" && req.Image != "" && p.resolver != nil {

@@ -121,14 +121,14 @@ func (r *RuntimeResolver) RunningContainers(ctx context.Context) (map[string]boo
 }
 
 // ContainerImage implements ContainerImager.
-func (r *RuntimeResolver) ContainerImage(ctx context.Context, ann map[string]string) (string, string, string, error) {
+func (r *RuntimeResolver) ContainerImage(ctx context.Context, ann map[string]string) (ImageOf, error) {
 	res, err := r.get()
 	if err != nil {
-		return "", "", "", err
+		return ImageOf{}, err
 	}
 	ci, ok := res.(ContainerImager)
 	if !ok {
-		return "", "", "", errNoContainerImage
+		return ImageOf{}, errNoContainerImage
 	}
 	return ci.ContainerImage(ctx, ann)
 }

@@ -186,6 +186,45 @@ func (e *Engine) verifyPulledThrough(ctx context.Context, img policy.Image, tag 
 	return denied([]string{"index " + indexDigest + ": " + strings.Join(idx.verdict.Reasons, "; "), "platform manifest " + img.Digest + ": " + strings.Join(own.verdict.Reasons, "; ")})
 }
 
+// PickPulled chooses, among the digests a runtime records for one image
+// pulled through tag (CRI-O lists both the index and the platform manifest
+// it chose, and pairs names with digests that never went together), the
+// one manifest that runs: the tag must name one of them now, an index, and
+// that index must list exactly one of the others. Anything else is
+// ambiguous and an error: a candidate is never taken on a guess.
+func (e *Engine) PickPulled(ctx context.Context, tag string, candidates []string) (string, error) {
+	tr, ok := e.source.(TagResolver)
+	if !ok {
+		return "", fmt.Errorf("the signature sources cannot resolve %s to choose among %v", tag, candidates)
+	}
+	t, err := name.NewTag(tag, name.WeakValidation)
+	if err != nil {
+		return "", fmt.Errorf("tag %q: %w", tag, err)
+	}
+	ctx = e.fetchContext(ctx)
+	index, err := tr.Resolve(ctx, t)
+	if err != nil {
+		return "", fmt.Errorf("choose among the digests %v recorded for %s: %w", candidates, t, err)
+	}
+	if !slices.Contains(candidates, index) {
+		return "", fmt.Errorf("%s names %s now, none of the digests %v the runtime recorded (the tag moved)", t, index, candidates)
+	}
+	m, err := e.source.Describe(ctx, t.Context().Digest(index))
+	if err != nil {
+		return "", fmt.Errorf("describe %s@%s: %w", t.Context(), index, err)
+	}
+	var listed []string
+	for _, c := range candidates {
+		if c != index && m.Lists(c) {
+			listed = append(listed, c)
+		}
+	}
+	if !m.IsIndex() || len(listed) != 1 {
+		return "", fmt.Errorf("the digests %v recorded for %s are ambiguous (%s lists %d of them)", candidates, t, index, len(listed))
+	}
+	return listed[0], nil
+}
+
 // material is what the sources hold for one digest.
 type material struct {
 	sigs    []artifact.Signature

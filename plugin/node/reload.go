@@ -162,7 +162,14 @@ func (n *Node) fingerprint() [sha256.Size]byte {
 // Decider across reloads.
 type live struct{ n *Node }
 
-var _ plugin.Decider = live{}
+var (
+	_ plugin.Decider      = live{}
+	_ plugin.PulledPicker = live{}
+)
+
+func (l live) PickPulled(ctx context.Context, tag string, candidates []string) (string, error) {
+	return l.n.cur.Load().engine.PickPulled(ctx, tag, candidates)
+}
 
 func (l live) Decide(ctx context.Context, req decision.Request) decision.Decision {
 	return l.n.cur.Load().engine.Decide(ctx, req)
