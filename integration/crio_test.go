@@ -36,14 +36,27 @@ func (f *fixture) crioNode(t testing.TB, opts testenv.CRIOOptions) *testenv.CRIO
 // synchronized.
 func startSealgateCRIO(t testing.TB, f *fixture, c *testenv.CRIO, extra ...string) *sealgate {
 	t.Helper()
-	const registered = `plugin \"10-sealgate\" connected and synchronized`
-	before := strings.Count(c.Log(), registered)
+	return startSealgateCRIOAt(t, f, c, gateSocketDir(t), extra...)
+}
+
+// gateSocketDir returns a new runtime gate socket path (short: unix
+// socket paths are limited).
+func gateSocketDir(t testing.TB) string {
+	t.Helper()
 	run, err := os.MkdirTemp("", "sgg-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(run) })
-	s := &sealgate{logPath: filepath.Join(t.TempDir(), "sealgate.log"), exited: make(chan struct{}), gateSocket: filepath.Join(run, "gate.sock")}
+	return filepath.Join(run, "gate.sock")
+}
+
+// startSealgateCRIOAt is startSealgateCRIO with the runtime gate's socket.
+func startSealgateCRIOAt(t testing.TB, f *fixture, c *testenv.CRIO, socket string, extra ...string) *sealgate {
+	t.Helper()
+	const registered = `plugin \"10-sealgate\" connected and synchronized`
+	before := strings.Count(c.Log(), registered)
+	s := &sealgate{logPath: filepath.Join(t.TempDir(), "sealgate.log"), exited: make(chan struct{}), gateSocket: socket}
 	logf, err := os.Create(s.logPath)
 	if err != nil {
 		t.Fatal(err)

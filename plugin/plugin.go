@@ -448,12 +448,22 @@ func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 	if p.metrics != nil {
 		p.metrics.ObserveDecision(d, time.Since(start))
 	}
-	p.gate.record(ctr.GetId(), ctr.GetAnnotations()[imageNameAnnotation], ctr.GetPodSandboxId(), d)
+	p.gate.record(ctr.GetId(), specImage(ctr), ctr.GetPodSandboxId(), d)
 	err := d.Err()
 	if err == nil {
 		p.inv.add(pod, ctr)
 	}
 	return nil, nil, err
+}
+
+// specImage is the image name the runtime writes into the container's OCI
+// spec, which the runtime gate compares with the one decided on:
+// containerd's CRI annotation, or CRI-O's.
+func specImage(ctr *api.Container) string {
+	if n := ctr.GetAnnotations()[imageNameAnnotation]; n != "" {
+		return n
+	}
+	return ctr.GetAnnotations()[crioImageAnnotation]
 }
 
 // containerRequest is what the runtime says about the container's image.

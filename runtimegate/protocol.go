@@ -16,6 +16,7 @@
 package runtimegate
 
 import (
+	"encoding/json"
 	"strconv"
 	"time"
 )
@@ -63,6 +64,21 @@ const (
 	AnnotationContainerName    = "io.kubernetes.cri.container-name"
 	AnnotationImageName        = "io.kubernetes.cri.image-name"
 	AnnotationSandboxImageName = "io.kubernetes.cri.podsandbox.image-name"
+)
+
+// Annotations CRI-O puts in every spec it generates (pkg/annotations of
+// CRI-O); the pod's own annotations cannot override them.
+const (
+	AnnotationCRIOContainerType = "io.kubernetes.cri-o.ContainerType"
+	AnnotationCRIOSandboxID     = "io.kubernetes.cri-o.SandboxID"
+	// AnnotationCRIOImage is the image as requested (the pause image for
+	// a sandbox).
+	AnnotationCRIOImage     = "io.kubernetes.cri-o.Image"
+	AnnotationCRIONamespace = "io.kubernetes.cri-o.Namespace"
+	AnnotationCRIOKubeName  = "io.kubernetes.cri-o.KubeName"
+	// AnnotationCRIOLabels holds the CRI labels as JSON (pod name and
+	// namespace, container name, as kubelet sets them).
+	AnnotationCRIOLabels = "io.kubernetes.cri-o.Labels"
 )
 
 // Kinds of container.
@@ -164,6 +180,9 @@ type Running struct {
 // CheckRequest builds the question for container id from its spec's
 // annotations.
 func CheckRequest(id string, ann map[string]string) Request {
+	if _, ok := ann[AnnotationCRIOContainerType]; ok {
+		return crioCheckRequest(id, ann)
+	}
 	r := Request{
 		Op:        OpCheck,
 		ID:        id,
@@ -178,6 +197,32 @@ func CheckRequest(id string, ann map[string]string) Request {
 		r.Image = ann[AnnotationSandboxImageName]
 	}
 	r.Escape = Escaped(ann)
+	return r
+}
+
+// crioCheckRequest reads a spec CRI-O generated. There is no escape on
+// CRI-O: it has no required plugins, so nothing lets a container by
+// unasked that the wrapper would have to match.
+func crioCheckRequest(id string, ann map[string]string) Request {
+	r := Request{
+		Op:        OpCheck,
+		ID:        id,
+		Kind:      ann[AnnotationCRIOContainerType],
+		SandboxID: ann[AnnotationCRIOSandboxID],
+		Namespace: ann[AnnotationCRIONamespace],
+		Pod:       ann[AnnotationCRIOKubeName],
+		Image:     ann[AnnotationCRIOImage],
+	}
+	var labels map[string]string
+	if l := ann[AnnotationCRIOLabels]; l != "" && len(l) < maxMessage && json.Unmarshal([]byte(l), &labels) == nil {
+		if v := labels["io.kubernetes.pod.namespace"]; v != "" {
+			r.Namespace = v
+		}
+		if v := labels["io.kubernetes.pod.name"]; v != "" {
+			r.Pod = v
+		}
+		r.Container = labels["io.kubernetes.container.name"]
+	}
 	return r
 }
 

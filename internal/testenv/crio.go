@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sealgate/sealgate/runtimegate"
 )
 
 // CRIOOptions configure a CRI-O node.
@@ -26,10 +28,11 @@ type CRIOOptions struct {
 	// RegistriesConf, when set, is registries.conf's whole content
 	// instead (mirrors, blocked registries).
 	RegistriesConf string
-	// RuntimePath is the OCI runtime CRI-O runs as "runc": runc by
-	// default; sealgate-runc for the runtime gate, which finds the real
-	// runc through SEALGATE_RUNC (set in Env).
-	RuntimePath string
+	// RuntimeGate, when set, is sealgate-runc: CRI-O's runc runtime runs
+	// it, and it runs the real runc (Runc) for what the daemon behind
+	// GateSocket allows.
+	RuntimeGate string
+	GateSocket  string
 	// HooksDir is an OCI hooks directory (hooks.d).
 	HooksDir string
 	// RequestTimeout is NRI's plugin request timeout (default 2s).
@@ -203,7 +206,7 @@ func (c *CRIO) start() error {
 	defer logf.Close()
 	cmd := exec.Command(c.bins["crio"], "--config", c.ConfigPath, "--config-dir", "")
 	cmd.Env = append(envWithPath(filepath.Dir(c.bins["conmon"]), filepath.Dir(c.bins["runc"])),
-		append([]string{"CONTAINERS_REGISTRIES_CONF=" + c.RegistriesConfPath}, c.opts.Env...)...)
+		append([]string{"CONTAINERS_REGISTRIES_CONF=" + c.RegistriesConfPath}, c.env()...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = c.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -218,14 +221,23 @@ func (c *CRIO) start() error {
 	return c.waitReady(60 * time.Second)
 }
 
+// env is what CRI-O, conmon and the runtime get beyond PATH.
+func (c *CRIO) env() []string {
+	env := append([]string{}, c.opts.Env...)
+	if c.opts.RuntimeGate != "" {
+		env = append(env, runtimegate.RuntimeEnv+"="+c.Runc, runtimegate.SocketEnv+"="+c.opts.GateSocket)
+	}
+	return env
+}
+
 // config is crio.conf for the node.
 func (c *CRIO) config() string {
-	runtime := c.opts.RuntimePath
-	if runtime == "" {
-		runtime = c.Runc
-	}
+	runtime := c.Runc
 	conmonEnv := []string{"PATH=" + os.Getenv("PATH")}
-	conmonEnv = append(conmonEnv, c.opts.Env...)
+	conmonEnv = append(conmonEnv, c.env()...)
+	if c.opts.RuntimeGate != "" {
+		runtime = c.opts.RuntimeGate
+	}
 	hooks := []string{filepath.Join(c.Dir, "hooks")}
 	if c.opts.HooksDir != "" {
 		hooks = []string{c.opts.HooksDir}
