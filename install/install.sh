@@ -7,10 +7,16 @@
 # with required_plugins = ["sealgate"], and runc run through sealgate-runc)
 # and restarts containerd.
 #
-#   sudo install/install.sh [--policy FILE] [--key FILE]... [--trusted-root FILE]...
-#                           [--tpm SPEC] [--bin FILE] [--gate-bin FILE] [--prefix DIR]
-#                           [--destdir DIR] [--no-start] [--no-restart-containerd]
+#   sudo install/install.sh [--runtime containerd|crio] [--policy FILE] [--key FILE]...
+#                           [--trusted-root FILE]... [--tpm SPEC] [--bin FILE] [--gate-bin FILE]
+#                           [--prefix DIR] [--destdir DIR] [--no-start] [--no-restart-containerd]
 #
+#   --runtime RUNTIME      containerd (default) or crio. On CRI-O, the drop-in is
+#                          /etc/crio/crio.conf.d/10-sealgate.conf (NRI on, the OCI
+#                          hooks folders) and the runtime gate is an OCI createRuntime
+#                          hook, /etc/containers/oci/hooks.d/sealgate.json, run before
+#                          every container by any OCI runtime; CRI-O is restarted
+#                          (--no-restart-containerd leaves that to you too)
 #   --policy FILE          install FILE as /etc/sealgate/policy.yaml (without it an
 #                          existing policy is kept, or the starter policy written)
 #   --key FILE             add a public key (PEM) to /etc/sealgate/keys/; the
@@ -49,12 +55,14 @@ prefix=/usr/local
 destdir=""
 start=1
 restart_containerd=1
+runtime=containerd
 
 die() { echo "install: $*" >&2; exit 1; }
 say() { echo "install: $*"; }
 
 while [ $# -gt 0 ]; do
 	case "$1" in
+	--runtime) runtime=${2:?--runtime needs containerd or crio}; shift 2 ;;
 	--bin) bin=${2:?--bin needs a file}; shift 2 ;;
 	--gate-bin) gate_bin=${2:?--gate-bin needs a file}; shift 2 ;;
 	--policy) policy=${2:?--policy needs a file}; shift 2 ;;
@@ -73,6 +81,10 @@ $2"; shift 2 ;;
 	esac
 done
 
+case "$runtime" in
+containerd | crio) ;;
+*) die "--runtime $runtime: want containerd or crio" ;;
+esac
 [ -x "$bin" ] || die "$bin is not an executable; run 'make build' or pass --bin"
 [ -x "$gate_bin" ] || die "$gate_bin is not an executable; run 'make build' or pass --gate-bin"
 [ -z "$policy" ] || [ -f "$policy" ] || die "policy $policy does not exist"
@@ -84,6 +96,8 @@ D=$destdir
 etc="$D/etc/sealgate"
 unit="$D/etc/systemd/system/sealgate.service"
 dropin="$D/etc/containerd/conf.d/sealgate.toml"
+crio_dropin="$D/etc/crio/crio.conf.d/10-sealgate.conf"
+crio_hook="$D/etc/containers/oci/hooks.d/sealgate.json"
 ctrd_config="$D/etc/containerd/config.toml"
 
 # Replaced atomically: a shim may run sealgate-runc at any moment.
@@ -160,7 +174,9 @@ say "systemd unit -> $unit"
 install -d -m 0755 "$(dirname "$unit")"
 tpm_arg=""
 [ -z "$tpm" ] || tpm_arg=" --tpm $tpm"
-sed -e "s#/usr/local/bin/sealgate#$prefix/bin/sealgate#" -e "s#--trust-dir /etc/sealgate#--trust-dir /etc/sealgate$tpm_arg#" \
+unit_runtime="s#containerd.service#containerd.service#"
+[ "$runtime" = crio ] && unit_runtime="s#containerd.service#crio.service#g; s#(containerd NRI plugin)#(CRI-O NRI plugin)#"
+sed -e "s#/usr/local/bin/sealgate#$prefix/bin/sealgate#" -e "s#--trust-dir /etc/sealgate#--trust-dir /etc/sealgate$tpm_arg#" -e "$unit_runtime" \
 	"$here/../systemd/sealgate.service" >"$unit.new"
 chmod 0644 "$unit.new"
 mv -f "$unit.new" "$unit"
@@ -191,6 +207,48 @@ write_dropin() {
 	chmod 0644 "$dropin.new"
 	mv -f "$dropin.new" "$dropin"
 }
+
+# write_crio installs CRI-O's drop-in and the runtime gate as an OCI hook.
+write_crio() {
+	say "CRI-O drop-in -> $crio_dropin (NRI on, OCI hooks folders)"
+	install -d -m 0755 "$(dirname "$crio_dropin")" "$(dirname "$crio_hook")"
+	install -m 0644 "$here/crio/10-sealgate.conf" "$crio_dropin.new"
+	mv -f "$crio_dropin.new" "$crio_dropin"
+	say "runtime gate as an OCI createRuntime hook -> $crio_hook ($prefix/bin/sealgate-runc hook)"
+	sed -e "s#/usr/local/bin/sealgate-runc#$prefix/bin/sealgate-runc#" "$here/crio/sealgate.json" >"$crio_hook.new"
+	chmod 0644 "$crio_hook.new"
+	mv -f "$crio_hook.new" "$crio_hook"
+}
+
+if [ "$runtime" = crio ]; then
+	if [ -n "$destdir" ]; then
+		if [ -n "$tpm" ]; then
+			seal --gate-socket ""
+		else
+			say "not sealed (no --tpm): sealgate-firstboot.service seals on the node's first boot, before sealgate starts"
+		fi
+		write_crio
+		say "staged into $destdir; enable sealgate-firstboot.service and sealgate.service in the image"
+		exit 0
+	fi
+	command -v systemctl >/dev/null 2>&1 || die "no systemctl: start '$prefix/bin/sealgate run' with your init system"
+	systemctl daemon-reload
+	seal
+	[ "$start" -eq 1 ] || { say "installed and sealed; not started (--no-start)"; exit 0; }
+	systemctl enable sealgate.service
+	if systemctl is-active --quiet sealgate.service; then systemctl reload-or-restart sealgate.service; else systemctl start sealgate.service; fi
+	"$prefix/bin/sealgate" doctor --ready --wait 30s ||
+		{ journalctl -u sealgate.service -n 20 --no-pager >&2 || true; die "sealgate did not come up (see the log above); CRI-O's drop-in and hook were NOT installed"; }
+	say "sealgate is running and answers the runtime gate"
+	write_crio
+	if [ "$restart_containerd" -eq 1 ]; then
+		say "restarting CRI-O to load the drop-in (running containers keep running)"
+		systemctl restart crio.service
+	else
+		say "restart CRI-O to load the drop-in: systemctl restart crio"
+	fi
+	exit 0
+fi
 
 # containerd reads conf.d only when its main config imports it.
 imports_ok=0

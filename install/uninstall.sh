@@ -62,6 +62,17 @@ if [ -e "$dropin" ]; then
 	fi
 fi
 
+# CRI-O: the hook first (it refuses every container sealgate does not
+# answer for; CRI-O reads its hooks folder live), then the drop-in.
+crio_hook="$D/etc/containers/oci/hooks.d/sealgate.json"
+crio_dropin="$D/etc/crio/crio.conf.d/10-sealgate.conf"
+for f in "$crio_hook" "$crio_dropin"; do
+	if [ -e "$f" ]; then
+		rm -f "$f"
+		say "removed $f"
+	fi
+done
+
 if [ "$live" -eq 1 ]; then
 	systemctl disable --now sealgate.service 2>/dev/null || true
 	systemctl disable sealgate-firstboot.service 2>/dev/null || true

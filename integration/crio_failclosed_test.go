@@ -3,7 +3,9 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/internal/testenv"
+	"github.com/sealgate/sealgate/runtimegate"
 )
 
 // crioGated is a CRI-O node whose runc runtime is sealgate's runtime gate
@@ -20,15 +23,49 @@ import (
 type crioGated struct {
 	f      *fixture
 	c      *testenv.CRIO
-	socket string
+	socket string // the runtime gate's (the daemon's) socket
 }
 
-func newCRIOGated(t *testing.T) *crioGated {
+// newCRIOGated starts the node with the gate as the runtime wrapper
+// (runtime_path) or, with hook, as an OCI createRuntime hook in hooks.d.
+func newCRIOGated(t *testing.T, hook bool) *crioGated {
 	t.Helper()
 	f := newFixture(t)
 	socket := gateSocketDir(t)
-	c := f.crioNode(t, testenv.CRIOOptions{RuntimeGate: testenv.BuildRuntimeGate(t), GateSocket: socket})
+	opts := testenv.CRIOOptions{RuntimeGate: testenv.BuildRuntimeGate(t), GateSocket: socket}
+	if hook {
+		opts = testenv.CRIOOptions{HooksDir: installedHook(t, socket)}
+	}
+	c := f.crioNode(t, opts)
 	return &crioGated{f: f, c: c, socket: socket}
+}
+
+// installedHook writes install/crio/sealgate.json into a hooks folder as
+// install.sh installs it (the gate's path rewritten), with the test's gate
+// socket in the hook's environment, and returns the folder.
+func installedHook(t *testing.T, socket string) string {
+	t.Helper()
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hook map[string]any
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(root, "install", "crio", "sealgate.json"))), &hook); err != nil {
+		t.Fatal(err)
+	}
+	h := hook["hook"].(map[string]any)
+	if h["path"] != "/usr/local/bin/sealgate-runc" {
+		t.Fatalf("the hook does not name /usr/local/bin/sealgate-runc, which install.sh rewrites: %v", h["path"])
+	}
+	h["path"] = testenv.BuildRuntimeGate(t)
+	h["env"] = []string{runtimegate.SocketEnv + "=" + socket}
+	b, err := json.Marshal(hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "sealgate.json"), string(b))
+	return dir
 }
 
 func (n *crioGated) start(t *testing.T) *sealgate {
@@ -61,13 +98,18 @@ func (n *crioGated) ran(t *testing.T, repo string) []string {
 	return ran
 }
 
-// TestCRIOFailClosed: on CRI-O with the runtime gate, sealgate SIGKILLed
-// three times in a burst of 50 creations (restarted a second later, as
-// systemd would), SIGTERMed, SIGSTOPped past the NRI request timeout, and
-// absent at boot: zero unsigned containers are created; signed ones run
-// whenever sealgate is up.
+// TestCRIOFailClosed: on CRI-O with the runtime gate, as the runtime
+// wrapper and as an OCI hook, sealgate SIGKILLed three times in a burst of
+// 50 creations (restarted a second later, as systemd would), SIGTERMed,
+// SIGSTOPped past the NRI request timeout, and absent at boot: zero
+// unsigned containers are created; signed ones run whenever sealgate is up.
 func TestCRIOFailClosed(t *testing.T) {
-	n := newCRIOGated(t)
+	for _, mode := range []string{"wrapper", "hook"} {
+		t.Run(mode, func(t *testing.T) { crioFailClosed(t, newCRIOGated(t, mode == "hook")) })
+	}
+}
+
+func crioFailClosed(t *testing.T, n *crioGated) {
 	for _, img := range []string{n.f.signedTag, n.f.unsignedTag} {
 		if err := n.c.Pull(img); err != nil {
 			t.Fatal(err)

@@ -254,3 +254,20 @@ func TestCRIOMultiArch(t *testing.T) {
 		t.Errorf("the refusal does not say why:\n%s", out)
 	}
 }
+
+// TestCRIOSynchronizeDecidesRunning: containers CRI-O runs before sealgate
+// connects (NRI Synchronize) are decided from CRI-O's annotations and image
+// store: the signed one ahead of time, the unsigned one named as running
+// while the policy would deny it.
+func TestCRIOSynchronizeDecidesRunning(t *testing.T) {
+	f := newFixture(t)
+	c := f.crioNode(t, testenv.CRIOOptions{})
+	for _, img := range []struct{ ref, name string }{{f.signedTag, "early-signed"}, {f.unsignedTag, "early-unsigned"}} {
+		if _, out, err := c.Run(img.ref, img.name, "default"); err != nil {
+			t.Fatalf("%s without sealgate: %v\n%s", img.ref, err, out)
+		}
+	}
+	s := startSealgateCRIO(t, f, c)
+	waitLog(t, s, 30*time.Second, "decided ahead of time", "digest="+f.signed.DigestStr())
+	waitLog(t, s, 30*time.Second, "a running container's image is not allowed by the policy", "pod=default/early-unsigned", "digest="+f.unsigned.DigestStr())
+}

@@ -213,3 +213,46 @@ func unitArgs(t testing.TB, unit string, override map[string]string) []string {
 	}
 	return args
 }
+
+// TestInstallStagedCRIO: install.sh --runtime crio --destdir stages CRI-O's
+// drop-in and the runtime gate as an OCI hook naming the gate where it was
+// installed, and a unit ordered after CRI-O; uninstall.sh removes them.
+func TestInstallStagedCRIO(t *testing.T) {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := t.TempDir()
+	out, err := exec.Command("sh", filepath.Join(root, "install", "install.sh"), "--runtime", "crio", "--destdir", dest, "--prefix", "/opt/sg",
+		"--bin", testenv.BuildSealgate(t), "--gate-bin", testenv.BuildRuntimeGate(t)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("install.sh --runtime crio: %v\n%s", err, out)
+	}
+	hook := readFile(t, filepath.Join(dest, "etc/containers/oci/hooks.d/sealgate.json"))
+	for _, want := range []string{`"path": "/opt/sg/bin/sealgate-runc"`, `"createRuntime"`, `"always": true`} {
+		if !strings.Contains(hook, want) {
+			t.Errorf("staged hook lacks %s:\n%s", want, hook)
+		}
+	}
+	if d := readFile(t, filepath.Join(dest, "etc/crio/crio.conf.d/10-sealgate.conf")); !strings.Contains(d, "enable_nri = true") || !strings.Contains(d, "/etc/containers/oci/hooks.d") {
+		t.Errorf("staged CRI-O drop-in:\n%s", d)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "etc/containerd/conf.d/sealgate.toml")); err == nil {
+		t.Error("containerd's drop-in staged for CRI-O")
+	}
+	if unit := readFile(t, filepath.Join(dest, "etc/systemd/system/sealgate.service")); !strings.Contains(unit, "After=crio.service") {
+		t.Errorf("the unit is not ordered after CRI-O:\n%s", unit)
+	}
+	if out, err := exec.Command("sh", filepath.Join(root, "install", "install.sh"), "--runtime", "docker", "--destdir", dest).CombinedOutput(); err == nil || !strings.Contains(string(out), "want containerd or crio") {
+		t.Errorf("--runtime docker: %v\n%s", err, out)
+	}
+	out, err = exec.Command("sh", filepath.Join(root, "install", "uninstall.sh"), "--destdir", dest, "--prefix", "/opt/sg").CombinedOutput()
+	if err != nil {
+		t.Fatalf("uninstall.sh: %v\n%s", err, out)
+	}
+	for _, f := range []string{"etc/containers/oci/hooks.d/sealgate.json", "etc/crio/crio.conf.d/10-sealgate.conf"} {
+		if _, err := os.Lstat(filepath.Join(dest, f)); err == nil {
+			t.Errorf("uninstall left %s", f)
+		}
+	}
+}

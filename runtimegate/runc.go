@@ -255,3 +255,29 @@ func RuncLogLine(format, msg string, now time.Time) []byte {
 	}
 	return []byte(fmt.Sprintf("time=%q level=error msg=%q\n", now.UTC().Format(time.RFC3339Nano), msg))
 }
+
+// HookStateLimit bounds the OCI state a hook reads on its standard input.
+const HookStateLimit = 1 << 20
+
+// DecideHook is Decide for the gate run as an OCI createRuntime hook
+// (CRI-O's hooks.d, for any OCI runtime): the runtime gives the container's
+// state on standard input (its ID and bundle, and the spec's annotations),
+// and a non-zero exit makes the runtime abandon the creation.
+func (g Gate) DecideHook(state []byte) Verdict {
+	if len(state) > HookStateLimit {
+		return refuse("", "", fmt.Sprintf("the runtime's state for the hook is longer than %d bytes", HookStateLimit))
+	}
+	if err := strictjson.Check(state, 64); err != nil {
+		return refuse("", "", fmt.Sprintf("the runtime's state for the hook: %v", err))
+	}
+	var st struct {
+		ID     string `json:"id"`
+		Bundle string `json:"bundle"`
+	}
+	if err := json.Unmarshal(state, &st); err != nil || st.ID == "" || st.Bundle == "" {
+		return refuse(st.ID, "", fmt.Sprintf("the runtime's state for the hook names no container and bundle (%v)", err))
+	}
+	// The annotations are read from the bundle's spec, as the wrapper
+	// reads them, not from the state's copy.
+	return g.Decide(Invocation{Command: "create", ID: st.ID, Bundle: st.Bundle})
+}

@@ -2,8 +2,12 @@ package runtimegate
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseRuncArgs(t *testing.T) {
@@ -96,5 +100,31 @@ func TestEscaped(t *testing.T) {
 				t.Errorf("Escaped(%v) = %v, want %v", tt.ann, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestDecideHookState: the hook refuses a state it cannot read (not JSON,
+// duplicate keys, no ID or bundle, too long) and otherwise asks as the
+// wrapper does: here no daemon answers, so the creation is refused with
+// the wrapper's reason.
+func TestDecideHookState(t *testing.T) {
+	bundle := t.TempDir()
+	spec := `{"annotations":{"io.kubernetes.cri-o.ContainerType":"container","io.kubernetes.cri-o.SandboxID":"s1","io.kubernetes.cri-o.Image":"r.example/app:v1"}}`
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(spec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := Gate{Socket: filepath.Join(t.TempDir(), "none.sock"), Timeout: time.Second}
+	tests := []struct{ name, state, want string }{
+		{"not JSON", `{"id":`, "the runtime's state for the hook"},
+		{"duplicate key", `{"id":"a","id":"b","bundle":"` + bundle + `"}`, "the runtime's state for the hook"},
+		{"no bundle", `{"id":"c1"}`, "names no container and bundle"},
+		{"too long", `{"id":"c1","pad":"` + strings.Repeat("x", HookStateLimit) + `"}`, "longer than"},
+		{"no daemon", `{"ociVersion":"1.2.0","id":"c1","status":"creating","bundle":"` + bundle + `"}`, "refused container c1 (image r.example/app:v1)"},
+	}
+	for _, tc := range tests {
+		v := g.DecideHook([]byte(tc.state))
+		if v.Allowed || !strings.Contains(v.Message, tc.want) {
+			t.Errorf("%s: %+v, want a refusal with %q", tc.name, v, tc.want)
+		}
 	}
 }

@@ -5,6 +5,10 @@
 // other runc command, and every allowed creation, is handed to the real runc
 // with exec, unchanged.
 //
+// Run as "sealgate-runc hook", it is the same gate as an OCI createRuntime
+// hook (CRI-O's hooks.d), for any OCI runtime: the container's state on
+// standard input, a non-zero exit refusing the creation.
+//
 // It reads no flags of its own: the real runtime is $SEALGATE_RUNC or the
 // first runc on PATH that is not this program, the daemon's socket is
 // $SEALGATE_GATE_SOCKET or /run/sealgate/gate.sock.
@@ -12,6 +16,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +28,9 @@ import (
 
 func main() {
 	args := os.Args[1:]
+	if len(args) == 1 && args[0] == "hook" {
+		hook()
+	}
 	runc, err := realRuntime()
 	if err != nil {
 		fail(runtimegate.Invocation{}, "sealgate runtime gate: "+err.Error())
@@ -43,6 +51,25 @@ func main() {
 	}
 	err = syscall.Exec(runc, append([]string{runc}, args...), os.Environ())
 	fail(inv, fmt.Sprintf("sealgate runtime gate: exec %s: %v", runc, err))
+}
+
+// hook is the gate as an OCI createRuntime hook (CRI-O's hooks.d): the
+// state on standard input, the verdict as the exit status, the reason on
+// standard error, which the runtime puts in its error.
+func hook() {
+	b, err := io.ReadAll(io.LimitReader(os.Stdin, runtimegate.HookStateLimit+1))
+	if err != nil {
+		fail(runtimegate.Invocation{}, "sealgate runtime gate: refused: read the container's state: "+err.Error())
+	}
+	g := runtimegate.Gate{Socket: envOr(runtimegate.SocketEnv, runtimegate.DefaultSocket), Timeout: timeout()}
+	v := g.DecideHook(b)
+	if !v.Allowed {
+		fail(runtimegate.Invocation{}, v.Message)
+	}
+	if v.Message != "" {
+		fmt.Fprintln(os.Stderr, v.Message)
+	}
+	os.Exit(0)
 }
 
 // fail explains a refusal where the shim looks for it (runc's log) and on
