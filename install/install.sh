@@ -175,7 +175,7 @@ install -d -m 0755 "$(dirname "$unit")"
 tpm_arg=""
 [ -z "$tpm" ] || tpm_arg=" --tpm $tpm"
 unit_runtime="s#containerd.service#containerd.service#"
-[ "$runtime" = crio ] && unit_runtime="s#containerd.service#crio.service#g; s#(containerd NRI plugin)#(CRI-O NRI plugin)#"
+[ "$runtime" = crio ] && unit_runtime="s#containerd.service#crio.service#g; s#(containerd NRI plugin)#(CRI-O NRI plugin)#; s#--registry-hosts-dir /etc/containerd/certs.d#--registries-conf /etc/containers/registries.conf#"
 sed -e "s#/usr/local/bin/sealgate#$prefix/bin/sealgate#" -e "s#--trust-dir /etc/sealgate#--trust-dir /etc/sealgate$tpm_arg#" -e "$unit_runtime" \
 	"$here/../systemd/sealgate.service" >"$unit.new"
 chmod 0644 "$unit.new"

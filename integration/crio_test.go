@@ -4,6 +4,7 @@ package integration
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -270,4 +271,71 @@ func TestCRIOSynchronizeDecidesRunning(t *testing.T) {
 	s := startSealgateCRIO(t, f, c)
 	waitLog(t, s, 30*time.Second, "decided ahead of time", "digest="+f.signed.DigestStr())
 	waitLog(t, s, 30*time.Second, "a running container's image is not allowed by the policy", "pod=default/early-unsigned", "digest="+f.unsigned.DigestStr())
+}
+
+// TestCRIOMirrorFromRegistriesConf: the upstream registry is down and a
+// mirror from registries.conf (the file CRI-O reads, given to sealgate with
+// --registries-conf) holds the image and its signature, signed for the
+// upstream name: CRI-O pulls through the mirror, sealgate finds the
+// signature there, and the container runs; an unsigned image on the same
+// mirror is refused. A registry registries.conf blocks is refused.
+func TestCRIOMirrorFromRegistriesConf(t *testing.T) {
+	f := newFixture(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream := l.Addr().String()
+	l.Close() // nothing listens: the upstream is down
+	mirrored := pushBusybox(t, f.reg, "apps/mirrored:v1", "mirrored", "sleep", "3600")
+	cosign := testenv.NewCosign(t)
+	priv, pub, err := cosign.GenerateKeyPair("upstream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cosign.Sign(priv, mirrored.String(), "--sign-container-identity", upstream+"/apps/mirrored"); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, pub, filepath.Join(f.trustDir, "keys", "upstream.pub"))
+	writeFile(t, f.policy, f.policyYAML()+fmt.Sprintf(`  - name: upstream
+    images: ["%s/**"]
+    signatures:
+      authorities:
+        - key: keys/upstream.pub
+`, upstream))
+	blocked := "blocked.example.com"
+	regs := fmt.Sprintf(`unqualified-search-registries = []
+
+[[registry]]
+location = %q
+insecure = true
+
+[[registry.mirror]]
+location = %q
+insecure = true
+
+[[registry]]
+location = %q
+insecure = true
+
+[[registry]]
+location = %q
+blocked = true
+`, upstream, f.reg.Addr, f.reg.Addr, blocked)
+	c := testenv.NewCRIO(t, testenv.CRIOOptions{PauseImage: f.sandbox.String(), RegistriesConf: regs})
+	s := startSealgateCRIO(t, f, c, "--insecure-no-tpm", "--policy", f.policy, "--registries-conf", c.RegistriesConfPath,
+		"--registries-conf-dir", filepath.Join(t.TempDir(), "none"), "--containers-certs-dir", t.TempDir(), "--bundle-store", "")
+	if _, out, err := c.Run(upstream+"/apps/mirrored:v1", "mirrored", "default"); err != nil {
+		t.Fatalf("signed image behind a registries.conf mirror refused with the upstream down: %v\n%s\nsealgate log:\n%s", err, out, s.log())
+	}
+	waitLog(t, s, 5*time.Second, "msg=allowed", "image="+upstream+"/apps/mirrored", "source=verified")
+	if _, out, err := c.Run(upstream+"/apps/unsigned:v1", "unsigned", "default"); err == nil || !strings.Contains(out, "sealgate: denied") {
+		t.Fatalf("unsigned image behind the mirror not refused by sealgate: %v\n%s", err, out)
+	}
+	// sealgate's own view of a blocked registry: refused, naming the file.
+	out, code := sealgateCmd(t, "verify", "--insecure-no-tpm", "--policy", f.policy, "--registries-conf", c.RegistriesConfPath,
+		"--registries-conf-dir", filepath.Join(t.TempDir(), "none"), "--bundle-store", "", blocked+"/apps/x@sha256:"+strings.Repeat("a", 64))
+	if code == 0 || !strings.Contains(out, "blocked") {
+		t.Errorf("verify of an image on a blocked registry: exit %d\n%s", code, out)
+	}
 }

@@ -240,8 +240,9 @@ func TestInstallStagedCRIO(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dest, "etc/containerd/conf.d/sealgate.toml")); err == nil {
 		t.Error("containerd's drop-in staged for CRI-O")
 	}
-	if unit := readFile(t, filepath.Join(dest, "etc/systemd/system/sealgate.service")); !strings.Contains(unit, "After=crio.service") {
-		t.Errorf("the unit is not ordered after CRI-O:\n%s", unit)
+	if unit := readFile(t, filepath.Join(dest, "etc/systemd/system/sealgate.service")); !strings.Contains(unit, "After=crio.service") ||
+		!strings.Contains(unit, "--registries-conf /etc/containers/registries.conf") {
+		t.Errorf("the unit is not ordered after CRI-O, or does not read CRI-O's registries.conf:\n%s", unit)
 	}
 	if out, err := exec.Command("sh", filepath.Join(root, "install", "install.sh"), "--runtime", "docker", "--destdir", dest).CombinedOutput(); err == nil || !strings.Contains(string(out), "want containerd or crio") {
 		t.Errorf("--runtime docker: %v\n%s", err, out)

@@ -204,9 +204,13 @@ func (c *CRIO) start() error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(c.bins["crio"], "--config", c.ConfigPath, "--config-dir", "")
+	if err := os.MkdirAll(filepath.Join(c.Dir, "registries.conf.d"), 0o700); err != nil {
+		return err
+	}
+	cmd := exec.Command(c.bins["crio"], "--config", c.ConfigPath, "--config-dir", "",
+		"--registries-conf", c.RegistriesConfPath, "--registries-conf-dir", filepath.Join(c.Dir, "registries.conf.d"))
 	cmd.Env = append(envWithPath(filepath.Dir(c.bins["conmon"]), filepath.Dir(c.bins["runc"])),
-		append([]string{"CONTAINERS_REGISTRIES_CONF=" + c.RegistriesConfPath}, c.env()...)...)
+		c.env()...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = c.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -119,6 +119,13 @@ type Config struct {
 	// sends none) and its sandbox image; empty disables. Which of the two
 	// is used is what the runtime says it is when it connects.
 	CRIOAddress string
+	// RegistriesConf, when set, is CRI-O's registries.conf: registries
+	// are reached as CRI-O reaches them (mirrors, insecure and blocked
+	// registries, with the drop-ins of RegistriesConfDir and the TLS files
+	// of ContainersCertsDir) instead of through containerd's HostsDir.
+	RegistriesConf     string
+	RegistriesConfDir  string
+	ContainersCertsDir string
 	// GateSocket is the runtime gate's socket; empty disables the gate.
 	GateSocket string
 	// LaunchedByRuntime: the runtime started the process and handed over

@@ -45,6 +45,9 @@ func NewRegistry(cfg Config) (*source.Registry, error) {
 		return nil, err
 	}
 	opts := []source.Option{source.WithHostsDir(hosts), source.WithTimeout(timeout), source.WithKeychain(keychain)}
+	if cfg.RegistriesConf != "" {
+		opts = append(opts, source.WithRegistriesConf(cfg.RegistriesConf, cfg.RegistriesConfDir, cfg.ContainersCertsDir))
+	}
 	if cfg.requestObserver != nil {
 		opts = append(opts, source.WithRequestObserver(cfg.requestObserver))
 	}

@@ -32,6 +32,8 @@ type options struct {
 	limits    ocimaterial.Limits
 	transport http.RoundTripper
 	observe   RequestObserver
+	// registriesConf, when set, replaces the hosts.toml configuration.
+	registriesConf *registriesConf
 }
 
 // Option configures a Registry. Options are checked by NewRegistry, so a bad

@@ -49,6 +49,9 @@ type Registry struct {
 
 	pullers pullerCache
 	replies replyCache
+	// regconf, when set, resolves repositories as CRI-O does
+	// (registries.conf) instead of containerd's hosts.toml.
+	regconf *registriesConf
 
 	// skipped counts junk left out: malformed or surplus layers and
 	// referrers, blobs that failed beside others that did not.
@@ -75,6 +78,7 @@ func NewRegistry(opts ...Option) (*Registry, error) {
 		timeout:  o.timeout,
 		limits:   o.limits,
 		hosts:    newHostConfig(o.hostsDir, o.transport),
+		regconf:  o.registriesConf,
 	}, nil
 }
 
@@ -344,6 +348,9 @@ type target struct {
 // the host's configuration and credentials stay the same, so that the
 // registry is pinged and a token obtained once, not for every decision.
 func (r *Registry) targets(image name.Repository) ([]*target, error) {
+	if r.regconf != nil {
+		return r.registriesConfTargets(image)
+	}
 	registry := image.RegistryStr()
 	if registry == name.DefaultRegistry {
 		registry = "docker.io" // the name containerd's certs.d uses
@@ -367,6 +374,25 @@ func (r *Registry) targets(image name.Repository) ([]*target, error) {
 			return nil, err
 		}
 		targets = append(targets, &target{host: h, repo: repo, tr: p.tr, puller: p.puller})
+	}
+	return targets, nil
+}
+
+// registriesConfTargets is targets from registries.conf: each source's
+// repository is the one registries.conf rewrote the image's to, asked
+// without containerd's "ns" parameter.
+func (r *Registry) registriesConfTargets(image name.Repository) ([]*target, error) {
+	sources, err := r.regconf.sources(image)
+	if err != nil {
+		return nil, err
+	}
+	targets := make([]*target, 0, len(sources))
+	for _, s := range sources {
+		p, err := r.pullers.get(r, s.host, s.repo, "")
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, &target{host: s.host, repo: s.repo, tr: p.tr, puller: p.puller})
 	}
 	return targets, nil
 }
