@@ -246,3 +246,40 @@ func crioFailClosed(t *testing.T, n *crioGated) {
 		t.Error("no signed container found running: the check for unsigned ones finds nothing either")
 	}
 }
+
+// TestCRIODoctor: on a CRI-O node with the runtime gate installed as the
+// OCI hook install.sh installs, doctor (told nothing about the runtime:
+// sealgate says it is connected to CRI-O) passes its CRI-O checks; on a
+// CRI-O node without the gate it fails and names the fix.
+func TestCRIODoctor(t *testing.T) {
+	n := newCRIOGated(t, true)
+	s := n.start(t)
+	doctor := func(c *testenv.CRIO, socket string) (string, int) {
+		return sealgateCmd(t, "doctor", "--gate-socket", socket, "--crio-bin", crioBin(t), "--crio-config", c.ConfigPath,
+			"--crio-config-dir", "", "--tpm", "none", "--wait", "10s")
+	}
+	out, code := doctor(n.c, s.gateSocket)
+	t.Logf("doctor on the gated CRI-O node:\n%s", out)
+	for _, want := range []string{"ok   runtime gate as an OCI hook", "ok   NRI enabled", "ok   sealgate connected", "registered with cri-o 1.34.0", "ok   request timeout"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor output lacks %q (exit %d):\n%s", want, code, out)
+		}
+	}
+
+	f := newFixture(t)
+	bare := f.crioNode(t, testenv.CRIOOptions{})
+	s2 := startSealgateCRIO(t, f, bare)
+	out, code = doctor(bare, s2.gateSocket)
+	if code != 1 || !strings.Contains(out, "FAIL runtime gate installed") || !strings.Contains(out, "install.sh --runtime crio") {
+		t.Errorf("doctor on CRI-O without the gate: exit %d, want 1 naming the fix:\n%s", code, out)
+	}
+}
+
+func crioBin(t testing.TB) string {
+	t.Helper()
+	p, err := testenv.Tool("crio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -35,6 +35,14 @@ type Finding struct {
 
 // Config says where things are on the node.
 type Config struct {
+	// Runtime is "containerd" or "crio"; empty: the one sealgate reports
+	// being connected to, containerd when it does not answer.
+	Runtime string
+	// CRIO is CRI-O's binary; CRIOConfig and CRIOConfigDir its
+	// configuration file and drop-in folder, empty for its defaults.
+	CRIO          string
+	CRIOConfig    string
+	CRIOConfigDir string
 	// Containerd is containerd's binary (its NRI version is read from it);
 	// ContainerdConfig its config file, empty for its default.
 	Containerd       string
@@ -82,9 +90,14 @@ func Run(ctx context.Context, cfg Config) *Report {
 		cfg.Timeout = 10 * time.Second
 	}
 	r := &Report{}
-	rt := checkRuntime(ctx, cfg, r)
 	st := checkDaemon(cfg, r)
-	if rt != nil {
+	runtime := cfg.Runtime
+	if runtime == "" && st != nil && st.Runtime == "cri-o" {
+		runtime = "crio"
+	}
+	if runtime == "crio" {
+		checkCRIO(ctx, cfg, st, r)
+	} else if rt := checkRuntime(ctx, cfg, r); rt != nil {
 		checkNRIConfig(cfg, rt, st, r)
 		checkRuntimeGateConfig(cfg, rt, r)
 	}

@@ -26,8 +26,12 @@ Exit status: 0 nothing lets an unverified container run, 1 something does
 
 func doctorCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	cfg := nodecheck.Config{GateBinary: "sealgate-runc", EscapeAnnotation: runtimegate.EscapeAnnotation}
+	fs.StringVar(&cfg.Runtime, "runtime", "", "containerd or crio (default: the runtime sealgate is connected to, containerd when it does not answer)")
 	fs.StringVar(&cfg.Containerd, "containerd-bin", "containerd", "containerd's binary (its NRI version is read from it)")
 	fs.StringVar(&cfg.ContainerdConfig, "containerd-config", "", "containerd's config file (default: containerd's own default)")
+	fs.StringVar(&cfg.CRIO, "crio-bin", "crio", "CRI-O's binary (crio config shows its configuration)")
+	fs.StringVar(&cfg.CRIOConfig, "crio-config", "", "CRI-O's config file (default: CRI-O's own default)")
+	fs.StringVar(&cfg.CRIOConfigDir, "crio-config-dir", "", "CRI-O's drop-in folder, with --crio-config")
 	fs.StringVar(&cfg.PluginName, "plugin-name", plugin.DefaultName, "the name sealgate registers under")
 	fs.StringVar(&cfg.GateSocket, "gate-socket", runtimegate.DefaultSocket, "the runtime gate's socket")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound on each check")
@@ -43,6 +47,10 @@ func doctorCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 		}
 		if *output != "text" && *output != "json" {
 			fmt.Fprintf(stderr, "sealgate doctor: --output %q: want text or json\n", *output)
+			return exitUsage
+		}
+		if r := cfg.Runtime; r != "" && r != "containerd" && r != "crio" {
+			fmt.Fprintf(stderr, "sealgate doctor: --runtime %q: want containerd or crio\n", r)
 			return exitUsage
 		}
 		if *ready {
