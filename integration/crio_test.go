@@ -339,3 +339,20 @@ blocked = true
 		t.Errorf("verify of an image on a blocked registry: exit %d\n%s", code, out)
 	}
 }
+
+// TestCRIOPulledImageVerifiedAhead: CRI-O reports no pulls on the CRI;
+// sealgate reads its image list and verifies a newly pulled image before
+// any container of it exists, so that the first container is a cache hit.
+func TestCRIOPulledImageVerifiedAhead(t *testing.T) {
+	f := newFixture(t)
+	c := f.crioNode(t, testenv.CRIOOptions{})
+	s := startSealgateCRIO(t, f, c, "--insecure-no-tpm", "--policy", f.policy, "--registry-hosts-dir", f.hostsDir, "--bundle-store", "", "--crio-image-poll", "500ms")
+	if err := c.Pull(f.signedTag); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, s, 10*time.Second, "decided ahead of time", `why="image pulled"`, "digest="+f.signed.DigestStr(), "allowed=true")
+	if _, out, err := c.Run(f.signedTag, "after-pull", "default"); err != nil {
+		t.Fatalf("signed image refused: %v\n%s", err, out)
+	}
+	waitLog(t, s, 5*time.Second, "msg=allowed", "container=after-pull", "source=cache")
+}

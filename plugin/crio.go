@@ -229,3 +229,49 @@ func (r *CRIOResolver) RunningContainers(ctx context.Context) (map[string]bool, 
 	}
 	return out, nil
 }
+
+// PulledImage is an image in the runtime's store under a name, at the one
+// digest the store records for that name.
+type PulledImage struct {
+	ID, Image, Digest string
+}
+
+// Images lists CRI-O's images (ListImages): for each image and each
+// repository it records exactly one digest for, the image's name (a tag of
+// that repository when it has one) and that digest. A repository recorded
+// with several digests is left out: CRI-O pairs names and digests that
+// never went together, and which one is real is decided at creation.
+func (r *CRIOResolver) Images(ctx context.Context) ([]PulledImage, error) {
+	resp, err := r.images.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list CRI-O's images: %w", err)
+	}
+	var out []PulledImage
+	for _, img := range resp.GetImages() {
+		repos := map[string]bool{}
+		for _, rd := range img.GetRepoDigests() {
+			if d, err := name.NewDigest(rd, name.WeakValidation); err == nil {
+				repos[d.Context().Name()] = true
+			}
+		}
+		for repo := range repos {
+			rp, err := name.NewRepository(repo, name.WeakValidation)
+			if err != nil {
+				continue
+			}
+			digest, err := repoDigest(img, rp)
+			if err != nil {
+				continue
+			}
+			ref := rp.Name() + "@" + digest
+			for _, tag := range img.GetRepoTags() {
+				if t, err := name.NewTag(tag, name.WeakValidation); err == nil && t.Context().Name() == rp.Name() {
+					ref = t.String()
+					break
+				}
+			}
+			out = append(out, PulledImage{ID: img.GetId(), Image: ref, Digest: digest})
+		}
+	}
+	return out, nil
+}

@@ -33,6 +33,7 @@ func runCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	fs.DurationVar(&c.Deadline, "deadline", plugin.DefaultDeadline, "time a decision may take before enforce mode denies; keep it under the runtime's NRI request timeout (containerd: 2s)")
 	fs.StringVar(&c.ContainerdAddress, "containerd-address", node.DefaultContainerdAddress, "containerd's socket, to find sandbox images and digests older runtimes do not send; empty disables")
 	fs.StringVar(&c.ContainerdNamespace, "containerd-namespace", node.DefaultContainerdNamespace, "containerd namespace of the CRI")
+	fs.DurationVar(&c.ImagePoll, "crio-image-poll", node.DefaultImagePoll, "on CRI-O, how often its image list is read to verify new images before their first container")
 	fs.StringVar(&c.CRIOAddress, "crio-address", plugin.DefaultCRIOAddress, "CRI-O's CRI socket, asked for the image of each container (CRI-O's NRI sends none) and the sandbox image; used when the runtime is CRI-O; empty disables")
 	fs.StringVar(&c.MetricsAddress, "metrics-address", "", "where /metrics, /healthz, /readyz and /status are served: a unix socket path or tcp:HOST:PORT; default metrics.sock beside --gate-socket, none for none")
 	fs.StringVar(&c.DecisionLog, "decision-log", "", "where every decision is written as a hash-chained JSON line (sealgate log verify checks it); default <state-dir>/decisions.log, none for no log")

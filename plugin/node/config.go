@@ -119,6 +119,9 @@ type Config struct {
 	// sends none) and its sandbox image; empty disables. Which of the two
 	// is used is what the runtime says it is when it connects.
 	CRIOAddress string
+	// ImagePoll is how often CRI-O's image list is read for new images to
+	// verify ahead (DefaultImagePoll when 0).
+	ImagePoll time.Duration
 	// RegistriesConf, when set, is CRI-O's registries.conf: registries
 	// are reached as CRI-O reaches them (mirrors, insecure and blocked
 	// registries, with the drop-ins of RegistriesConfDir and the TLS files
@@ -143,9 +146,11 @@ type Config struct {
 
 // Defaults a node uses on a production host.
 const (
-	DefaultStateDir            = "/var/lib/sealgate"
-	DefaultNRISocket           = "/var/run/nri/nri.sock"
-	DefaultContainerdAddress   = "/run/containerd/containerd.sock"
+	DefaultStateDir          = "/var/lib/sealgate"
+	DefaultNRISocket         = "/var/run/nri/nri.sock"
+	DefaultContainerdAddress = "/run/containerd/containerd.sock"
+	// DefaultImagePoll is how often CRI-O's images are listed.
+	DefaultImagePoll           = 10 * time.Second
 	DefaultContainerdNamespace = "k8s.io"
 	DefaultHostsDir            = source.DefaultHostsDir
 	DefaultBundleStore         = bundlestore.DefaultDir

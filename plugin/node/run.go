@@ -70,33 +70,38 @@ func (n *Node) Run(ctx context.Context) error {
 		defer r.Close()
 		ctrd, runtimeResolvers[0] = r, r
 	}
+	var crio *plugin.CRIOResolver
 	if cfg.CRIOAddress != "" {
 		r, err := plugin.NewCRIOResolver(cfg.CRIOAddress)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		defer r.Close()
-		runtimeResolvers[1] = r
+		crio, runtimeResolvers[1] = r, r
 	}
 	if runtimeResolvers[0] != nil || runtimeResolvers[1] != nil {
 		rr := plugin.NewRuntimeResolver(runtimeResolvers[0], runtimeResolvers[1])
 		resolver = rr
 		opts = append(opts, plugin.WithResolver(rr))
-		if ctrd != nil {
-			// containerd's pull events, once the runtime is known to be
-			// containerd: no retry loop against a socket a CRI-O node
-			// does not have.
-			var once sync.Once
-			rr.OnUse(func(runtime string) {
-				if runtime != "containerd" {
-					return
-				}
+		// Images pulled ahead are verified before their first container:
+		// containerd's pull events, or CRI-O's image list (the CRI has no
+		// pull events), once the runtime says which it is; no retry loop
+		// against a runtime the node does not run.
+		var once sync.Once
+		rr.OnUse(func(runtime string) {
+			switch {
+			case runtime == "containerd" && ctrd != nil:
 				once.Do(func() {
 					pulls.Add(1)
 					go func() { defer pulls.Done(); _ = n.watchPulls(ctx, ctrd, warmer) }()
 				})
-			})
-		}
+			case runtime == "cri-o" && crio != nil:
+				once.Do(func() {
+					pulls.Add(1)
+					go func() { defer pulls.Done(); n.pollImages(ctx, crio, warmer) }()
+				})
+			}
+		})
 	}
 	var gate *plugin.Gate
 	if cfg.gateEnabled() {
@@ -172,6 +177,47 @@ func (n *Node) watchPulls(ctx context.Context, r *plugin.ContainerdResolver, war
 	}
 	return nil
 }
+
+// pollImages verifies the images CRI-O holds, each new one once, every
+// cfg.ImagePoll: the CRI reports no pulls, so its image list is read.
+func (n *Node) pollImages(ctx context.Context, r *plugin.CRIOResolver, warmer *plugin.Warmer) {
+	every := n.cfg.ImagePoll
+	if every <= 0 {
+		every = DefaultImagePoll
+	}
+	seen := map[string]bool{}
+	warned := false
+	for {
+		imgs, err := r.Images(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !warned:
+			n.log.Warn("listing CRI-O's images failed; retrying", "error", err.Error(), "every", every.String())
+			warned = true
+		case err == nil:
+			warned = false
+			if len(seen) > maxSeenImages {
+				seen = map[string]bool{}
+			}
+			for _, img := range imgs {
+				key := img.ID + "\x00" + img.Image + "\x00" + img.Digest
+				if seen[key] {
+					continue
+				}
+				seen[key] = true
+				warmer.Warm(decision.Request{Image: img.Image, Digest: img.Digest}, "image pulled")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+// maxSeenImages bounds the images pollImages remembers; past it, it starts
+// again (the verdicts are cached: deciding again is cheap).
+const maxSeenImages = 8192
 
 // connect keeps the plugin connected: the runtime closes the connection
 // when it restarts, and the plugin dials again until it is back.
