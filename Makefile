@@ -29,11 +29,11 @@ build: ## build bin/sealgate and the runtime gate bin/sealgate-runc, static, wit
 	CGO_ENABLED=0 $(GO) build -buildvcs=true -o bin/sealgate ./cmd/sealgate
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o bin/sealgate-runc ./cmd/sealgate-runc
 
-tools: ## install runc, busybox-static, swtpm, tpm2-tools (apt) and pinned containerd, crictl, cosign into .tools/bin
+tools: ## install runc, busybox-static, swtpm, tpm2-tools, conmon (apt) and pinned containerd, crictl, cosign, CRI-O into .tools/bin
 	bash hack/install-tools.sh
 
 # Both suites run even when the first fails, so one CI run reports both.
-test: tools ## all tests: unit tests, then integration tests against real containerd, runc, cosign
+test: tools ## all tests: unit tests, then integration tests against real containerd, CRI-O, runc, cosign
 	@rc=0; \
 	$(MAKE) --no-print-directory unit-run || rc=1; \
 	$(MAKE) --no-print-directory integration-run || rc=1; \
