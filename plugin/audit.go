@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,7 +71,7 @@ func (p *Plugin) auditRunning(pods []*api.PodSandbox, ctrs []*api.Container, why
 	}
 	close(work)
 	wg.Wait()
-	slices.SortFunc(unverified, func(a, b runtimegate.Running) int { return cmpString(a.ID, b.ID) })
+	slices.SortFunc(unverified, func(a, b runtimegate.Running) int { return strings.Compare(a.ID, b.ID) })
 	p.unverified = unverified
 	p.gate.setUnverified(unverified)
 	if len(unverified) > 0 {

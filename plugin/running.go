@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/containerd/nri/pkg/api"
@@ -125,18 +126,8 @@ func (i *inventory) list() ([]*api.PodSandbox, []*api.Container) {
 	for _, p := range pods {
 		out = append(out, p)
 	}
-	slices.SortFunc(ctrs, func(a, b *api.Container) int { return cmpString(a.GetId(), b.GetId()) })
+	slices.SortFunc(ctrs, func(a, b *api.Container) int { return strings.Compare(a.GetId(), b.GetId()) })
 	return out, ctrs
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Reevaluate decides again, under the trust store in force now, on the

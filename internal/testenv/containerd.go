@@ -140,28 +140,8 @@ func StartContainerd(opts ContainerdOptions) (*Containerd, error) {
 // fails, with SEALGATE_REQUIRE_TOOLS=1) when the tools or root are missing.
 func NewContainerd(t testing.TB, opts ContainerdOptions) *Containerd {
 	t.Helper()
-	for _, name := range []string{"containerd", "containerd-shim-runc-v2", "runc", "crictl"} {
-		RequireTool(t, name)
-	}
-	if os.Geteuid() != 0 {
-		if os.Getenv("SEALGATE_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("containerd node: needs root (euid %d)", os.Geteuid())
-		}
-		t.Skipf("containerd node: needs root (euid %d)", os.Geteuid())
-	}
-	c, err := StartContainerd(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("containerd log (last 60 lines of %s):\n%s", c.logPath, c.LogTail(60))
-		}
-		if err := c.Stop(); err != nil {
-			t.Errorf("stop containerd: %v", err)
-		}
-	})
-	return c
+	return newNode(t, "containerd", []string{"containerd", "containerd-shim-runc-v2", "runc", "crictl"},
+		func() (*Containerd, error) { return StartContainerd(opts) })
 }
 
 // layout names the node's files under dir.

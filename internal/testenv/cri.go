@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -19,6 +20,42 @@ type CRI struct {
 	config   string // crictl.yaml
 	podsDir  string // pod specs and logs
 	cgroup   string // the pods' cgroup parent
+}
+
+// node is a runtime a test starts and stops: containerd or CRI-O.
+type node interface {
+	LogTail(n int) string
+	Stop() error
+}
+
+// newNode is what NewContainerd and NewCRIO share: the tools and root
+// required (skipping, or failing with SEALGATE_REQUIRE_TOOLS=1), the node
+// started, and stopped when the test ends, with its log's tail when the
+// test failed.
+func newNode[N node](t testing.TB, what string, tools []string, start func() (N, error)) N {
+	t.Helper()
+	for _, name := range tools {
+		RequireTool(t, name)
+	}
+	if os.Geteuid() != 0 {
+		if os.Getenv(EnvRequireTools) == "1" {
+			t.Fatalf("%s node: needs root (euid %d)", what, os.Geteuid())
+		}
+		t.Skipf("%s node: needs root (euid %d)", what, os.Geteuid())
+	}
+	n, err := start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s log (last 60 lines):\n%s", what, n.LogTail(60))
+		}
+		if err := n.Stop(); err != nil {
+			t.Errorf("stop %s: %v", what, err)
+		}
+	})
+	return n
 }
 
 // layout names the CRI's files under the node's dir.

@@ -129,28 +129,7 @@ func StartCRIO(opts CRIOOptions) (*CRIO, error) {
 // missing.
 func NewCRIO(t testing.TB, opts CRIOOptions) *CRIO {
 	t.Helper()
-	for _, name := range crioTools {
-		RequireTool(t, name)
-	}
-	if os.Geteuid() != 0 {
-		if os.Getenv(EnvRequireTools) == "1" {
-			t.Fatalf("CRI-O node: needs root (euid %d)", os.Geteuid())
-		}
-		t.Skipf("CRI-O node: needs root (euid %d)", os.Geteuid())
-	}
-	c, err := StartCRIO(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("CRI-O log (last 60 lines of %s):\n%s", c.logPath, c.LogTail(60))
-		}
-		if err := c.Stop(); err != nil {
-			t.Errorf("stop CRI-O: %v", err)
-		}
-	})
-	return c
+	return newNode(t, "CRI-O", crioTools, func() (*CRIO, error) { return StartCRIO(opts) })
 }
 
 // hasCapSysResource reports whether this process may lower OOM scores
