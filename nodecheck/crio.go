@@ -16,6 +16,7 @@ import (
 
 	toml "github.com/pelletier/go-toml/v2"
 
+	"github.com/sealgate/sealgate/plugin/credentials"
 	"github.com/sealgate/sealgate/runtimegate"
 )
 
@@ -23,6 +24,8 @@ import (
 var (
 	crioDefaultHooksDirs      = []string{"/usr/share/containers/oci/hooks.d"}
 	crioDefaultRequestTimeout = 2 * time.Second
+	crioDefaultConfig         = "/etc/crio/crio.conf"
+	crioDefaultConfigDir      = "/etc/crio/crio.conf.d"
 )
 
 // checkCRIO checks a CRI-O node: NRI on, sealgate's runtime gate in front
@@ -82,6 +85,8 @@ func checkCRIO(ctx context.Context, cfg Config, st *runtimegate.Status, r *Repor
 		r.add("request timeout", OK, fmt.Sprintf("CRI-O's NRI request timeout is %s (sealgate's deadline unknown: it does not answer)", rt), "")
 	}
 
+	checkCRIOAuth(cfg, conf, r)
+
 	runtime := table(conf, "crio", "runtime")
 	dirs := crioDefaultHooksDirs
 	if l, ok := runtime["hooks_dir"].([]any); ok {
@@ -117,6 +122,29 @@ func checkCRIO(ctx context.Context, cfg Config, st *runtimegate.Status, r *Repor
 	}
 	r.add("runtime gate installed", Fail, fmt.Sprintf("no OCI hook in %v runs %s, and not every runtime does: CRI-O creates containers unchecked while sealgate is killed, restarted or stalled", dirs, cfg.GateBinary),
 		"install the hook: install.sh --runtime crio (/etc/containers/oci/hooks.d/sealgate.json, a createRuntime hook running '"+cfg.GateBinary+" hook', when always)")
+}
+
+// checkCRIOAuth compares the auth file CRI-O pulls with (its effective
+// configuration, flags and environment included) with the one sealgate
+// finds in CRI-O's configuration files, which it reads signatures with.
+func checkCRIOAuth(cfg Config, conf map[string]any, r *Report) {
+	effective, _ := table(conf, "crio", "image")["global_auth_file"].(string)
+	file, dir := cfg.CRIOConfig, cfg.CRIOConfigDir
+	if file == "" {
+		file, dir = crioDefaultConfig, crioDefaultConfigDir
+	}
+	fromFiles, _, err := credentials.CRIOAuthFile(file, dir)
+	switch {
+	case err != nil:
+		r.add("registry credentials", Warn, fmt.Sprintf("sealgate cannot read CRI-O's configuration: %v", err), "fix the file named")
+	case fromFiles != effective:
+		r.add("registry credentials", Warn, fmt.Sprintf("CRI-O pulls with the auth file %q (global_auth_file, set by a flag or the environment) but its configuration files, which sealgate reads, say %q: sealgate cannot read signatures in private registries with CRI-O's credentials", effective, fromFiles),
+			fmt.Sprintf("set global_auth_file in a CRI-O drop-in, or run sealgate with --registry-auth-file %s", effective))
+	case effective == "":
+		r.add("registry credentials", OK, "CRI-O and sealgate read the same auth file: containers' default (for root /run/containers/0/auth.json)", "")
+	default:
+		r.add("registry credentials", OK, fmt.Sprintf("CRI-O and sealgate read the same auth file: %s (global_auth_file)", effective), "")
+	}
 }
 
 // findGateHook returns the hooks.d file that runs the gate as a

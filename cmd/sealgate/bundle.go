@@ -41,6 +41,7 @@ func bundleExport(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	timeout := fs.Duration("registry-timeout", source.DefaultTimeout, "timeout of one registry request")
 	allowEmpty := fs.Bool("allow-empty", false, "export images that have no signature material (their manifests only) instead of failing")
 	creds := fs.String("registry-credentials", node.DefaultRegistryCredentials, "registry credentials in docker's config.json format, read when the file exists")
+	authFile := fs.String("registry-auth-file", "", "registry credentials in containers-auth.json format (podman's auth.json, CRI-O's global_auth_file), read when the file exists")
 	return func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
 		if len(pos) == 0 {
 			fmt.Fprintln(stderr, "sealgate bundle export: give at least one IMAGE@DIGEST")
@@ -65,7 +66,7 @@ func bundleExport(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 		}
 		// The registry source exactly as the node builds it, so that what is
 		// exported is what the node would fetch.
-		reg, err := node.NewRegistry(node.Config{HostsDir: *hostsDir, RegistryTimeout: *timeout, RegistryCredentials: *creds})
+		reg, err := node.NewRegistry(node.Config{HostsDir: *hostsDir, RegistryTimeout: *timeout, RegistryCredentials: *creds, RegistryAuthFile: *authFile})
 		if err != nil {
 			fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
 			return exitUsage

@@ -99,6 +99,7 @@ func verifyPullCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 		nf.cfg.Access = node.Inspect
 		nf.cfg.BundleStore = node.DefaultBundleStore
 		nf.cfg.RegistryCredentials = node.DefaultRegistryCredentials
+		nf.cfg.CRIOConfig, nf.cfg.CRIOConfigDir = node.DefaultCRIOConfig, node.DefaultCRIOConfigDir
 		n, err := node.Open(nf.cfg)
 		if err != nil {
 			return refuse("sealgate is not running and the trust store cannot be opened: %v", err)

@@ -40,6 +40,8 @@ type CRIOOptions struct {
 	// Env is added to CRI-O's environment and to conmon's, which the
 	// runtime inherits.
 	Env []string
+	// DropIns are files of CRI-O's drop-in folder (ConfigDir), by name.
+	DropIns map[string]string
 }
 
 // CRIO is a real CRI-O node (crio, conmon, runc, pinns) running in a
@@ -54,8 +56,8 @@ type CRIO struct {
 	Socket string
 	// NRISocket is where NRI plugins such as sealgate connect.
 	NRISocket string
-	// ConfigPath is crio.conf.
-	ConfigPath string
+	// ConfigPath is crio.conf; ConfigDir its drop-in folder.
+	ConfigPath, ConfigDir string
 	// RegistriesConfPath is the registries.conf CRI-O reads.
 	RegistriesConfPath string
 	// Runc is what CRI-O's runc runtime ends up executing: runc itself,
@@ -113,7 +115,7 @@ func StartCRIO(opts CRIOOptions) (*CRIO, error) {
 	c.Dir = dir
 	c.Socket = filepath.Join(dir, "crio.sock")
 	c.NRISocket = filepath.Join(dir, "nri.sock")
-	c.ConfigPath = filepath.Join(dir, "crio.conf")
+	c.ConfigPath, c.ConfigDir = filepath.Join(dir, "crio.conf"), filepath.Join(dir, "crio.conf.d")
 	c.RegistriesConfPath = filepath.Join(dir, "registries.conf")
 	c.logPath = filepath.Join(dir, "crio.log")
 	c.CRI.layout(dir, c.Socket)
@@ -186,7 +188,15 @@ func (c *CRIO) start() error {
 	if err := os.MkdirAll(filepath.Join(c.Dir, "registries.conf.d"), 0o700); err != nil {
 		return err
 	}
-	cmd := exec.Command(c.bins["crio"], "--config", c.ConfigPath, "--config-dir", "",
+	if err := os.MkdirAll(c.ConfigDir, 0o700); err != nil {
+		return err
+	}
+	for n, content := range c.opts.DropIns {
+		if err := os.WriteFile(filepath.Join(c.ConfigDir, n), []byte(content), 0o600); err != nil {
+			return err
+		}
+	}
+	cmd := exec.Command(c.bins["crio"], "--config", c.ConfigPath, "--config-dir", c.ConfigDir,
 		"--registries-conf", c.RegistriesConfPath, "--registries-conf-dir", filepath.Join(c.Dir, "registries.conf.d"))
 	cmd.Env = append(envWithPath(filepath.Dir(c.bins["conmon"]), filepath.Dir(c.bins["runc"])),
 		c.env()...)

@@ -72,6 +72,15 @@ type Config struct {
 	// RegistryCredentials is a docker config file (config.json format)
 	// with registry credentials; a file that does not exist holds none.
 	RegistryCredentials string
+	// RegistryAuthFile is a containers-auth.json file (podman's auth.json,
+	// CRI-O's global_auth_file format); a file that does not exist holds
+	// none.
+	RegistryAuthFile string
+	// CRIOConfig and CRIOConfigDir are CRI-O's crio.conf and drop-ins:
+	// the auth file CRI-O pulls with (global_auth_file, or containers'
+	// default when unset) is read too, found again at every use, so that
+	// one file configures both. Empty CRIOConfig: not read.
+	CRIOConfig, CRIOConfigDir string
 	// CredentialProviderConfig and CredentialProviderBinDir are kubelet's
 	// --image-credential-provider-config and -bin-dir: exec plugins that
 	// return registry credentials. Empty: none.
@@ -157,6 +166,10 @@ const (
 	// DefaultRegistryCredentials is read when it exists: the unit's
 	// hardening hides home directories, so ~/.docker/config.json is not.
 	DefaultRegistryCredentials = "/etc/sealgate/registry-credentials.json"
+	// DefaultCRIOConfig and DefaultCRIOConfigDir are where CRI-O reads
+	// its configuration.
+	DefaultCRIOConfig    = "/etc/crio/crio.conf"
+	DefaultCRIOConfigDir = "/etc/crio/crio.conf.d"
 )
 
 // withDefaults fills what is unset and rejects what cannot work.

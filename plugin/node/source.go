@@ -59,12 +59,19 @@ func NewRegistry(cfg Config) (*source.Registry, error) {
 }
 
 // Keychain is where the node's registry credentials come from, in order:
-// the credentials file, kubelet's credential provider plugins, then the
-// process's own docker config (DOCKER_CONFIG, ~/.docker/config.json).
+// the credentials file, the containers auth file, the one CRI-O pulls
+// with, kubelet's credential provider plugins, then the process's own
+// docker config (DOCKER_CONFIG, ~/.docker/config.json).
 func Keychain(cfg Config) (authn.Keychain, error) {
 	var chain []authn.Keychain
 	if cfg.RegistryCredentials != "" {
 		chain = append(chain, credentials.DockerConfig{Path: cfg.RegistryCredentials})
+	}
+	if cfg.RegistryAuthFile != "" {
+		chain = append(chain, credentials.ContainersAuth{Path: cfg.RegistryAuthFile, RegistriesConf: cfg.RegistriesConf, RegistriesConfDir: cfg.RegistriesConfDir})
+	}
+	if cfg.CRIOConfig != "" {
+		chain = append(chain, credentials.CRIOAuth{Config: cfg.CRIOConfig, ConfigDir: cfg.CRIOConfigDir, RegistriesConf: cfg.RegistriesConf, RegistriesConfDir: cfg.RegistriesConfDir})
 	}
 	if cfg.CredentialProviderConfig != "" {
 		if cfg.CredentialProviderBinDir == "" {
