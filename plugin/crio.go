@@ -234,6 +234,9 @@ func (r *CRIOResolver) RunningContainers(ctx context.Context) (map[string]bool, 
 // digest the store records for that name.
 type PulledImage struct {
 	ID, Image, Digest string
+	// Tag is the tag the image was pulled through, when CRI-O records
+	// one: its containers are decided through it, and so is the image.
+	Tag string
 }
 
 // Images lists CRI-O's images (ListImages): for each image and each
@@ -263,14 +266,14 @@ func (r *CRIOResolver) Images(ctx context.Context) ([]PulledImage, error) {
 			if err != nil {
 				continue
 			}
-			ref := rp.Name() + "@" + digest
+			ref, through := rp.Name()+"@"+digest, ""
 			for _, tag := range img.GetRepoTags() {
 				if t, err := name.NewTag(tag, name.WeakValidation); err == nil && t.Context().Name() == rp.Name() {
-					ref = t.String()
+					ref, through = t.String(), t.String()
 					break
 				}
 			}
-			out = append(out, PulledImage{ID: img.GetId(), Image: ref, Digest: digest})
+			out = append(out, PulledImage{ID: img.GetId(), Image: ref, Digest: digest, Tag: through})
 		}
 	}
 	return out, nil

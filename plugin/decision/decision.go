@@ -405,6 +405,10 @@ type quickResult struct {
 	key  cache.Key
 }
 
+// pulledThroughKey joins a repository and the tag a digest was pulled
+// through in a cache key; a repository name holds no space.
+const pulledThroughKey = " pulled-through "
+
 func (e *Engine) quick(req Request) quickResult {
 	d, img, rule, problem := e.match(req)
 	q := quickResult{d: d, done: true, img: img, rule: rule}
@@ -429,6 +433,14 @@ func (e *Engine) quick(req Request) quickResult {
 	if rule.Signatures != nil && rule.Signatures.SignedIdentity == policy.MatchExact {
 		// The verdict holds for this very reference only.
 		q.key.Repository += ":" + img.Tag
+	}
+	if req.Tag != "" {
+		// Decided through the index the tag names (Decide's
+		// verifyPulledThrough), which may vouch for the digest where its
+		// own signature does not, or not where it does: not the verdict of
+		// the digest alone, and the same request always gets the same
+		// answer whichever was decided first.
+		q.key.Repository += pulledThroughKey + req.Tag
 	}
 	if v, ok := e.cache.Get(q.key); ok && e.age(v) < e.revalidate && !e.lapsed(v) {
 		e.hits.Add(1)

@@ -204,7 +204,7 @@ func (n *Node) pollImages(ctx context.Context, r *plugin.CRIOResolver, warmer *p
 					continue
 				}
 				seen[key] = true
-				warmer.Warm(decision.Request{Image: img.Image, Digest: img.Digest}, "image pulled")
+				warmer.Warm(decision.Request{Image: img.Image, Digest: img.Digest, Tag: img.Tag}, "image pulled")
 			}
 		}
 		select {
