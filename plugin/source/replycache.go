@@ -12,11 +12,18 @@ import (
 	"sync"
 )
 
-// replyCacheBytes bounds the registry replies kept for reuse. Signature
-// material is small (a bundle or a signature manifest is a few KiB), so this
-// holds the material of some hundreds of images: enough for the images a
-// node decides again (a denial past its memory, a re-seal, an eviction).
-const replyCacheBytes = 4 << 20
+// replyCacheBytes bounds the memory of the registry replies kept for
+// reuse, bodies, keys and bookkeeping counted. Signature material is small
+// (a listing, a bundle manifest and a bundle are a few KiB together), so
+// this holds the material of a couple of hundred images: enough for the
+// images a node decides again soon (a denial past its memory, a re-seal),
+// not a copy of every image's material, which the verdicts already stand
+// for.
+const replyCacheBytes = 2 << 20
+
+// replyEntryOverhead is what one kept reply costs beside its body and key:
+// the entry, its list element, its map slot and its header strings.
+const replyEntryOverhead = 256
 
 // replyCacheEntryBytes is the largest reply kept.
 const replyCacheEntryBytes = 256 << 10
@@ -48,8 +55,14 @@ type keptReply struct {
 	key       string
 	immutable bool
 	etag      string
-	header    http.Header
-	body      []byte
+	// The reply headers go-containerregistry reads (keptHeaders).
+	contentType, digest string
+	body                []byte
+}
+
+// cost is what k holds in memory, as replyCacheBytes counts it.
+func (k *keptReply) cost() int64 {
+	return int64(len(k.body) + len(k.key) + len(k.etag) + len(k.contentType) + len(k.digest) + replyEntryOverhead)
 }
 
 func replyKey(req *http.Request) string {
@@ -85,7 +98,7 @@ func (c *replyCache) get(key string) *keptReply {
 }
 
 func (c *replyCache) put(k *keptReply) {
-	n := int64(len(k.body) + len(k.key))
+	n := k.cost()
 	if n > replyCacheEntryBytes {
 		return
 	}
@@ -95,7 +108,7 @@ func (c *replyCache) put(k *keptReply) {
 		c.m = make(map[string]*list.Element)
 	}
 	if el, ok := c.m[k.key]; ok {
-		c.size -= int64(len(el.Value.(*keptReply).body) + len(k.key))
+		c.size -= el.Value.(*keptReply).cost()
 		c.order.Remove(el)
 	}
 	c.m[k.key] = c.order.PushFront(k)
@@ -105,20 +118,21 @@ func (c *replyCache) put(k *keptReply) {
 		old := last.Value.(*keptReply)
 		c.order.Remove(last)
 		delete(c.m, old.key)
-		c.size -= int64(len(old.body) + len(old.key))
+		c.size -= old.cost()
 	}
 }
 
 // reply makes a 200 response from a kept reply.
 func (k *keptReply) reply(req *http.Request) *http.Response {
-	h := k.header.Clone()
-	h.Set("Content-Length", strconv.Itoa(len(k.body)))
+	h := http.Header{"Content-Length": {strconv.Itoa(len(k.body))}}
+	for _, kv := range [...][2]string{{"Content-Type", k.contentType}, {"Docker-Content-Digest", k.digest}, {"Etag", k.etag}} {
+		if kv[1] != "" {
+			h.Set(kv[0], kv[1])
+		}
+	}
 	return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, Body: io.NopCloser(bytes.NewReader(k.body)), ContentLength: int64(len(k.body)), Request: req}
 }
-
-// keptHeaders are the reply headers go-containerregistry reads.
-var keptHeaders = []string{"Content-Type", "Docker-Content-Digest", "ETag"}
 
 // keepingBody passes a 200 reply's body through and, when it was read to its
 // end within replyCacheEntryBytes, keeps it: by digest only if it hashes to
@@ -138,14 +152,9 @@ func newKeepingBody(rc io.ReadCloser, c *replyCache, req *http.Request, resp *ht
 	if want == "" && etag == "" || resp.ContentLength > replyCacheEntryBytes {
 		return rc
 	}
-	h := http.Header{}
-	for _, name := range keptHeaders {
-		if v := resp.Header.Get(name); v != "" {
-			h.Set(name, v)
-		}
-	}
 	return &keepingBody{ReadCloser: rc, cache: c, want: want,
-		k: &keptReply{key: replyKey(req), immutable: want != "", etag: etag, header: h}}
+		k: &keptReply{key: replyKey(req), immutable: want != "", etag: etag,
+			contentType: resp.Header.Get("Content-Type"), digest: resp.Header.Get("Docker-Content-Digest")}}
 }
 
 func (b *keepingBody) Read(p []byte) (int, error) {
