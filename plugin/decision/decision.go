@@ -139,6 +139,7 @@ type Engine struct {
 	denials      cache.Store
 	denialMemory time.Duration
 	refs         refCache
+	shared       sharedStrings
 	prefer       preference
 	hits, misses atomic.Int64
 }
@@ -348,6 +349,7 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 	}
 	switch {
 	case v.err == nil:
+		v.verdict = e.shared.verdict(v.verdict)
 		if v.verdict.Allowed {
 			e.cache.Put(key, v.verdict)
 			if e.offline != nil && validUntil(v.verdict).IsZero() {
