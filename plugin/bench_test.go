@@ -56,10 +56,7 @@ func benchEngine(b testing.TB, f *fixture, store cache.Store) *decision.Engine {
 	if store != nil {
 		opts = append(opts, decision.WithCache(store))
 	}
-	e, err := decision.New(pol, src, opts...)
-	if err != nil {
-		b.Fatal(err)
-	}
+	e := engineOver(b, pol, src, opts...)
 	return e
 }
 

@@ -349,10 +349,7 @@ func BenchmarkKeylessFirstDecision(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := decision.New(pol, src, decision.WithCache(nopStore{}))
-	if err != nil {
-		b.Fatal(err)
-	}
+	e := engineOver(b, pol, src, decision.WithCache(nopStore{}))
 	for _, img := range []string{"referrers/classic/right", "referrers/bundle/right", "tags/bundle/right"} {
 		b.Run(strings.ReplaceAll(img, "/right", ""), func(b *testing.B) {
 			d := f.digests[img]

@@ -25,6 +25,7 @@ import (
 	"github.com/sealgate/sealgate/internal/testenv"
 	"github.com/sealgate/sealgate/plugin"
 	"github.com/sealgate/sealgate/plugin/artifact"
+	"github.com/sealgate/sealgate/plugin/check"
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/decisionlog"
 	"github.com/sealgate/sealgate/plugin/policy"
@@ -303,7 +304,17 @@ func newEngine(t testing.TB, policyFile string, opts ...decision.Option) *decisi
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := decision.New(pol, src, opts...)
+	return engineOver(t, pol, src, opts...)
+}
+
+// engineOver builds an engine whose checker fetches from src.
+func engineOver(t testing.TB, pol *policy.Policy, src source.Source, opts ...decision.Option) *decision.Engine {
+	t.Helper()
+	c, err := check.New(pol, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := decision.New(pol, c, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -549,10 +560,7 @@ func hangingEngine(t *testing.T, f *fixture) *decision.Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := decision.New(pol, hangingSource{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	engine := engineOver(t, pol, hangingSource{})
 	return engine
 }
 
@@ -779,10 +787,7 @@ func TestWarningsOncePerCause(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := decision.New(pol, src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := engineOver(t, pol, src)
 	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	shared := &plugin.Warnings{}

@@ -31,10 +31,7 @@ func TestRequestsPerColdDecision(t *testing.T) {
 		dig := f.digests[d]
 		reg := f.regs[registryOf(f, dig)]
 		// A fresh engine: nothing cached, the source kept.
-		e, err := decision.New(pol, src, decision.WithDenialMemory(0))
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := engineOver(t, pol, src, decision.WithDenialMemory(0))
 		before := reg.Requests()
 		got := e.Decide(context.Background(), decision.Request{Image: dig.Context().String() + ":v1", Digest: dig.DigestStr(), Namespace: "default"})
 		return reg.Requests() - before, reg.RequestsSince(before), got
@@ -91,10 +88,7 @@ func TestRequestsDecidedAgain(t *testing.T) {
 				var first []string
 				for round := range 2 {
 					// A fresh engine: no verdict, nothing learned.
-					e, err := decision.New(pol, src, decision.WithDenialMemory(0))
-					if err != nil {
-						t.Fatal(err)
-					}
+					e := engineOver(t, pol, src, decision.WithDenialMemory(0))
 					before, before304 := reg.Requests(), reg.NotModified()
 					got := e.Decide(context.Background(), decision.Request{Image: dig.Context().String() + ":v1", Digest: dig.DigestStr(), Namespace: "default"})
 					if got.Allowed != c.allow {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sealgate/sealgate/internal/testenv"
 	"github.com/sealgate/sealgate/plugin/bundlestore"
+	"github.com/sealgate/sealgate/plugin/check"
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/source"
@@ -98,7 +99,11 @@ func (f *bundleFixture) decide(t *testing.T, src source.Source, image name.Diges
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := decision.New(p, src)
+	c, err := check.New(p, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := decision.New(p, c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,12 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/containerd/platforms"
-
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/policy"
-	"github.com/sealgate/sealgate/plugin/source"
-	"github.com/sealgate/sealgate/plugin/verify"
+	"github.com/sealgate/sealgate/plugin/verdict"
 )
 
 // Where a decision came from, as reported in Decision.Source.
@@ -76,7 +73,7 @@ type Decision struct {
 	// enforce mode would have denied.
 	WouldDeny bool `json:"wouldDeny,omitempty"`
 	// SatisfiedBy lists the authorities whose signatures allowed the image.
-	SatisfiedBy []verify.Satisfier `json:"satisfiedBy,omitempty"`
+	SatisfiedBy []verdict.Satisfier `json:"satisfiedBy,omitempty"`
 	// VerifiedAt is when the signatures behind the verdict were verified.
 	VerifiedAt time.Time `json:"verifiedAt,omitzero"`
 
@@ -122,16 +119,12 @@ func (e *DeniedError) Error() string {
 // Engine decides. It is safe for concurrent use; build one per policy.
 type Engine struct {
 	policy     *policy.Policy
-	source     source.Source
-	verifier   *verify.Verifier
+	checker    Checker
 	cache      cache.Store // verdicts verified by this engine
 	offline    cache.Store // verdicts that survive restarts; nil without
 	revalidate time.Duration
-	platform   platforms.MatchComparer
-	// platformName names the platform in messages.
-	platformName string
-	now          func() time.Time
-	mono         func() time.Duration
+	now        func() time.Time
+	mono       func() time.Duration
 	// noOffline, when set, says why no verdict may serve offline: the
 	// clock its age is measured on cannot be trusted.
 	noOffline string
@@ -140,7 +133,6 @@ type Engine struct {
 	denialMemory time.Duration
 	refs         refCache
 	shared       sharedStrings
-	prefer       preference
 	hits, misses atomic.Int64
 }
 
@@ -158,18 +150,6 @@ func WithCache(s cache.Store) Option {
 			return errors.New("nil cache store")
 		}
 		e.cache = s
-		return nil
-	}
-}
-
-// WithVerifier sets the signature verifier (default: one built with the
-// policy's trusted roots).
-func WithVerifier(v *verify.Verifier) Option {
-	return func(e *Engine) error {
-		if v == nil {
-			return errors.New("nil verifier")
-		}
-		e.verifier = v
 		return nil
 	}
 }
@@ -226,24 +206,6 @@ func WithOfflineUnavailable(reason string) Option {
 	}
 }
 
-// WithPlatform sets the node's platform ("os/arch[/variant]"), whose
-// matcher picks the platform manifest of an index as the runtime does
-// (default: containerd's platforms.Default(), the node's own platform with
-// its CPU variant).
-func WithPlatform(p string) Option {
-	return func(e *Engine) error {
-		if strings.Count(p, "/") < 1 {
-			return fmt.Errorf("platform %q: want os/arch[/variant]", p)
-		}
-		spec, err := platforms.Parse(p)
-		if err != nil {
-			return fmt.Errorf("platform %q: %w", p, err)
-		}
-		e.platform, e.platformName = platforms.Only(spec), platforms.Format(spec)
-		return nil
-	}
-}
-
 // DefaultDenialMemory is how long a verified denial is remembered.
 const DefaultDenialMemory = 30 * time.Second
 
@@ -271,16 +233,15 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
-// New builds an engine for p that fetches signatures from src.
-func New(p *policy.Policy, src source.Source, opts ...Option) (*Engine, error) {
+// New builds an engine for p that has c check what no verdict decides.
+func New(p *policy.Policy, c Checker, opts ...Option) (*Engine, error) {
 	if p == nil {
 		return nil, errors.New("new decision engine: nil policy")
 	}
-	if src == nil {
-		return nil, errors.New("new decision engine: nil source")
+	if c == nil {
+		return nil, errors.New("new decision engine: nil checker")
 	}
-	e := &Engine{policy: p, source: src, platform: platforms.Default(), platformName: platforms.Format(platforms.DefaultSpec()), now: time.Now,
-		revalidate: DefaultRevalidateAfter, denialMemory: DefaultDenialMemory}
+	e := &Engine{policy: p, checker: c, now: time.Now, revalidate: DefaultRevalidateAfter, denialMemory: DefaultDenialMemory}
 	for _, o := range opts {
 		if err := o(e); err != nil {
 			return nil, fmt.Errorf("new decision engine: %w", err)
@@ -291,26 +252,6 @@ func New(p *policy.Policy, src source.Source, opts ...Option) (*Engine, error) {
 	}
 	if e.cache == nil {
 		e.cache = cache.NewMemory(0)
-	}
-	if e.verifier == nil {
-		// The roots as the policy read and digested them, never read
-		// again: on a sealed node, the bytes checked against the TPM.
-		var vopts []verify.Option
-		for _, r := range p.TrustedRoots {
-			if data, ok := p.FileData(r); ok {
-				vopts = append(vopts, verify.WithTrustedRootJSON(r, data))
-			} else {
-				vopts = append(vopts, verify.WithTrustedRootFiles(r))
-			}
-		}
-		if p.PEMRoots != nil {
-			vopts = append(vopts, verify.WithPEMRoots(*p.PEMRoots))
-		}
-		v, err := verify.New(vopts...)
-		if err != nil {
-			return nil, fmt.Errorf("new decision engine: %w", err)
-		}
-		e.verifier = v
 	}
 	return e, nil
 }
@@ -341,31 +282,31 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 	}
 	e.misses.Add(1) // counted here, not in quick: Quick and then Decide is one decision
 	d, img, rule, key := q.d, q.img, q.rule, q.key
-	var v outcome
-	if req.Tag != "" {
-		v = e.verifyPulledThrough(e.fetchContext(ctx), img, req.Tag, rule)
-	} else {
-		v = e.verify(e.fetchContext(ctx), img, rule)
-	}
+	v := e.checker.Check(e.fetchContext(ctx), Check{Image: img, Tag: req.Tag, Rule: rule})
 	switch {
-	case v.err == nil:
-		v.verdict = e.shared.verdict(v.verdict)
-		if v.verdict.Allowed {
-			e.cache.Put(key, v.verdict)
-			if e.offline != nil && validUntil(v.verdict).IsZero() {
-				e.offline.Put(key, v.verdict)
+	case v.Err == nil:
+		v.Verdict = e.shared.verdict(v.Verdict)
+		if v.Verdict.Allowed {
+			// Stamped here, on the engine's clocks, whoever checked.
+			v.Verdict.VerifiedAt = e.now()
+			if e.mono != nil {
+				v.Verdict.Clock = e.mono()
+			}
+			e.cache.Put(key, v.Verdict)
+			if e.offline != nil && validUntil(v.Verdict).IsZero() {
+				e.offline.Put(key, v.Verdict)
 			}
 		} else if e.denials != nil {
 			// Material verified and found wanting, or none at all: the
 			// same answer for a while, without asking again.
-			dv := v.verdict
+			dv := v.Verdict
 			dv.VerifiedAt = e.now()
 			dv.Reasons = append([]string{"denied again without asking the sources: the same image was verified and denied at " + dv.VerifiedAt.UTC().Format(time.RFC3339) +
-				" (denials are remembered for " + e.denialMemory.String() + ")"}, v.verdict.Reasons...)
+				" (denials are remembered for " + e.denialMemory.String() + ")"}, v.Verdict.Reasons...)
 			e.denials.Put(key, dv)
 		}
 		d.Source = SourceVerified
-	case errors.Is(v.err, source.ErrUnreachable) || errors.Is(v.err, errFetchTimeout):
+	case errors.Is(v.Err, ErrUnreachable) || errors.Is(v.Err, ErrFetchTimeout):
 		// Only when the sources could not be asked may an earlier
 		// verdict decide; a signature that was fetched and failed never
 		// is overridden.
@@ -380,11 +321,21 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 		if e.noOffline != "" {
 			why = "offline verdicts are off: " + e.noOffline
 		}
-		v.verdict.Reasons = []string{"the registry was unreachable and no valid cached verdict exists (" + why + "): " + v.err.Error()}
+		v.Verdict.Reasons = []string{"the registry was unreachable and no valid cached verdict exists (" + why + "): " + v.Err.Error()}
 	default:
 		d.Source = SourcePolicy
 	}
-	return e.fromVerdict(d, rule, v.verdict)
+	return e.fromVerdict(d, rule, v.Verdict)
+}
+
+// PickPulled chooses, among the digests a runtime records for one image
+// pulled through tag (CRI-O lists both the index and the platform manifest
+// it chose, and pairs names with digests that never went together), the
+// one manifest that runs: the tag must name one of them now, an index, and
+// that index must list exactly one of the others. Anything else is
+// ambiguous and an error: a candidate is never taken on a guess.
+func (e *Engine) PickPulled(ctx context.Context, tag string, candidates []string) (string, error) {
+	return e.checker.PickPulled(e.fetchContext(ctx), tag, candidates)
 }
 
 // Quick decides req when that needs no I/O: the policy alone decides (a

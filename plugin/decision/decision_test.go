@@ -1,4 +1,4 @@
-package decision
+package decision_test
 
 import (
 	"context"
@@ -21,6 +21,8 @@ import (
 
 	"github.com/sealgate/sealgate/plugin/artifact"
 	"github.com/sealgate/sealgate/plugin/cache"
+	"github.com/sealgate/sealgate/plugin/check"
+	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/source"
 	"github.com/sealgate/sealgate/plugin/verdict"
@@ -71,6 +73,36 @@ func (f *fakeSource) Describe(_ context.Context, img name.Digest) (artifact.Mani
 	}
 	return m, nil
 }
+
+// newEngine builds an engine over a real checker of src, the fake source,
+// so that these tests see what the engine does with what the checker
+// finds. Options are the engine's, or withPlatform for the checker's.
+func newEngine(p *policy.Policy, src source.Source, opts ...any) (*decision.Engine, error) {
+	var (
+		copts []check.Option
+		dopts []decision.Option
+	)
+	for _, o := range opts {
+		switch o := o.(type) {
+		case check.Option:
+			copts = append(copts, o)
+		case decision.Option:
+			dopts = append(dopts, o)
+		default:
+			return nil, fmt.Errorf("option of type %T", o)
+		}
+	}
+	if src == nil {
+		return nil, fmt.Errorf("nil source")
+	}
+	c, err := check.New(p, src, copts...)
+	if err != nil {
+		return nil, err
+	}
+	return decision.New(p, c, dopts...)
+}
+
+func withPlatform(p string) check.Option { return check.WithPlatform(p) }
 
 func digestOf(s string) string {
 	sum := sha256.Sum256([]byte(s))
@@ -154,29 +186,29 @@ func TestDecide(t *testing.T) {
 	tests := []struct {
 		name      string
 		mode      string
-		req       Request
+		req       decision.Request
 		allowed   bool
 		wouldDeny bool
 		rule      string
 		source    string
 		reason    string
 	}{
-		{"signed", "enforce", Request{Image: repo + ":v1", Digest: signed}, true, false, "app", SourceVerified, "verified by key release.pub"},
-		{"digest in reference only", "enforce", Request{Image: repo + "@" + signed}, true, false, "app", SourceVerified, ""},
-		{"unsigned", "enforce", Request{Image: repo + ":v1", Digest: unsigned}, false, false, "app", SourceVerified, "no signatures found"},
-		{"no digest anywhere", "enforce", Request{Image: repo + ":v1"}, false, false, "app", SourcePolicy, "a name alone is never trusted"},
-		{"reference digest differs", "enforce", Request{Image: repo + "@" + signed, Digest: unsigned}, false, false, "app", SourcePolicy, "differs from the runtime's digest"},
-		{"bad reference", "enforce", Request{Image: "UPPER/Case::", Digest: signed}, false, false, DefaultRuleName, SourcePolicy, "image reference"},
-		{"no rule, default deny", "enforce", Request{Image: "docker.io/library/nginx:1", Digest: signed}, false, false, DefaultRuleName, SourcePolicy, "no rule matches"},
-		{"allow rule", "enforce", Request{Image: "registry.example.com/open/x:1", Digest: unsigned}, true, false, "open", SourcePolicy, "without signature verification"},
-		{"deny rule", "enforce", Request{Image: "registry.example.com/closed/x:1", Digest: signed}, false, false, "closed", SourcePolicy, "the rule denies"},
-		{"index with only its child signed", "enforce", Request{Image: repo + ":v1", Digest: index}, false, false, "app", SourceVerified, "only its linux/amd64 manifest"},
-		{"warn mode allows unsigned", "warn", Request{Image: repo + ":v1", Digest: unsigned}, true, true, "app", SourceVerified, "no signatures found"},
-		{"audit mode allows deny rule", "audit", Request{Image: "registry.example.com/closed/x:1", Digest: signed}, true, true, "closed", SourcePolicy, "the rule denies"},
+		{"signed", "enforce", decision.Request{Image: repo + ":v1", Digest: signed}, true, false, "app", decision.SourceVerified, "verified by key release.pub"},
+		{"digest in reference only", "enforce", decision.Request{Image: repo + "@" + signed}, true, false, "app", decision.SourceVerified, ""},
+		{"unsigned", "enforce", decision.Request{Image: repo + ":v1", Digest: unsigned}, false, false, "app", decision.SourceVerified, "no signatures found"},
+		{"no digest anywhere", "enforce", decision.Request{Image: repo + ":v1"}, false, false, "app", decision.SourcePolicy, "a name alone is never trusted"},
+		{"reference digest differs", "enforce", decision.Request{Image: repo + "@" + signed, Digest: unsigned}, false, false, "app", decision.SourcePolicy, "differs from the runtime's digest"},
+		{"bad reference", "enforce", decision.Request{Image: "UPPER/Case::", Digest: signed}, false, false, decision.DefaultRuleName, decision.SourcePolicy, "image reference"},
+		{"no rule, default deny", "enforce", decision.Request{Image: "docker.io/library/nginx:1", Digest: signed}, false, false, decision.DefaultRuleName, decision.SourcePolicy, "no rule matches"},
+		{"allow rule", "enforce", decision.Request{Image: "registry.example.com/open/x:1", Digest: unsigned}, true, false, "open", decision.SourcePolicy, "without signature verification"},
+		{"deny rule", "enforce", decision.Request{Image: "registry.example.com/closed/x:1", Digest: signed}, false, false, "closed", decision.SourcePolicy, "the rule denies"},
+		{"index with only its child signed", "enforce", decision.Request{Image: repo + ":v1", Digest: index}, false, false, "app", decision.SourceVerified, "only its linux/amd64 manifest"},
+		{"warn mode allows unsigned", "warn", decision.Request{Image: repo + ":v1", Digest: unsigned}, true, true, "app", decision.SourceVerified, "no signatures found"},
+		{"audit mode allows deny rule", "audit", decision.Request{Image: "registry.example.com/closed/x:1", Digest: signed}, true, true, "closed", decision.SourcePolicy, "the rule denies"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			eng, err := New(e.policy(t, tt.mode, ""), src, WithPlatform("linux/amd64"))
+			eng, err := newEngine(e.policy(t, tt.mode, ""), src, withPlatform("linux/amd64"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -208,11 +240,11 @@ func TestDecideAcceptPlatformSignature(t *testing.T) {
 	pol := e.policy(t, "enforce", "")
 	pol.Rules[2].Signatures.AcceptPlatformSignature = true
 	for platform, allowed := range map[string]bool{"linux/amd64": true, "linux/arm64": false, "linux/s390x": false} {
-		eng, err := New(pol, src, WithPlatform(platform))
+		eng, err := newEngine(pol, src, withPlatform(platform))
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := eng.Decide(context.Background(), Request{Image: repo + ":v1", Digest: index})
+		d := eng.Decide(context.Background(), decision.Request{Image: repo + ":v1", Digest: index})
 		if d.Allowed != allowed {
 			t.Errorf("%s: allowed = %v, want %v (%q)", platform, d.Allowed, allowed, d.Reasons)
 		}
@@ -224,14 +256,14 @@ func TestDecideCachesOnlyVerifiedAllows(t *testing.T) {
 	signed, unsigned := digestOf("signed"), digestOf("unsigned")
 	src := &fakeSource{sigs: map[string][]artifact.Signature{signed: {e.sign(t, signed)}}}
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	eng, err := New(e.policy(t, "enforce", ""), src, WithClock(func() time.Time { return at }))
+	eng, err := newEngine(e.policy(t, "enforce", ""), src, decision.WithClock(func() time.Time { return at }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	first := eng.Decide(ctx, Request{Image: repo + ":v1", Digest: signed})
-	second := eng.Decide(ctx, Request{Image: repo + ":v2", Digest: signed})
-	if first.Source != SourceVerified || second.Source != SourceCache || !second.Allowed {
+	first := eng.Decide(ctx, decision.Request{Image: repo + ":v1", Digest: signed})
+	second := eng.Decide(ctx, decision.Request{Image: repo + ":v2", Digest: signed})
+	if first.Source != decision.SourceVerified || second.Source != decision.SourceCache || !second.Allowed {
 		t.Fatalf("sources %s, %s; second %+v", first.Source, second.Source, second)
 	}
 	if second.VerifiedAt.IsZero() || !second.VerifiedAt.Equal(at) {
@@ -242,13 +274,13 @@ func TestDecideCachesOnlyVerifiedAllows(t *testing.T) {
 	}
 	// Without denial memory a denial is not cached: signing the image
 	// later takes effect at once.
-	eng, err = New(e.policy(t, "enforce", ""), src, WithClock(func() time.Time { return at }), WithDenialMemory(0))
+	eng, err = newEngine(e.policy(t, "enforce", ""), src, decision.WithClock(func() time.Time { return at }), decision.WithDenialMemory(0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng.Decide(ctx, Request{Image: repo + ":v1", Digest: unsigned})
+	eng.Decide(ctx, decision.Request{Image: repo + ":v1", Digest: unsigned})
 	src.sigs[unsigned] = []artifact.Signature{e.sign(t, unsigned)}
-	if d := eng.Decide(ctx, Request{Image: repo + ":v1", Digest: unsigned}); !d.Allowed {
+	if d := eng.Decide(ctx, decision.Request{Image: repo + ":v1", Digest: unsigned}); !d.Allowed {
 		t.Errorf("image signed after a denial still denied: %q", d.Reasons)
 	}
 }
@@ -260,42 +292,42 @@ func TestDecideCachesOnlyVerifiedAllows(t *testing.T) {
 func TestDenialMemory(t *testing.T) {
 	e := newEnv(t)
 	unsigned := digestOf("unsigned")
-	req := Request{Image: repo + ":v1", Digest: unsigned}
+	req := decision.Request{Image: repo + ":v1", Digest: unsigned}
 	ctx := context.Background()
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	clock := func() time.Time { return now }
 	pol := e.policy(t, "enforce", "")
 	src := &fakeSource{}
-	eng, err := New(pol, src, WithClock(clock))
+	eng, err := newEngine(pol, src, decision.WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := eng.Decide(ctx, req); d.Allowed || d.Source != SourceVerified || src.calls != 1 {
+	if d := eng.Decide(ctx, req); d.Allowed || d.Source != decision.SourceVerified || src.calls != 1 {
 		t.Fatalf("first: %+v, %d calls", d, src.calls)
 	}
-	now = now.Add(DefaultDenialMemory - time.Second)
+	now = now.Add(decision.DefaultDenialMemory - time.Second)
 	d := eng.Decide(ctx, req)
-	if d.Allowed || d.Source != SourceCache || src.calls != 1 || !strings.Contains(d.Reasons[0], "denied again without asking the sources") {
+	if d.Allowed || d.Source != decision.SourceCache || src.calls != 1 || !strings.Contains(d.Reasons[0], "denied again without asking the sources") {
 		t.Fatalf("within the window: %+v, %d calls", d, src.calls)
 	}
 	if _, ok := eng.Quick(req); !ok {
 		t.Error("Quick does not decide a remembered denial")
 	}
 	now = now.Add(2 * time.Second)
-	if d := eng.Decide(ctx, req); d.Source != SourceVerified || src.calls != 2 {
+	if d := eng.Decide(ctx, req); d.Source != decision.SourceVerified || src.calls != 2 {
 		t.Fatalf("after the window: %+v, %d calls", d, src.calls)
 	}
 	// A re-seal builds a new engine: it asks again at once.
-	eng2, err := New(pol, src, WithClock(clock))
+	eng2, err := newEngine(pol, src, decision.WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := eng2.Decide(ctx, req); d.Source != SourceVerified || src.calls != 3 {
+	if d := eng2.Decide(ctx, req); d.Source != decision.SourceVerified || src.calls != 3 {
 		t.Fatalf("new engine: %+v, %d calls", d, src.calls)
 	}
 	// Unreachable: not remembered.
 	down := &fakeSource{err: fmt.Errorf("down: %w", source.ErrUnreachable)}
-	eng3, err := New(pol, down, WithClock(clock))
+	eng3, err := newEngine(pol, down, decision.WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +336,7 @@ func TestDenialMemory(t *testing.T) {
 	if down.calls != 2 {
 		t.Errorf("an unreachable denial was remembered: %d calls, want 2", down.calls)
 	}
-	if _, err := New(pol, src, WithDenialMemory(-time.Second)); err == nil {
+	if _, err := newEngine(pol, src, decision.WithDenialMemory(-time.Second)); err == nil {
 		t.Error("a negative denial memory was accepted")
 	}
 }
@@ -321,16 +353,16 @@ func TestDecideSourceErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			eng, err := New(e.policy(t, "enforce", ""), &fakeSource{err: tt.err})
+			eng, err := newEngine(e.policy(t, "enforce", ""), &fakeSource{err: tt.err})
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := eng.Decide(context.Background(), Request{Image: repo + ":v1", Digest: digestOf("x")})
+			d := eng.Decide(context.Background(), decision.Request{Image: repo + ":v1", Digest: digestOf("x")})
 			if d.Allowed || !strings.Contains(strings.Join(d.Reasons, ";"), tt.reason) {
 				t.Fatalf("got %+v, want denial with %q", d, tt.reason)
 			}
-			if d.Source != SourcePolicy {
-				t.Errorf("source = %s, want %s for an operational failure", d.Source, SourcePolicy)
+			if d.Source != decision.SourcePolicy {
+				t.Errorf("source = %s, want %s for an operational failure", d.Source, decision.SourcePolicy)
 			}
 		})
 	}
@@ -340,14 +372,14 @@ func TestNewValidates(t *testing.T) {
 	e := newEnv(t)
 	pol := e.policy(t, "enforce", "")
 	src := &fakeSource{}
-	for name, f := range map[string]func() (*Engine, error){
-		"nil policy":   func() (*Engine, error) { return New(nil, src) },
-		"nil source":   func() (*Engine, error) { return New(pol, nil) },
-		"nil cache":    func() (*Engine, error) { return New(pol, src, WithCache(nil)) },
-		"bad platform": func() (*Engine, error) { return New(pol, src, WithPlatform("linux")) },
+	for name, f := range map[string]func() (*decision.Engine, error){
+		"nil policy":   func() (*decision.Engine, error) { return newEngine(nil, src) },
+		"nil checker":  func() (*decision.Engine, error) { return decision.New(pol, nil) },
+		"nil cache":    func() (*decision.Engine, error) { return newEngine(pol, src, decision.WithCache(nil)) },
+		"bad platform": func() (*decision.Engine, error) { return newEngine(pol, src, withPlatform("linux")) },
 	} {
 		if _, err := f(); err == nil {
-			t.Errorf("%s: New succeeded", name)
+			t.Errorf("%s: decision.New succeeded", name)
 		}
 	}
 }
@@ -364,7 +396,7 @@ func (c *clock) monotonic() time.Duration { return c.mono }
 func TestDecideOffline(t *testing.T) {
 	e := newEnv(t)
 	signed := digestOf("signed")
-	req := Request{Image: repo + ":v1", Digest: signed}
+	req := decision.Request{Image: repo + ":v1", Digest: signed}
 	unreachable := fmt.Errorf("dial tcp 127.0.0.1:5000: connect: connection refused: %w", source.ErrUnreachable)
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
@@ -378,14 +410,14 @@ func TestDecideOffline(t *testing.T) {
 		source   string
 		reason   string
 	}{
-		{"young verdict serves offline", "1h", 10 * time.Minute, 10 * time.Minute, "down", true, SourceOfflineCache, "serves offline"},
-		{"old verdict does not", "1h", 2 * time.Hour, 2 * time.Hour, "down", false, SourcePolicy, "unreachable and no valid cached verdict"},
-		{"wall clock set back: the monotonic clock still ages it", "1h", 10 * time.Minute, 3 * time.Hour, "down", false, SourcePolicy, "no valid cached verdict"},
-		{"no offline age: never serves offline", "0s", time.Minute, time.Minute, "down", false, SourcePolicy, "no valid cached verdict"},
-		{"TPM clock went back behind the verdict: its age is unknown", "1h", 10 * time.Minute, -50 * time.Minute, "down", false, SourcePolicy, "no valid cached verdict"},
-		{"a fetched, failing signature is never overridden", "1h", 10 * time.Minute, 10 * time.Minute, "unsigned", false, SourceVerified, "no signatures found"},
-		{"a fetched, failing signature beside unreachable referrers is never overridden", "1h", 10 * time.Minute, 10 * time.Minute, "tampered, referrers down", false, SourceVerified, "also: "},
-		{"signature gone, referrers down: the registry answered, not offline", "1h", 10 * time.Minute, 10 * time.Minute, "no sig, referrers down", false, SourcePolicy, "answered in part"},
+		{"young verdict serves offline", "1h", 10 * time.Minute, 10 * time.Minute, "down", true, decision.SourceOfflineCache, "serves offline"},
+		{"old verdict does not", "1h", 2 * time.Hour, 2 * time.Hour, "down", false, decision.SourcePolicy, "unreachable and no valid cached verdict"},
+		{"wall clock set back: the monotonic clock still ages it", "1h", 10 * time.Minute, 3 * time.Hour, "down", false, decision.SourcePolicy, "no valid cached verdict"},
+		{"no offline age: never serves offline", "0s", time.Minute, time.Minute, "down", false, decision.SourcePolicy, "no valid cached verdict"},
+		{"TPM clock went back behind the verdict: its age is unknown", "1h", 10 * time.Minute, -50 * time.Minute, "down", false, decision.SourcePolicy, "no valid cached verdict"},
+		{"a fetched, failing signature is never overridden", "1h", 10 * time.Minute, 10 * time.Minute, "unsigned", false, decision.SourceVerified, "no signatures found"},
+		{"a fetched, failing signature beside unreachable referrers is never overridden", "1h", 10 * time.Minute, 10 * time.Minute, "tampered, referrers down", false, decision.SourceVerified, "also: "},
+		{"signature gone, referrers down: the registry answered, not offline", "1h", 10 * time.Minute, 10 * time.Minute, "no sig, referrers down", false, decision.SourcePolicy, "answered in part"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -394,11 +426,11 @@ func TestDecideOffline(t *testing.T) {
 			pol.Offline.MaxVerdictAge, _ = time.ParseDuration(tt.maxAge)
 			c := &clock{wall: start, mono: time.Hour}
 			offline := cache.NewMemory(0)
-			eng, err := New(pol, src, WithClock(c.now), WithMonotonicClock(c.monotonic), WithOfflineStore(offline), WithRevalidateAfter(time.Minute))
+			eng, err := newEngine(pol, src, decision.WithClock(c.now), decision.WithMonotonicClock(c.monotonic), decision.WithOfflineStore(offline), decision.WithRevalidateAfter(time.Minute))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := eng.Decide(context.Background(), req); !d.Allowed || d.Source != SourceVerified {
+			if d := eng.Decide(context.Background(), req); !d.Allowed || d.Source != decision.SourceVerified {
 				t.Fatalf("first decision %+v", d)
 			}
 			if offline.Len() != 1 {
@@ -435,21 +467,21 @@ func TestDecideOfflineAfterRestart(t *testing.T) {
 	pol := e.policy(t, "enforce", "")
 	pol.Offline.MaxVerdictAge = time.Hour
 	offline := cache.NewMemory(0)
-	first, err := New(pol, src, WithOfflineStore(offline))
+	first, err := newEngine(pol, src, decision.WithOfflineStore(offline))
 	if err != nil {
 		t.Fatal(err)
 	}
-	first.Decide(context.Background(), Request{Image: repo + ":v1", Digest: signed})
+	first.Decide(context.Background(), decision.Request{Image: repo + ":v1", Digest: signed})
 
 	src.err = fmt.Errorf("no route to host: %w", source.ErrUnreachable)
-	restarted, err := New(pol, src, WithOfflineStore(offline))
+	restarted, err := newEngine(pol, src, decision.WithOfflineStore(offline))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := restarted.Decide(context.Background(), Request{Image: repo + ":v1", Digest: signed}); !d.Allowed || d.Source != SourceOfflineCache {
+	if d := restarted.Decide(context.Background(), decision.Request{Image: repo + ":v1", Digest: signed}); !d.Allowed || d.Source != decision.SourceOfflineCache {
 		t.Errorf("verified image after restart: %+v", d)
 	}
-	if d := restarted.Decide(context.Background(), Request{Image: repo + ":v1", Digest: other}); d.Allowed {
+	if d := restarted.Decide(context.Background(), decision.Request{Image: repo + ":v1", Digest: other}); d.Allowed {
 		t.Errorf("never-verified image allowed offline: %+v", d)
 	}
 }
@@ -461,7 +493,7 @@ func TestDecideOfflineAfterRestart(t *testing.T) {
 // and says what enforce would have done.
 func TestRegressionRuleModeOnEveryPath(t *testing.T) {
 	e := newEnv(t)
-	ruleMode := func(policyMode, rm string) *Engine {
+	ruleMode := func(policyMode, rm string) *decision.Engine {
 		t.Helper()
 		text := fmt.Sprintf("mode: %s\ndefault: deny\nrules:\n  - name: app\n    mode: %s\n    images: [\"registry.example.com/team/**\"]\n    signatures:\n      authorities: [{key: release.pub}]\n", policyMode, rm)
 		p := filepath.Join(e.dir, "mode.yaml")
@@ -472,21 +504,21 @@ func TestRegressionRuleModeOnEveryPath(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eng, err := New(pol, &fakeSource{})
+		eng, err := newEngine(pol, &fakeSource{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return eng
 	}
-	paths := map[string]func(*Engine) Decision{
-		"deadline": func(eng *Engine) Decision {
-			return eng.Refuse(Request{Image: repo + ":v1", Digest: digestOf("x")}, "no decision within the deadline")
+	paths := map[string]func(*decision.Engine) decision.Decision{
+		"deadline": func(eng *decision.Engine) decision.Decision {
+			return eng.Refuse(decision.Request{Image: repo + ":v1", Digest: digestOf("x")}, "no decision within the deadline")
 		},
-		"resolver error": func(eng *Engine) Decision {
-			return eng.Refuse(Request{Image: repo + ":v1"}, "the runtime's image store has none")
+		"resolver error": func(eng *decision.Engine) decision.Decision {
+			return eng.Refuse(decision.Request{Image: repo + ":v1"}, "the runtime's image store has none")
 		},
-		"missing digest": func(eng *Engine) Decision {
-			return eng.Decide(context.Background(), Request{Image: repo + ":v1"})
+		"missing digest": func(eng *decision.Engine) decision.Decision {
+			return eng.Decide(context.Background(), decision.Request{Image: repo + ":v1"})
 		},
 	}
 	for name, path := range paths {
@@ -515,24 +547,24 @@ func TestRegressionClockWentBack(t *testing.T) {
 	pol := e.policy(t, "enforce", "")
 	pol.Offline.MaxVerdictAge = time.Hour
 	offline := cache.NewMemory(0)
-	first, err := New(pol, src, WithOfflineStore(offline))
+	first, err := newEngine(pol, src, decision.WithOfflineStore(offline))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := first.Decide(context.Background(), Request{Image: repo + ":v1", Digest: signed}); !d.Allowed {
+	if d := first.Decide(context.Background(), decision.Request{Image: repo + ":v1", Digest: signed}); !d.Allowed {
 		t.Fatalf("online: %+v", d)
 	}
 	src.err = fmt.Errorf("no route to host: %w", source.ErrUnreachable)
-	restarted, err := New(pol, src, WithOfflineStore(offline), WithOfflineUnavailable("the TPM clock (1m9s) is behind the highest value seen (7m13s)"))
+	restarted, err := newEngine(pol, src, decision.WithOfflineStore(offline), decision.WithOfflineUnavailable("the TPM clock (1m9s) is behind the highest value seen (7m13s)"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := restarted.Decide(context.Background(), Request{Image: repo + ":v1", Digest: signed})
+	d := restarted.Decide(context.Background(), decision.Request{Image: repo + ":v1", Digest: signed})
 	if d.Allowed || !strings.Contains(strings.Join(d.Reasons, "; "), "offline verdicts are off: the TPM clock") {
 		t.Errorf("offline with an untrusted clock: %+v; want a denial saying why", d)
 	}
 	src.err = nil
-	if d := restarted.Decide(context.Background(), Request{Image: repo + ":v1", Digest: signed}); !d.Allowed {
+	if d := restarted.Decide(context.Background(), decision.Request{Image: repo + ":v1", Digest: signed}); !d.Allowed {
 		t.Errorf("online with an untrusted clock: %+v; want allowed", d)
 	}
 }
@@ -558,7 +590,7 @@ func TestMatchExactVerdictPerReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := New(pol, src)
+	eng, err := newEngine(pol, src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -566,7 +598,7 @@ func TestMatchExactVerdictPerReference(t *testing.T) {
 		image string
 		ok    bool
 	}{{repo + ":v1", true}, {repo + ":v2", false}, {repo + ":v1", true}, {repo + ":v2", false}} {
-		d := eng.Decide(context.Background(), Request{Image: tc.image, Digest: digest})
+		d := eng.Decide(context.Background(), decision.Request{Image: tc.image, Digest: digest})
 		if d.Allowed != tc.ok {
 			t.Errorf("%s: allowed %v (source %s, %q), want %v", tc.image, d.Allowed, d.Source, d.Reasons, tc.ok)
 		}
@@ -580,7 +612,7 @@ func TestMatchExactVerdictPerReference(t *testing.T) {
 func TestClockBoundVerdict(t *testing.T) {
 	e := newEnv(t)
 	signed := digestOf("signed")
-	req := Request{Image: repo + ":v1", Digest: signed}
+	req := decision.Request{Image: repo + ":v1", Digest: signed}
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tt := range []struct {
 		name    string
@@ -588,8 +620,8 @@ func TestClockBoundVerdict(t *testing.T) {
 		allowed bool
 		source  string
 	}{
-		{"before expiry: from memory", 10 * time.Minute, true, SourceCache},
-		{"after expiry: verified again, and offline refused", 2 * time.Hour, false, SourcePolicy},
+		{"before expiry: from memory", 10 * time.Minute, true, decision.SourceCache},
+		{"after expiry: verified again, and offline refused", 2 * time.Hour, false, decision.SourcePolicy},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pol := e.policy(t, "enforce", "offline: {maxVerdictAge: 24h}")
@@ -598,7 +630,7 @@ func TestClockBoundVerdict(t *testing.T) {
 			mem.Put(key, cache.Verdict{Allowed: true, VerifiedAt: start, SatisfiedBy: []verdict.Satisfier{{Authority: "certificate ca.pem s", ValidUntil: start.Add(time.Hour)}}})
 			src := &fakeSource{err: fmt.Errorf("down: %w", source.ErrUnreachable)}
 			now := start.Add(tt.advance)
-			eng, err := New(pol, src, WithCache(mem), WithClock(func() time.Time { return now }), WithRevalidateAfter(3*time.Hour))
+			eng, err := newEngine(pol, src, decision.WithCache(mem), decision.WithClock(func() time.Time { return now }), decision.WithRevalidateAfter(3*time.Hour))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -617,19 +649,19 @@ func TestSchemeOrder(t *testing.T) {
 	e := newEnv(t)
 	one, two, three := digestOf("one"), digestOf("two"), digestOf("three")
 	src := &fakeSource{sigs: map[string][]artifact.Signature{one: {e.sign(t, one)}, two: {e.sign(t, two)}}}
-	eng, err := New(e.policy(t, "enforce", ""), src, WithDenialMemory(0))
+	eng, err := newEngine(e.policy(t, "enforce", ""), src, decision.WithDenialMemory(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if d := eng.Decide(ctx, Request{Image: repo + ":v1", Digest: one}); !d.Allowed || src.bundleCalls != 1 || src.calls != 1 {
+	if d := eng.Decide(ctx, decision.Request{Image: repo + ":v1", Digest: one}); !d.Allowed || src.bundleCalls != 1 || src.calls != 1 {
 		t.Fatalf("first image: %+v; %d bundle and %d signature fetches, want 1 and 1", d, src.bundleCalls, src.calls)
 	}
-	if d := eng.Decide(ctx, Request{Image: repo + ":v2", Digest: two}); !d.Allowed || src.bundleCalls != 1 || src.calls != 2 {
+	if d := eng.Decide(ctx, decision.Request{Image: repo + ":v2", Digest: two}); !d.Allowed || src.bundleCalls != 1 || src.calls != 2 {
 		t.Fatalf("second image of the repository: %+v; %d bundle and %d signature fetches, want the classic tags only", d, src.bundleCalls, src.calls)
 	}
 	// Unsigned: both asked, the classic tags first.
-	if d := eng.Decide(ctx, Request{Image: repo + ":v3", Digest: three}); d.Allowed || src.bundleCalls != 2 || src.calls != 3 {
+	if d := eng.Decide(ctx, decision.Request{Image: repo + ":v3", Digest: three}); d.Allowed || src.bundleCalls != 2 || src.calls != 3 {
 		t.Fatalf("unsigned image: %+v; %d bundle and %d signature fetches", d, src.bundleCalls, src.calls)
 	}
 }
@@ -640,11 +672,11 @@ func TestCacheCounts(t *testing.T) {
 	e := newEnv(t)
 	signed := digestOf("signed")
 	src := &fakeSource{sigs: map[string][]artifact.Signature{signed: {e.sign(t, signed)}}}
-	eng, err := New(e.policy(t, "enforce", ""), src)
+	eng, err := newEngine(e.policy(t, "enforce", ""), src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := Request{Image: repo + ":v1", Digest: signed}
+	req := decision.Request{Image: repo + ":v1", Digest: signed}
 	if _, ok := eng.Quick(req); ok {
 		t.Fatal("Quick decided an image never verified")
 	}

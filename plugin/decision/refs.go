@@ -40,32 +40,3 @@ func (c *refCache) parse(s string) (policy.Image, error) {
 	c.mu.Unlock()
 	return img, nil
 }
-
-// maxPreferences bounds the repositories whose scheme is remembered.
-const maxPreferences = 4096
-
-// preference remembers, per repository, whether cosign's classic tags
-// rather than the referrers satisfied its last verified image, so that the
-// next digest of that repository is asked the same way first.
-type preference struct {
-	mu      sync.Mutex
-	classic map[string]bool
-}
-
-func (p *preference) classicFirst(repository string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.classic[repository]
-}
-
-func (p *preference) satisfied(repository string, classic bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.classic[repository] == classic {
-		return
-	}
-	if p.classic == nil || len(p.classic) >= maxPreferences {
-		p.classic = make(map[string]bool, 64)
-	}
-	p.classic[repository] = classic
-}

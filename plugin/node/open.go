@@ -12,6 +12,7 @@ import (
 
 	"github.com/sealgate/sealgate/plugin"
 	"github.com/sealgate/sealgate/plugin/cache"
+	"github.com/sealgate/sealgate/plugin/check"
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/metrics"
 	"github.com/sealgate/sealgate/plugin/policy"
@@ -207,7 +208,12 @@ func (n *Node) commit(c *checked, prev *snapshot) (*snapshot, error) {
 		}
 		opts = append(opts, anchored...)
 	}
-	engine, err := decision.New(c.pol, n.src, opts...)
+	checker, err := check.New(c.pol, n.src)
+	if err != nil {
+		snap.closeFn()
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	engine, err := decision.New(c.pol, checker, opts...)
 	if err != nil {
 		snap.closeFn()
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)

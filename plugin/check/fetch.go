@@ -1,96 +1,28 @@
-package decision
+package check
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/sealgate/sealgate/plugin/artifact"
 	"github.com/sealgate/sealgate/plugin/cache"
+	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/policy"
 	"github.com/sealgate/sealgate/plugin/source"
 	"github.com/sealgate/sealgate/plugin/verify"
 )
 
-// Fetching and verifying the material of one image: the slow path of a
-// decision, when no cached verdict decides.
-
-// errFetchTimeout marks a fetch cut short by the engine's own fetch budget
-// while the caller's deadline still leaves time to answer: the sources are
-// as good as unreachable.
-var errFetchTimeout = errors.New("signature sources did not answer in time")
-
-// fetchContext keeps part of the caller's deadline for answering: the
-// sources get 80% of what remains, so that when they time out, an offline
-// verdict can still be looked up and the answer goes back in time.
-func (e *Engine) fetchContext(ctx context.Context) context.Context {
-	dl, ok := ctx.Deadline()
-	if !ok {
-		return ctx
-	}
-	budget := time.Until(dl) * 4 / 5
-	fctx, cancel := context.WithTimeoutCause(ctx, budget, errFetchTimeout)
-	// The fetch is bounded by the budget; release the timer with ctx.
-	context.AfterFunc(ctx, cancel)
-	return fctx
-}
-
-// offlineVerdict returns the newest allow verdict for key that is young
-// enough to serve while the sources are unreachable.
-func (e *Engine) offlineVerdict(key cache.Key) (cache.Verdict, bool) {
-	max := e.policy.Offline.MaxVerdictAge
-	if max <= 0 || e.noOffline != "" {
-		return cache.Verdict{}, false
-	}
-	var best cache.Verdict
-	found := false
-	for _, s := range []cache.Store{e.cache, e.offline} {
-		if s == nil {
-			continue
-		}
-		if v, ok := s.Get(key); ok && v.Allowed && e.age(v) <= max && validUntil(v).IsZero() && (!found || v.VerifiedAt.After(best.VerifiedAt)) {
-			best, found = v, true
-		}
-	}
-	return best, found
-}
-
-// age is how old a verdict is: the larger of the wall clock's and the
-// monotonic (TPM) clock's measure, so that setting the system time back
-// does not make a verdict younger.
-func (e *Engine) age(v cache.Verdict) time.Duration {
-	age := e.now().Sub(v.VerifiedAt)
-	if e.mono != nil && v.Clock > 0 {
-		m := e.mono() - v.Clock
-		if m < 0 {
-			// Verified at a clock value the clock has not reached: it went
-			// back, and the age cannot be established.
-			return time.Duration(math.MaxInt64)
-		}
-		if m > age {
-			age = m
-		}
-	}
-	return age
-}
-
-type outcome struct {
-	verdict cache.Verdict
-	err     error // operational failure (the verdict is a denial)
-}
-
 // verify fetches what rule needs for img and checks it. For an index whose
 // own signatures do not satisfy the rule, the platform manifest is checked
 // too: it satisfies only when the rule accepts platform signatures, and
 // otherwise it makes the denial say why.
-func (e *Engine) verify(ctx context.Context, img policy.Image, rule *policy.Rule) outcome {
+func (c *Checker) verify(ctx context.Context, img policy.Image, rule *policy.Rule) decision.Outcome {
 	loc := img.Location
 	if loc == "" {
 		loc = img.Repository
@@ -99,32 +31,32 @@ func (e *Engine) verify(ctx context.Context, img policy.Image, rule *policy.Rule
 	if err != nil {
 		return failed(fmt.Errorf("repository %q: %w", loc, err))
 	}
-	res := e.check(ctx, repo, img.Repository, img.Tag, img.Digest, rule)
-	if res.err != nil || res.verdict.Allowed {
+	res := c.check(ctx, repo, img.Repository, img.Tag, img.Digest, rule)
+	if res.Err != nil || res.Verdict.Allowed {
 		return res
 	}
-	m, err := e.source.Describe(ctx, repo.Digest(img.Digest))
+	m, err := c.source.Describe(ctx, repo.Digest(img.Digest))
 	if err != nil || !m.IsIndex() {
 		return res
 	}
-	child, err := m.PlatformChild(e.platform)
+	child, err := m.PlatformChild(c.platform)
 	if err != nil {
-		return denied(append(res.verdict.Reasons, fmt.Sprintf("index %s: %v; sign the index itself", img.Digest, err)))
+		return denied(append(res.Verdict.Reasons, fmt.Sprintf("index %s: %v; sign the index itself", img.Digest, err)))
 	}
 	if child == "" {
-		return denied(append(res.verdict.Reasons, fmt.Sprintf("index has no manifest for platform %s", e.platformName)))
+		return denied(append(res.Verdict.Reasons, fmt.Sprintf("index has no manifest for platform %s", c.platformName)))
 	}
-	childRes := e.check(ctx, repo, img.Repository, img.Tag, child, rule)
+	childRes := c.check(ctx, repo, img.Repository, img.Tag, child, rule)
 	accept := rule.Signatures != nil && rule.Signatures.AcceptPlatformSignature
 	switch {
-	case childRes.err != nil:
+	case childRes.Err != nil:
 		return childRes
-	case childRes.verdict.Allowed && accept:
+	case childRes.Verdict.Allowed && accept:
 		return childRes
-	case childRes.verdict.Allowed:
-		return denied([]string{fmt.Sprintf("index %s is not signed; only its %s manifest %s is, and the rule requires a signature over the index (set signatures.acceptPlatformSignature: true to accept it)", img.Digest, e.platformName, child)})
+	case childRes.Verdict.Allowed:
+		return denied([]string{fmt.Sprintf("index %s is not signed; only its %s manifest %s is, and the rule requires a signature over the index (set signatures.acceptPlatformSignature: true to accept it)", img.Digest, c.platformName, child)})
 	case accept:
-		return denied([]string{"index: " + strings.Join(res.verdict.Reasons, "; "), "platform manifest " + child + ": " + strings.Join(childRes.verdict.Reasons, "; ")})
+		return denied([]string{"index: " + strings.Join(res.Verdict.Reasons, "; "), "platform manifest " + child + ": " + strings.Join(childRes.Verdict.Reasons, "; ")})
 	}
 	return res
 }
@@ -141,49 +73,49 @@ type TagResolver interface {
 // its platform manifests: the index's signatures satisfy the rule, the
 // manifest's own only under acceptPlatformSignature. Otherwise, or when
 // the source cannot resolve tags, the digest is decided alone.
-func (e *Engine) verifyPulledThrough(ctx context.Context, img policy.Image, tag string, rule *policy.Rule) outcome {
-	tr, ok := e.source.(TagResolver)
+func (c *Checker) verifyPulledThrough(ctx context.Context, img policy.Image, tag string, rule *policy.Rule) decision.Outcome {
+	tr, ok := c.source.(TagResolver)
 	t, err := name.NewTag(tag, name.WeakValidation)
 	if !ok || err != nil {
-		return e.verify(ctx, img, rule)
+		return c.verify(ctx, img, rule)
 	}
 	repo := t.Context()
 	indexDigest, err := tr.Resolve(ctx, t)
 	switch {
 	case errors.Is(err, source.ErrNotFound):
-		return e.verify(ctx, img, rule)
+		return c.verify(ctx, img, rule)
 	case err != nil:
 		return failed(fmt.Errorf("resolve %s, which %s was pulled through: %w", t, img.Digest, err))
 	case indexDigest == img.Digest:
-		return e.verify(ctx, img, rule)
+		return c.verify(ctx, img, rule)
 	}
-	m, err := e.source.Describe(ctx, repo.Digest(indexDigest))
+	m, err := c.source.Describe(ctx, repo.Digest(indexDigest))
 	if err != nil {
 		return failed(fmt.Errorf("describe %s@%s: %w", repo, indexDigest, err))
 	}
 	if !m.IsIndex() || !m.Lists(img.Digest) {
 		// The tag moved on, or names another image: the digest alone.
-		return e.verify(ctx, img, rule)
+		return c.verify(ctx, img, rule)
 	}
-	idx := e.check(ctx, repo, img.Repository, img.Tag, indexDigest, rule)
-	if idx.err != nil {
+	idx := c.check(ctx, repo, img.Repository, img.Tag, indexDigest, rule)
+	if idx.Err != nil {
 		return idx
 	}
-	if idx.verdict.Allowed {
-		idx.verdict.Reasons = append(idx.verdict.Reasons, fmt.Sprintf("the index %s (%s) lists the platform manifest %s the runtime pulled", indexDigest, t, img.Digest))
+	if idx.Verdict.Allowed {
+		idx.Verdict.Reasons = append(idx.Verdict.Reasons, fmt.Sprintf("the index %s (%s) lists the platform manifest %s the runtime pulled", indexDigest, t, img.Digest))
 		return idx
 	}
-	own := e.check(ctx, repo, img.Repository, img.Tag, img.Digest, rule)
+	own := c.check(ctx, repo, img.Repository, img.Tag, img.Digest, rule)
 	accept := rule.Signatures != nil && rule.Signatures.AcceptPlatformSignature
 	switch {
-	case own.err != nil:
+	case own.Err != nil:
 		return own
-	case own.verdict.Allowed && accept:
+	case own.Verdict.Allowed && accept:
 		return own
-	case own.verdict.Allowed:
+	case own.Verdict.Allowed:
 		return denied([]string{fmt.Sprintf("index %s (%s) is not signed; only its platform manifest %s, which the runtime pulled, is, and the rule requires a signature over the index (set signatures.acceptPlatformSignature: true to accept it)", indexDigest, t, img.Digest)})
 	}
-	return denied([]string{"index " + indexDigest + ": " + strings.Join(idx.verdict.Reasons, "; "), "platform manifest " + img.Digest + ": " + strings.Join(own.verdict.Reasons, "; ")})
+	return denied([]string{"index " + indexDigest + ": " + strings.Join(idx.Verdict.Reasons, "; "), "platform manifest " + img.Digest + ": " + strings.Join(own.Verdict.Reasons, "; ")})
 }
 
 // PickPulled chooses, among the digests a runtime records for one image
@@ -192,8 +124,8 @@ func (e *Engine) verifyPulledThrough(ctx context.Context, img policy.Image, tag 
 // one manifest that runs: the tag must name one of them now, an index, and
 // that index must list exactly one of the others. Anything else is
 // ambiguous and an error: a candidate is never taken on a guess.
-func (e *Engine) PickPulled(ctx context.Context, tag string, candidates []string) (string, error) {
-	tr, ok := e.source.(TagResolver)
+func (c *Checker) PickPulled(ctx context.Context, tag string, candidates []string) (string, error) {
+	tr, ok := c.source.(TagResolver)
 	if !ok {
 		return "", fmt.Errorf("the signature sources cannot resolve %s to choose among %v", tag, candidates)
 	}
@@ -201,7 +133,6 @@ func (e *Engine) PickPulled(ctx context.Context, tag string, candidates []string
 	if err != nil {
 		return "", fmt.Errorf("tag %q: %w", tag, err)
 	}
-	ctx = e.fetchContext(ctx)
 	index, err := tr.Resolve(ctx, t)
 	if err != nil {
 		return "", fmt.Errorf("choose among the digests %v recorded for %s: %w", candidates, t, err)
@@ -209,14 +140,14 @@ func (e *Engine) PickPulled(ctx context.Context, tag string, candidates []string
 	if !slices.Contains(candidates, index) {
 		return "", fmt.Errorf("%s names %s now, none of the digests %v the runtime recorded (the tag moved)", t, index, candidates)
 	}
-	m, err := e.source.Describe(ctx, t.Context().Digest(index))
+	m, err := c.source.Describe(ctx, t.Context().Digest(index))
 	if err != nil {
 		return "", fmt.Errorf("describe %s@%s: %w", t.Context(), index, err)
 	}
 	var listed []string
-	for _, c := range candidates {
-		if c != index && m.Lists(c) {
-			listed = append(listed, c)
+	for _, cand := range candidates {
+		if cand != index && m.Lists(cand) {
+			listed = append(listed, cand)
 		}
 	}
 	if !m.IsIndex() || len(listed) != 1 {
@@ -244,7 +175,7 @@ func (m *material) add(o material) {
 // signatures requirement, classic attestations for attestation
 // requirements, and bundles (which carry either) for both. One part failing
 // does not stop the others: what was fetched is still checked (see check).
-func (e *Engine) fetch(ctx context.Context, img name.Digest, rule *policy.Rule, bundles bool) (m material, parts int, errs []error) {
+func (c *Checker) fetch(ctx context.Context, img name.Digest, rule *policy.Rule, bundles bool) (m material, parts int, errs []error) {
 	var (
 		mu sync.Mutex
 		wg sync.WaitGroup
@@ -263,13 +194,13 @@ func (e *Engine) fetch(ctx context.Context, img name.Digest, rule *policy.Rule, 
 	}
 	switch {
 	case bundles:
-		run(func() (err error) { m.bundles, err = e.source.Bundles(ctx, img); return err })
+		run(func() (err error) { m.bundles, err = c.source.Bundles(ctx, img); return err })
 	default:
 		if rule.Signatures != nil {
-			run(func() (err error) { m.sigs, err = e.source.Signatures(ctx, img); return err })
+			run(func() (err error) { m.sigs, err = c.source.Signatures(ctx, img); return err })
 		}
 		if len(rule.Attestations) > 0 {
-			run(func() (err error) { m.atts, err = e.source.Attestations(ctx, img); return err })
+			run(func() (err error) { m.atts, err = c.source.Attestations(ctx, img); return err })
 		}
 	}
 	wg.Wait()
@@ -281,12 +212,12 @@ func (e *Engine) fetch(ctx context.Context, img name.Digest, rule *policy.Rule, 
 // the OCI referrers, where Sigstore bundles are, for signatures and
 // attestations at once), and only when that does not satisfy the rule,
 // the other (cosign's .sig and .att tags). Verification always sees
-// everything fetched, so the outcome is the one a single fetch of both
+// everything fetched, so the decision.Outcome is the one a single fetch of both
 // would give; what is saved is the requests and round trips an image
 // signed one way spends on the other.
-func (e *Engine) check(ctx context.Context, repo name.Repository, repository, tag, digest string, rule *policy.Rule) outcome {
+func (c *Checker) check(ctx context.Context, repo name.Repository, repository, tag, digest string, rule *policy.Rule) decision.Outcome {
 	img := repo.Digest(digest)
-	classicFirst := e.prefer.classicFirst(repository)
+	classicFirst := c.prefer.classicFirst(repository)
 	var (
 		m     material
 		parts int
@@ -294,23 +225,23 @@ func (e *Engine) check(ctx context.Context, repo name.Repository, repository, ta
 	)
 	for stage := range 2 {
 		bundles := (stage == 0) != classicFirst
-		got, n, errs1 := e.fetch(ctx, img, rule, bundles)
+		got, n, errs1 := c.fetch(ctx, img, rule, bundles)
 		m.add(got)
 		parts += n
 		errs = append(errs, errs1...)
 		if stage == 0 && (m.empty() || len(errs) > 0) {
 			continue
 		}
-		out := e.evaluate(ctx, m, parts, errs, repository, tag, digest, rule)
-		if out.err == nil && out.verdict.Allowed {
-			e.prefer.satisfied(repository, !bundles)
+		out := c.evaluate(ctx, m, parts, errs, repository, tag, digest, rule)
+		if out.Err == nil && out.Verdict.Allowed {
+			c.prefer.satisfied(repository, !bundles)
 			return out
 		}
 		if stage == 1 {
 			return out
 		}
 	}
-	return e.evaluate(ctx, m, parts, errs, repository, tag, digest, rule)
+	return c.evaluate(ctx, m, parts, errs, repository, tag, digest, rule)
 }
 
 // evaluate verifies every requirement of rule against the material
@@ -323,7 +254,7 @@ func (e *Engine) check(ctx context.Context, repo name.Repository, repository, ta
 // not, the image is denied, whatever failed beside it, so an unreachable
 // referrers endpoint can never turn a fetched, failing signature into an
 // offline allow.
-func (e *Engine) evaluate(ctx context.Context, m material, parts int, errs []error, repository, tag, digest string, rule *policy.Rule) outcome {
+func (c *Checker) evaluate(ctx context.Context, m material, parts int, errs []error, repository, tag, digest string, rule *policy.Rule) decision.Outcome {
 	if len(errs) > 0 && m.empty() {
 		err := errors.Join(errs...)
 		if len(errs) < parts || !allUnreachable(ctx, errs) {
@@ -339,18 +270,18 @@ func (e *Engine) evaluate(ctx context.Context, m material, parts int, errs []err
 		reasons []string
 	)
 	if req := rule.Signatures; req != nil {
-		res := e.verifier.VerifySignaturesAndBundles(ctx, subj, m.sigs, m.bundles, req)
+		res := c.verifier.VerifySignaturesAndBundles(ctx, subj, m.sigs, m.bundles, req)
 		if !res.Satisfied {
 			reasons = append(reasons, res.Reasons...)
 		}
-		by = appendRequirement(by, RequirementSignatures, res.By)
+		by = appendRequirement(by, decision.RequirementSignatures, res.By)
 	}
 	for _, req := range rule.Attestations {
-		res := e.verifier.VerifyAttestations(ctx, subj, m.atts, m.bundles, req)
+		res := c.verifier.VerifyAttestations(ctx, subj, m.atts, m.bundles, req)
 		if !res.Satisfied {
 			reasons = append(reasons, "attestation "+req.PredicateType+": "+strings.Join(res.Reasons, "; "))
 		}
-		by = appendRequirement(by, RequirementAttestation+" "+req.PredicateType, res.By)
+		by = appendRequirement(by, decision.RequirementAttestation+" "+req.PredicateType, res.By)
 	}
 	if len(reasons) > 0 {
 		for _, err := range errs {
@@ -358,25 +289,19 @@ func (e *Engine) evaluate(ctx context.Context, m material, parts int, errs []err
 		}
 		return denied(reasons)
 	}
-	return e.allowed(by)
+	return c.allowed(by)
 }
 
 // allUnreachable reports whether every fetch failure was the sources not
 // answering (unreachable, or out of time).
 func allUnreachable(ctx context.Context, errs []error) bool {
 	for _, err := range errs {
-		if !errors.Is(err, source.ErrUnreachable) && !errors.Is(context.Cause(ctx), errFetchTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		if !errors.Is(err, source.ErrUnreachable) && !errors.Is(context.Cause(ctx), decision.ErrFetchTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 			return false
 		}
 	}
 	return true
 }
-
-// Requirement names, as reported in Satisfier.Requirement.
-const (
-	RequirementSignatures  = "signatures"
-	RequirementAttestation = "attestation"
-)
 
 func appendRequirement(dst []verify.Satisfier, requirement string, by []verify.Satisfier) []verify.Satisfier {
 	for _, s := range by {
@@ -386,7 +311,7 @@ func appendRequirement(dst []verify.Satisfier, requirement string, by []verify.S
 	return dst
 }
 
-func (e *Engine) allowed(by []verify.Satisfier) outcome {
+func (c *Checker) allowed(by []verify.Satisfier) decision.Outcome {
 	names := make([]string, 0, len(by))
 	for _, s := range by {
 		if !slices.Contains(names, s.Authority) {
@@ -403,29 +328,25 @@ func (e *Engine) allowed(by []verify.Satisfier) outcome {
 	if len(origins) > 0 {
 		reasons = append(reasons, "material from "+strings.Join(origins, "; "))
 	}
-	v := cache.Verdict{Allowed: true, Reasons: reasons, SatisfiedBy: by, VerifiedAt: e.now()}
-	if e.mono != nil {
-		v.Clock = e.mono()
-	}
-	return outcome{verdict: v}
+	return decision.Outcome{Verdict: cache.Verdict{Allowed: true, Reasons: reasons, SatisfiedBy: by}}
 }
 
-func denied(reasons []string) outcome {
+func denied(reasons []string) decision.Outcome {
 	if len(reasons) == 0 {
 		reasons = []string{"signatures did not satisfy the rule"}
 	}
-	return outcome{verdict: cache.Verdict{Allowed: false, Reasons: reasons}}
+	return decision.Outcome{Verdict: cache.Verdict{Allowed: false, Reasons: reasons}}
 }
 
-func failed(err error) outcome {
-	return outcome{verdict: cache.Verdict{Allowed: false, Reasons: []string{err.Error()}}, err: err}
+func failed(err error) decision.Outcome {
+	return decision.Outcome{Verdict: cache.Verdict{Allowed: false, Reasons: []string{err.Error()}}, Err: err}
 }
 
 // fetchErr turns a source failure into a reason that says what to do.
 func fetchErr(ctx context.Context, err error) error {
 	switch {
-	case errors.Is(context.Cause(ctx), errFetchTimeout):
-		return fmt.Errorf("%w within the decision's deadline: %v", errFetchTimeout, err)
+	case errors.Is(context.Cause(ctx), decision.ErrFetchTimeout):
+		return fmt.Errorf("%w within the decision's deadline: %v", decision.ErrFetchTimeout, err)
 	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return fmt.Errorf("deadline expired while fetching signatures (the registry is slow or unreachable; raise --deadline or pre-pull the image): %w", err)
 	case errors.Is(err, source.ErrUnreachable):
