@@ -25,8 +25,8 @@ func commandPaths(t *testing.T) [][]string {
 	walk = func(c *cobra.Command, path []string) {
 		out = append(out, path)
 		for _, s := range c.Commands() {
-			if s.Name() == "completion" || s.Name() == "help" {
-				continue // cobra's own
+			if s.Name() == "completion" || s.Name() == "help" || s.Hidden {
+				continue // cobra's own, or not for people
 			}
 			walk(s, append(append([]string(nil), path...), s.Name()))
 		}

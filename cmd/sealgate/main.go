@@ -17,6 +17,8 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/sealgate/sealgate/plugin/node"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -154,7 +156,27 @@ func newRoot(stdout, stderr io.Writer, code *int) *cobra.Command {
 			root.AddCommand(c.command(code))
 		}
 	}
+	root.AddCommand(verifierCommand(code))
 	return root
+}
+
+// verifierCommand is the verifier process `sealgate run` starts with
+// --verifier-process: it reads what to check from its standard input and
+// answers on its standard output (plugin/checkproc), so it is hidden.
+func verifierCommand(code *int) *cobra.Command {
+	return &cobra.Command{
+		Use:    "verifier",
+		Short:  "The verifier process of sealgate run (not for people)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := node.ServeVerifier(c.Context(), os.Stdin, c.OutOrStdout()); err != nil {
+				fmt.Fprintf(c.ErrOrStderr(), "sealgate verifier: %v\n", err)
+				*code = exitFailed
+			}
+			return nil
+		},
+	}
 }
 
 func (l leaf) command(code *int) *cobra.Command {

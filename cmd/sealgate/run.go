@@ -44,6 +44,10 @@ func runCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	fs.StringVar(&c.MetricsAddress, "metrics-address", "", "where /metrics, /healthz, /readyz and /status are served: a unix socket path or tcp:HOST:PORT; default metrics.sock beside --gate-socket, none for none")
 	fs.StringVar(&c.DecisionLog, "decision-log", "", "where every decision is written as a hash-chained JSON line (sealgate log verify checks it); default <state-dir>/decisions.log, none for no log")
 	fs.StringVar(&c.GateSocket, "gate-socket", runtimegate.DefaultSocket, "where the runtime gate (sealgate-runc) asks about each container; its folder is made root-only")
+	verifierProcess := fs.Bool("verifier-process", false, "check what no verdict decides in a verifier process (this binary's `verifier` command), started when needed")
+	fs.DurationVar(&c.VerifierIdle, "verifier-idle", 0, "how long the verifier process stays up with nothing to check (default 30s)")
+	_ = fs.MarkHidden("verifier-process")
+	_ = fs.MarkHidden("verifier-idle")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	return func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
@@ -58,6 +62,14 @@ func runCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 		}
 		c.Logger = log
 		c.Version = version
+		if *verifierProcess {
+			exe, err := os.Executable()
+			if err != nil {
+				fmt.Fprintf(stderr, "sealgate run: --verifier-process: %v\n", err)
+				return exitUsage
+			}
+			c.Verifier = exe
+		}
 		c.Access = node.Daemon
 		if os.Getenv("GOGC") == "" {
 			// A cached decision allocates nothing in sealgate; what

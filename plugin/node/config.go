@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/sealgate/sealgate/plugin"
@@ -111,6 +112,13 @@ type Config struct {
 	// metrics).
 	requestObserver source.RequestObserver
 
+	// Verifier, when set, is the sealgate binary whose `verifier` command
+	// checks what no verdict decides, in a process of its own started when
+	// needed and stopped after VerifierIdle (checkproc.DefaultIdle when 0)
+	// without a check; empty checks in this process.
+	Verifier     string
+	VerifierIdle time.Duration
+
 	// DecisionLog is where Run writes every decision, hash-chained
 	// (plugin/decisionlog): empty is StateDir/decisions.log, "none" none.
 	DecisionLog string
@@ -185,6 +193,13 @@ func (c Config) withDefaults() (Config, error) {
 	set(&c.NRISocket, DefaultNRISocket)
 	set(&c.PluginName, plugin.DefaultName)
 	set(&c.PluginIndex, plugin.DefaultIndex)
+	if c.Verifier != "" && !filepath.IsAbs(c.Verifier) {
+		// Never looked up in PATH: the verifier's answers are trusted.
+		return c, fmt.Errorf("%w: the verifier %q must be an absolute path", ErrConfig, c.Verifier)
+	}
+	if c.VerifierIdle < 0 {
+		return c, fmt.Errorf("%w: verifier idle time %s must not be negative", ErrConfig, c.VerifierIdle)
+	}
 	if c.RegistryTimeout == 0 {
 		c.RegistryTimeout = source.DefaultTimeout
 	}

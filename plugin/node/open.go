@@ -12,7 +12,6 @@ import (
 
 	"github.com/sealgate/sealgate/plugin"
 	"github.com/sealgate/sealgate/plugin/cache"
-	"github.com/sealgate/sealgate/plugin/check"
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/metrics"
 	"github.com/sealgate/sealgate/plugin/policy"
@@ -41,11 +40,13 @@ type Node struct {
 	metrics  atomic.Pointer[metrics.Metrics] // set by Run; registry requests go to it
 	plugin   atomic.Pointer[plugin.Plugin]   // the one connected now (Run); re-evaluates after a reload
 	tpmOps   tpmOps                          // TPM operations, for the metrics
+	requests atomic.Int64                    // registry requests made, here or by the verifier
 }
 
 // snapshot is what one sealed generation decides with.
 type snapshot struct {
 	engine  *decision.Engine
+	checker decision.Checker
 	opened  *trust.Opened     // nil without a TPM
 	store   *cache.Persistent // nil without a TPM
 	offline string            // why offline verdicts are off, or ""
@@ -118,6 +119,14 @@ func (n *Node) measure(snap *snapshot) error {
 
 // Engine decides with the snapshot in force.
 func (n *Node) Engine() *decision.Engine { return n.cur.Load().engine }
+
+// Checker is what checks the images no verdict decides under the snapshot
+// in force: this process's, or the client of the verifier process.
+func (n *Node) Checker() decision.Checker { return n.cur.Load().checker }
+
+// RequestCount is how many registry requests the node made, in this
+// process or in the verifier's.
+func (n *Node) RequestCount() int64 { return n.requests.Load() }
 
 // Trust is the opened trust store in force; nil without a TPM.
 func (n *Node) Trust() *trust.Opened { return n.cur.Load().opened }
@@ -208,7 +217,7 @@ func (n *Node) commit(c *checked, prev *snapshot) (*snapshot, error) {
 		}
 		opts = append(opts, anchored...)
 	}
-	checker, err := check.New(c.pol, n.src)
+	checker, err := n.checker(c.pol)
 	if err != nil {
 		snap.closeFn()
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -218,7 +227,7 @@ func (n *Node) commit(c *checked, prev *snapshot) (*snapshot, error) {
 		snap.closeFn()
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	snap.engine = engine
+	snap.engine, snap.checker = engine, checker
 	return snap, nil
 }
 
@@ -337,6 +346,7 @@ func within(dir, file string) bool {
 // observeRequest passes a registry request to the metrics, once Run has
 // made them.
 func (n *Node) observeRequest(host string, took time.Duration, err error) {
+	n.requests.Add(1)
 	if m := n.metrics.Load(); m != nil {
 		m.ObserveRequest(host, took, err)
 	}

@@ -82,6 +82,7 @@ func Parse(path string, data []byte, opts ...ParseOption) (*Policy, error) {
 	pol.Path = path
 	pol.Digest, pol.files = digest(data, p.files)
 	pol.fileData = p.files
+	pol.raw = bytes.Clone(data)
 	return pol, nil
 }
 

@@ -106,7 +106,13 @@ type Policy struct {
 
 	files    []string          // absolute paths of referenced files, sorted
 	fileData map[string][]byte // their content as parsed and digested
+	raw      []byte            // the policy's own bytes as parsed
 }
+
+// Bytes returns the policy's bytes exactly as parsed: with Path and every
+// file's FileData they parse again to a policy of the same Digest, so that
+// another process (the verifier) enforces what this one checked.
+func (p *Policy) Bytes() []byte { return p.raw }
 
 // Files returns the absolute paths of every file the policy references
 // (keys and trusted roots), sorted, without duplicates: the files whose
