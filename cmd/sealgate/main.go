@@ -170,7 +170,11 @@ func verifierCommand(code *int) *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := node.ServeVerifier(c.Context(), os.Stdin, c.OutOrStdout()); err != nil {
+			// The protocol owns standard output: anything else this
+			// process prints goes to standard error, the daemon's log.
+			out := os.Stdout
+			os.Stdout = os.Stderr
+			if err := node.ServeVerifier(c.Context(), os.Stdin, out); err != nil {
 				fmt.Fprintf(c.ErrOrStderr(), "sealgate verifier: %v\n", err)
 				*code = exitFailed
 			}
