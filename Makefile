@@ -25,8 +25,9 @@ REQUIRE_TOOLS := SEALGATE_REQUIRE_TOOLS=1
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/sealgate and the runtime gate bin/sealgate-runc, static, without cgo
+build: ## build bin/sealgate, the daemon binary bin/sealgate-daemon and the runtime gate bin/sealgate-runc, static, without cgo
 	CGO_ENABLED=0 $(GO) build -buildvcs=true -o bin/sealgate ./cmd/sealgate
+	CGO_ENABLED=0 $(GO) build -buildvcs=true -o bin/sealgate-daemon ./cmd/sealgate-daemon
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o bin/sealgate-runc ./cmd/sealgate-runc
 
 tools: ## install runc, busybox-static, swtpm, tpm2-tools, conmon (apt) and pinned containerd, crictl, cosign, CRI-O into .tools/bin
@@ -57,6 +58,7 @@ demo: tools ## run the end-to-end demo (integration/demo)
 bench: ## benchmarks of every package, then the load driver (hack/loaddriver): sealgate beside a null NRI plugin
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	CGO_ENABLED=0 $(GO) build -o bin/sealgate ./cmd/sealgate
+	CGO_ENABLED=0 $(GO) build -o bin/sealgate-daemon ./cmd/sealgate-daemon
 	CGO_ENABLED=0 $(GO) build -o bin/nullplugin ./hack/nullplugin
 	$(GO) run ./hack/loaddriver --images 40 --rounds 100 --repeats 7 --json bin/load-loopback.json
 	$(GO) run ./hack/loaddriver --images 40 --rounds 10 --repeats 3 --latency 20ms --json bin/load-20ms.json

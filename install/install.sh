@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs sealgate on a containerd 2.x node in one command: the binaries
-# (sealgate and the runtime gate sealgate-runc), the systemd unit, the trust
+# (sealgate, the daemon binary sealgate-daemon that `sealgate run` becomes,
+# and the runtime gate sealgate-runc), the systemd unit, the trust
 # store (initialised when there is none, the operator's policy, keys and
 # trusted roots added, checked and sealed to the TPM), then starts sealgate,
 # waits until it answers, and only then writes containerd's drop-in (NRI
@@ -9,6 +10,7 @@
 #
 #   sudo install/install.sh [--runtime containerd|crio] [--policy FILE] [--key FILE]...
 #                           [--trusted-root FILE]... [--tpm SPEC] [--bin FILE] [--gate-bin FILE]
+#                           [--daemon-bin FILE]
 #                           [--prefix DIR] [--destdir DIR] [--no-start] [--no-restart-containerd]
 #
 #   --runtime RUNTIME      containerd (default) or crio. On CRI-O, the drop-in is
@@ -27,6 +29,7 @@
 #                          swtpm:HOST:PORT for a software TPM)
 #   --bin FILE             the sealgate binary (default: <repo>/bin/sealgate, `make build`)
 #   --gate-bin FILE        the runtime gate (default: <repo>/bin/sealgate-runc, `make build`)
+#   --daemon-bin FILE      the daemon binary (default: sealgate-daemon beside --bin, `make build`)
 #   --prefix DIR           binaries go to DIR/bin, examples to DIR/share/sealgate
 #                          (default /usr/local)
 #   --destdir DIR          stage into DIR (OS image builds): no systemctl, and no
@@ -47,6 +50,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 bin="$repo/bin/sealgate"
 gate_bin="$repo/bin/sealgate-runc"
+daemon_bin=""
 policy=""
 keys=""
 roots=""
@@ -65,6 +69,7 @@ while [ $# -gt 0 ]; do
 	--runtime) runtime=${2:?--runtime needs containerd or crio}; shift 2 ;;
 	--bin) bin=${2:?--bin needs a file}; shift 2 ;;
 	--gate-bin) gate_bin=${2:?--gate-bin needs a file}; shift 2 ;;
+	--daemon-bin) daemon_bin=${2:?--daemon-bin needs a file}; shift 2 ;;
 	--policy) policy=${2:?--policy needs a file}; shift 2 ;;
 	--key) [ -f "${2:?--key needs a file}" ] || die "key $2 does not exist"; keys="$keys
 $2"; shift 2 ;;
@@ -87,6 +92,8 @@ containerd | crio) ;;
 esac
 [ -x "$bin" ] || die "$bin is not an executable; run 'make build' or pass --bin"
 [ -x "$gate_bin" ] || die "$gate_bin is not an executable; run 'make build' or pass --gate-bin"
+[ -n "$daemon_bin" ] || daemon_bin="$(dirname "$bin")/sealgate-daemon"
+[ -x "$daemon_bin" ] || die "$daemon_bin is not an executable; run 'make build' or pass --daemon-bin"
 [ -z "$policy" ] || [ -f "$policy" ] || die "policy $policy does not exist"
 if [ -z "$destdir" ] && [ "$(id -u)" -ne 0 ]; then
 	die "run as root (or stage with --destdir)"
@@ -101,7 +108,8 @@ crio_hook="$D/etc/containers/oci/hooks.d/sealgate.json"
 ctrd_config="$D/etc/containerd/config.toml"
 
 # Replaced atomically: a shim may run sealgate-runc at any moment.
-for pair in "$bin:sealgate" "$gate_bin:sealgate-runc"; do
+# The daemon binary first: sealgate run executes the one beside it.
+for pair in "$daemon_bin:sealgate-daemon" "$bin:sealgate" "$gate_bin:sealgate-runc"; do
 	src=${pair%:*}
 	dst="$D$prefix/bin/${pair##*:}"
 	say "binary -> $dst"

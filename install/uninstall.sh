@@ -78,7 +78,7 @@ if [ "$live" -eq 1 ]; then
 	systemctl disable sealgate-firstboot.service 2>/dev/null || true
 	say "sealgate stopped and disabled"
 fi
-rm -f "$D/etc/systemd/system/sealgate.service" "$D/etc/systemd/system/sealgate-firstboot.service" "$D$prefix/bin/sealgate"
+rm -f "$D/etc/systemd/system/sealgate.service" "$D/etc/systemd/system/sealgate-firstboot.service" "$D$prefix/bin/sealgate" "$D$prefix/bin/sealgate-daemon"
 rm -rf "$D$prefix/share/sealgate" "$D$prefix/lib/sealgate"
 rm -f "$D$prefix"/share/man/man1/sealgate.1 "$D$prefix"/share/man/man1/sealgate-*.1 "$D$prefix/share/bash-completion/completions/sealgate" \
 	"$D$prefix/share/zsh/vendor-completions/_sealgate" "$D$prefix/share/fish/vendor_completions.d/sealgate.fish"

@@ -4,16 +4,22 @@ package integration
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSignedImageRuns: with sealgate connected, an image signed with the
-// trusted key is created and runs.
+// trusted key is created and runs. sealgate run became the daemon binary
+// (same process), which checked the image in a verifier process of its
+// own; stopping the daemon stops the verifier.
 func TestSignedImageRuns(t *testing.T) {
 	f := newFixture(t)
 	c := f.node(t)
-	startSealgate(t, f, c)
+	sg := startSealgate(t, f, c)
 
 	id, out, err := c.Run(f.signedTag, "signed", "default")
 	if err != nil {
@@ -29,6 +35,40 @@ func TestSignedImageRuns(t *testing.T) {
 	if ref := imageRef(t, c, id); !strings.HasSuffix(ref, f.signed.DigestStr()) {
 		t.Errorf("container runs image %s, want the signed digest %s", ref, f.signed.DigestStr())
 	}
+	pid := sg.cmd.Process.Pid
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err != nil || filepath.Base(exe) != "sealgate-daemon" {
+		t.Errorf("sealgate run (pid %d) runs %q (%v), want sealgate-daemon", pid, exe, err)
+	}
+	verifiers := verifierProcesses(pid)
+	if len(verifiers) != 1 {
+		t.Fatalf("the daemon has %d verifier processes after a cold decision, want 1", len(verifiers))
+	}
+	sg.stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, err := os.Stat(fmt.Sprintf("/proc/%d", verifiers[0])); err == nil; _, err = os.Stat(fmt.Sprintf("/proc/%d", verifiers[0])) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the verifier process %d outlived the daemon", verifiers[0])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// verifierProcesses are pid's children that run `sealgate verifier`.
+func verifierProcesses(pid int) []int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, f := range strings.Fields(string(b)) {
+			cmdline, _ := os.ReadFile("/proc/" + f + "/cmdline")
+			args := strings.Split(string(cmdline), "\x00")
+			if len(args) >= 2 && filepath.Base(args[0]) == "sealgate" && args[1] == "verifier" {
+				c, _ := strconv.Atoi(f)
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // TestUnsignedImageRefused: with sealgate connected, an image without a

@@ -31,7 +31,7 @@ func TestInstallStaged(t *testing.T) {
 	if err != nil {
 		t.Fatalf("install.sh: %v\n%s", err, out)
 	}
-	for _, f := range []string{"opt/sg/bin/sealgate", "opt/sg/bin/sealgate-runc", "etc/systemd/system/sealgate.service", "etc/containerd/conf.d/sealgate.toml"} {
+	for _, f := range []string{"opt/sg/bin/sealgate", "opt/sg/bin/sealgate-daemon", "opt/sg/bin/sealgate-runc", "etc/systemd/system/sealgate.service", "etc/containerd/conf.d/sealgate.toml"} {
 		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
 			t.Errorf("not staged: %v", err)
 		}
@@ -51,7 +51,7 @@ func TestInstallStaged(t *testing.T) {
 	if err != nil {
 		t.Fatalf("uninstall.sh: %v\n%s", err, out)
 	}
-	for _, f := range []string{"opt/sg/bin/sealgate", "opt/sg/bin/sealgate-runc", "etc/systemd/system/sealgate.service", "etc/containerd/conf.d/sealgate.toml"} {
+	for _, f := range []string{"opt/sg/bin/sealgate", "opt/sg/bin/sealgate-daemon", "opt/sg/bin/sealgate-runc", "etc/systemd/system/sealgate.service", "etc/containerd/conf.d/sealgate.toml"} {
 		if _, err := os.Lstat(filepath.Join(dest, f)); err == nil {
 			t.Errorf("uninstall left %s", f)
 		}

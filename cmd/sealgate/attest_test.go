@@ -17,6 +17,7 @@ import (
 
 	"github.com/sealgate/sealgate/internal/testenv"
 	"github.com/sealgate/sealgate/plugin/node"
+	"github.com/sealgate/sealgate/plugin/node/verifier"
 	"github.com/sealgate/sealgate/tpm/tpmtest"
 )
 
@@ -48,7 +49,7 @@ func TestAttest(t *testing.T) {
 		return stdout[i+len(`"digest": "`) : i+len(`"digest": "`)+71]
 	}
 	first := seal()
-	n, err := node.Open(node.Config{TrustDir: dir, TPM: sw.Spec, StateDir: state, HostsDir: t.TempDir(), BundleStore: "", Access: node.Daemon,
+	n, err := node.Open(node.Config{Local: verifier.Local, TrustDir: dir, TPM: sw.Spec, StateDir: state, HostsDir: t.TempDir(), BundleStore: "", Access: node.Daemon,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sealgate/sealgate/plugin/bundlestore"
 	"github.com/sealgate/sealgate/plugin/node"
+	"github.com/sealgate/sealgate/plugin/node/verifier"
 	"github.com/sealgate/sealgate/plugin/source"
 )
 
@@ -66,7 +67,7 @@ func bundleExport(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 		}
 		// The registry source exactly as the node builds it, so that what is
 		// exported is what the node would fetch.
-		reg, err := node.NewRegistry(node.Config{HostsDir: *hostsDir, RegistryTimeout: *timeout, RegistryCredentials: *creds, RegistryAuthFile: *authFile})
+		reg, err := verifier.NewRegistry(node.Config{HostsDir: *hostsDir, RegistryTimeout: *timeout, RegistryCredentials: *creds, RegistryAuthFile: *authFile})
 		if err != nil {
 			fmt.Fprintf(stderr, "sealgate bundle export: %v\n", err)
 			return exitUsage

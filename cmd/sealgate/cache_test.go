@@ -9,6 +9,7 @@ import (
 
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/node"
+	"github.com/sealgate/sealgate/plugin/node/verifier"
 	"github.com/sealgate/sealgate/plugin/trust"
 	"github.com/sealgate/sealgate/tpm"
 	"github.com/sealgate/sealgate/tpm/tpmtest"
@@ -32,7 +33,7 @@ func sealedNode(t *testing.T, n int) node.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := node.Config{TrustDir: dir, TPM: sw.Spec, StateDir: t.TempDir(), HostsDir: t.TempDir(), Access: node.Maintain}
+	cfg := node.Config{Local: verifier.Local, TrustDir: dir, TPM: sw.Spec, StateDir: t.TempDir(), HostsDir: t.TempDir(), Access: node.Maintain}
 	nd, err := node.Open(cfg)
 	if err != nil {
 		t.Fatal(err)

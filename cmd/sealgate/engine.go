@@ -12,6 +12,7 @@ import (
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/node"
+	"github.com/sealgate/sealgate/plugin/node/verifier"
 	"github.com/sealgate/sealgate/plugin/source"
 	"github.com/sealgate/sealgate/plugin/trust"
 	"github.com/sealgate/sealgate/tpm"
@@ -24,6 +25,7 @@ type nodeFlags struct{ cfg node.Config }
 // registerAnchor registers where the trust store, the TPM and the verdicts
 // are.
 func (f *nodeFlags) registerAnchor(fs *pflag.FlagSet, stateUsage string) {
+	f.cfg.Local = verifier.Local // this binary verifies in its own process
 	fs.StringVar(&f.cfg.TrustDir, "trust-dir", trust.DefaultDir, "the sealed trust store: policy.yaml and the keys and roots it names (sealgate trust seal)")
 	fs.StringVar(&f.cfg.TPM, "tpm", tpm.DefaultDevice, "the TPM: a device (/dev/tpmrm0) or swtpm:HOST:PORT")
 	fs.StringVar(&f.cfg.StateDir, "state-dir", node.DefaultStateDir, stateUsage)

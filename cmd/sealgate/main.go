@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/sealgate/sealgate/plugin/node"
+	"github.com/sealgate/sealgate/plugin/node/verifier"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -174,7 +174,7 @@ func verifierCommand(code *int) *cobra.Command {
 			// process prints goes to standard error, the daemon's log.
 			out := os.Stdout
 			os.Stdout = os.Stderr
-			if err := node.ServeVerifier(c.Context(), os.Stdin, out); err != nil {
+			if err := verifier.Serve(c.Context(), os.Stdin, out); err != nil {
 				fmt.Fprintf(c.ErrOrStderr(), "sealgate verifier: %v\n", err)
 				*code = exitFailed
 			}

@@ -41,3 +41,32 @@ func TestReleaseBinaryIsLean(t *testing.T) {
 		t.Error("go list -deps does not list the tpm package: the check looks at the wrong thing")
 	}
 }
+
+// TestDaemonBinaryLinksNoVerifier: the binary sealgate run becomes links
+// the gate, the verdicts and the TPM, and none of what fetches and
+// verifies (that is the verifier process's): the point of the split is a
+// small resident daemon.
+func TestDaemonBinaryLinksNoVerifier(t *testing.T) {
+	deps, err := exec.Command("go", "list", "-deps", "../sealgate-daemon").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, deps)
+	}
+	linked := map[string]bool{}
+	for _, pkg := range strings.Fields(string(deps)) {
+		linked[pkg] = true
+	}
+	for _, pkg := range []string{"github.com/sealgate/sealgate/plugin/node", "github.com/sealgate/sealgate/plugin/checkproc", "github.com/sealgate/sealgate/tpm"} {
+		if !linked[pkg] {
+			t.Errorf("the daemon binary does not link %s: the check looks at the wrong thing", pkg)
+		}
+	}
+	for pkg := range linked {
+		for _, banned := range []string{"github.com/sigstore/sigstore-go/", "github.com/google/go-containerregistry/pkg/v1/remote", "github.com/containers/image/",
+			"github.com/sealgate/sealgate/plugin/check", "github.com/sealgate/sealgate/plugin/source", "github.com/sealgate/sealgate/plugin/verify",
+			"github.com/sealgate/sealgate/plugin/node/verifier", "github.com/sealgate/sealgate/plugin/credentials", "github.com/sealgate/sealgate/plugin/bundlestore"} {
+			if (pkg == banned || strings.HasPrefix(pkg, banned)) && pkg != "github.com/sealgate/sealgate/plugin/checkproc" {
+				t.Errorf("the daemon binary links %s, which only the verifier needs", pkg)
+			}
+		}
+	}
+}

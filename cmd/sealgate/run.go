@@ -2,18 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"runtime/debug"
-	"syscall"
 
 	"github.com/spf13/pflag"
 
+	"github.com/sealgate/sealgate/cmd/internal/daemon"
 	"github.com/sealgate/sealgate/plugin"
 	"github.com/sealgate/sealgate/plugin/node"
 	"github.com/sealgate/sealgate/plugin/trust"
@@ -21,12 +17,12 @@ import (
 )
 
 const runLong = `Runs the NRI plugin: every container the runtime creates is decided by the
-policy of the sealed trust store.`
+policy of the sealed trust store.
 
-// daemonGCPercent is the daemon's GC target: the heap may grow to 1.5
-// times what is live rather than Go's default twice (docs/performance.md:
-// peak RSS with 10,000 verdicts 75.8 against 63.6 MiB, throughput alike).
-const daemonGCPercent = 50
+With sealgate-daemon installed beside this binary, the process becomes that
+smaller binary (same PID, same flags), and images no verdict decides are
+checked in a verifier process (this binary's hidden verifier command), started
+when needed and stopped when idle. Without it, everything runs in this process.`
 
 func runCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	var nf nodeFlags
@@ -44,7 +40,7 @@ func runCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 	fs.StringVar(&c.MetricsAddress, "metrics-address", "", "where /metrics, /healthz, /readyz and /status are served: a unix socket path or tcp:HOST:PORT; default metrics.sock beside --gate-socket, none for none")
 	fs.StringVar(&c.DecisionLog, "decision-log", "", "where every decision is written as a hash-chained JSON line (sealgate log verify checks it); default <state-dir>/decisions.log, none for no log")
 	fs.StringVar(&c.GateSocket, "gate-socket", runtimegate.DefaultSocket, "where the runtime gate (sealgate-runc) asks about each container; its folder is made root-only")
-	verifierProcess := fs.Bool("verifier-process", false, "check what no verdict decides in a verifier process (this binary's `verifier` command), started when needed")
+	verifierProcess := fs.Bool("verifier-process", false, "without sealgate-daemon beside this binary, still check what no verdict decides in a verifier process")
 	fs.DurationVar(&c.VerifierIdle, "verifier-idle", 0, "how long the verifier process stays up with nothing to check (default 30s)")
 	_ = fs.MarkHidden("verifier-process")
 	_ = fs.MarkHidden("verifier-idle")
@@ -55,81 +51,46 @@ func runCmd(fs *pflag.FlagSet, stderr io.Writer) runFunc {
 			fmt.Fprintf(stderr, "sealgate run: unexpected argument %q\n", pos[0])
 			return exitUsage
 		}
-		log, err := newLogger(stderr, *logLevel, *logFormat)
-		if err != nil {
+		if _, err := daemon.NewLogger(stderr, *logLevel, *logFormat); err != nil {
 			fmt.Fprintf(stderr, "sealgate run: %v\n", err)
 			return exitUsage
 		}
-		c.Logger = log
 		c.Version = version
-		if *verifierProcess {
-			exe, err := os.Executable()
-			if err != nil {
-				fmt.Fprintf(stderr, "sealgate run: --verifier-process: %v\n", err)
-				return exitUsage
-			}
-			c.Verifier = exe
-		}
-		c.Access = node.Daemon
-		if os.Getenv("GOGC") == "" {
-			// A cached decision allocates nothing in sealgate; what
-			// allocates is cold verification, which a smaller heap goal
-			// costs little. GOGC in the unit's environment overrides.
-			debug.SetGCPercent(daemonGCPercent)
-		}
 		if !c.InsecureNoTPM && c.PolicyFile != "" && sameFile(c.PolicyFile, filepath.Join(c.TrustDir, trust.PolicyName)) {
 			// Units written for earlier releases name the sealed policy
 			// explicitly; it is the trust store's, read from the sealed bytes.
 			c.PolicyFile = ""
 		}
 		c.LaunchedByRuntime = launchedByRuntime()
-		// SIGHUP reloads the trust store (as a change of the sealed files
-		// does), without dropping the runtime connection.
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		reload := make(chan struct{}, 1)
-		go func() {
-			for range hup {
-				select {
-				case reload <- struct{}{}:
-				default:
-				}
-			}
-		}()
-		c.ReloadRequests = reload
-		n, err := node.Open(*c)
+		dc := daemon.Config{Node: *c, LogLevel: *logLevel, LogFormat: *logFormat}
+		bin, err := daemon.Find()
 		if err != nil {
-			log.Error("cannot start: " + err.Error())
-			return exitFor(err)
-		}
-		defer n.Close()
-		err = n.Run(ctx)
-		switch {
-		case err == nil:
-			return exitOK
-		case errors.Is(err, node.ErrHandedOverConnectionClosed):
-			log.Error(err.Error() + "; exiting")
+			fmt.Fprintf(stderr, "sealgate run: %v\n", err)
 			return exitFailed
 		}
-		log.Error("cannot start: " + err.Error())
-		return exitFor(err)
+		if bin != "" || *verifierProcess {
+			exe, err := os.Executable()
+			if err == nil {
+				exe, err = filepath.EvalSymlinks(exe)
+			}
+			if err != nil {
+				fmt.Fprintf(stderr, "sealgate run: where this binary is: %v\n", err)
+				return exitFailed
+			}
+			// This binary's `verifier` command checks what no verdict
+			// decides, in a process started when needed.
+			dc.Node.Verifier, dc.Node.Local = exe, nil
+		}
+		if bin != "" {
+			// The daemon binary takes this process over: same PID, the
+			// runtime's connection and the environment kept, without the
+			// verifier's code and memory.
+			err := daemon.Exec(bin, dc)
+			fmt.Fprintf(stderr, "sealgate run: %v\n", err)
+			return exitFailed
+		}
+		return daemon.Run(ctx, dc, stderr)
 	}
-}
-
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	o := &slog.HandlerOptions{Level: l}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, o)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, o)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
 // sameFile reports whether a and b name the same file.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/node"
+	"github.com/sealgate/sealgate/plugin/node/verifier"
 )
 
 // asMain makes the test binary sealgate itself when the environment says
@@ -39,10 +40,10 @@ func TestVerifierProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv(asMain, "1")
-	open := func(verifier string) *node.Node {
+	open := func(verifierBin string) *node.Node {
 		t.Helper()
-		n, err := node.Open(node.Config{InsecureNoTPM: true, PolicyFile: f.policy, HostsDir: f.hosts, Access: node.Inspect,
-			Verifier: verifier, VerifierIdle: 300 * time.Millisecond, DenialMemory: -1})
+		n, err := node.Open(node.Config{Local: verifier.Local, InsecureNoTPM: true, PolicyFile: f.policy, HostsDir: f.hosts, Access: node.Inspect,
+			Verifier: verifierBin, VerifierIdle: 300 * time.Millisecond, DenialMemory: -1})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/node"
+	"github.com/sealgate/sealgate/plugin/node/verifier"
 	"github.com/sealgate/sealgate/plugin/policy"
 )
 
@@ -148,7 +149,7 @@ func resolveTag(ctx context.Context, cfg node.Config, image string) (string, err
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", image, err)
 	}
-	reg, err := node.NewRegistry(cfg)
+	reg, err := verifier.NewRegistry(cfg)
 	if err != nil {
 		return "", err
 	}

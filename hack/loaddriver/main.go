@@ -58,7 +58,13 @@ type result struct {
 	// PeakAnonMiB is the highest anonymous resident memory sampled: the
 	// resident set without the pages of the binary itself.
 	PeakAnonMiB float64 `json:"peakAnonRSSMiB"`
-	cold, warm  []time.Duration
+	// ChildPeakRSSMiB is the highest resident set of the plugin's child
+	// processes (sealgate's verifier process), each at its own peak;
+	// PeakTotalMiB the highest sum of the plugin's and its children's
+	// resident sets sampled at one moment.
+	ChildPeakRSSMiB float64 `json:"childPeakRSSMiB"`
+	PeakTotalMiB    float64 `json:"peakTotalRSSMiB"`
+	cold, warm      []time.Duration
 	perSecond   []float64
 	requests    int64
 }
@@ -181,10 +187,13 @@ func measure(c config, f *fixture, r *result, argv func(sock, dir string) []stri
 	}
 	r.IdleRSSMiB = max(r.IdleRSSMiB, float64(idle)/(1<<20))
 	stop := make(chan struct{})
-	anon := s.sampleAnon(stop)
+	samples := s.sample(stop)
 	defer func() {
 		close(stop)
-		r.PeakAnonMiB = max(r.PeakAnonMiB, float64(<-anon)/(1<<20))
+		p := <-samples
+		r.PeakAnonMiB = max(r.PeakAnonMiB, float64(p.anon)/(1<<20))
+		r.ChildPeakRSSMiB = max(r.ChildPeakRSSMiB, float64(p.child)/(1<<20))
+		r.PeakTotalMiB = max(r.PeakTotalMiB, float64(p.total)/(1<<20))
 	}()
 	before := f.reg.Requests()
 	cold, denied, missed := s.createAll(f.images, c.parallel)
@@ -233,10 +242,12 @@ func pct(d []time.Duration, p float64) float64 {
 }
 
 func report(w io.Writer, all []*result) {
-	fmt.Fprintf(w, "\n%-9s %-9s %9s %9s %9s %9s %10s %9s %8s %7s %9s %9s %9s\n", "plugin", "referrers", "cold p50", "cold p99", "warm p50", "warm p99", "warm/s", "req/cold", "deadline", "denied", "idle RSS", "peak RSS", "peak anon")
+	fmt.Fprintf(w, "\n%-9s %-9s %9s %9s %9s %9s %10s %9s %8s %7s %9s %9s %9s %9s %9s\n", "plugin", "referrers", "cold p50", "cold p99", "warm p50", "warm p99", "warm/s", "req/cold", "deadline", "denied",
+		"idle RSS", "peak RSS", "peak anon", "child pk", "total pk")
 	for _, r := range all {
-		fmt.Fprintf(w, "%-9s %-9v %7.3fms %7.3fms %7.3fms %7.3fms %10.0f %9.2f %8d %7d %6.1fMiB %6.1fMiB %6.1fMiB\n", r.Plugin, r.Referrers,
-			r.ColdP50Ms, r.ColdP99Ms, r.WarmP50Ms, r.WarmP99Ms, r.WarmPerSecond, r.RequestsCold, r.DeadlineMiss, r.Denied, r.IdleRSSMiB, r.PeakRSSMiB, r.PeakAnonMiB)
+		fmt.Fprintf(w, "%-9s %-9v %7.3fms %7.3fms %7.3fms %7.3fms %10.0f %9.2f %8d %7d %6.1fMiB %6.1fMiB %6.1fMiB %6.1fMiB %6.1fMiB\n", r.Plugin, r.Referrers,
+			r.ColdP50Ms, r.ColdP99Ms, r.WarmP50Ms, r.WarmP99Ms, r.WarmPerSecond, r.RequestsCold, r.DeadlineMiss, r.Denied, r.IdleRSSMiB, r.PeakRSSMiB, r.PeakAnonMiB,
+			r.ChildPeakRSSMiB, r.PeakTotalMiB)
 	}
 	var b strings.Builder
 	byPlugin := func(referrers bool, name string) *result {

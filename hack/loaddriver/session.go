@@ -133,22 +133,38 @@ func (s *session) createAll(images []name.Digest, parallel int) (lat []time.Dura
 	return lat, denied, deadline
 }
 
-// sampleAnon samples the plugin's anonymous resident memory (RssAnon:
-// what it allocated, without the pages of its binary) every 20 ms until
-// stop is closed, and returns the highest value seen, in bytes.
-func (s *session) sampleAnon(stop <-chan struct{}) <-chan int64 {
-	out := make(chan int64, 1)
+// peaks is what sample found, in bytes.
+type peaks struct{ anon, child, total int64 }
+
+// sample samples every 20 ms, until stop is closed, the plugin's
+// anonymous resident memory (RssAnon: what it allocated, without the pages
+// of its binary), its children's peak resident sets (VmHWM: a verifier
+// process) and the sum of the plugin's and its children's resident sets,
+// and returns the highest of each.
+func (s *session) sample(stop <-chan struct{}) <-chan peaks {
+	out := make(chan peaks, 1)
+	pid := s.cmd.Process.Pid
 	go func() {
-		var peak int64
+		var p peaks
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if a, err := s.status("RssAnon:"); err == nil && a > peak {
-				peak = a
+			if a, err := procStatus(pid, "RssAnon:"); err == nil && a > p.anon {
+				p.anon = a
 			}
+			total, _ := procStatus(pid, "VmRSS:")
+			for _, c := range children(pid) {
+				if hwm, err := procStatus(c, "VmHWM:"); err == nil && hwm > p.child {
+					p.child = hwm
+				}
+				if rss, err := procStatus(c, "VmRSS:"); err == nil {
+					total += rss
+				}
+			}
+			p.total = max(p.total, total)
 			select {
 			case <-stop:
-				out <- peak
+				out <- p
 				return
 			case <-t.C:
 			}
@@ -157,9 +173,28 @@ func (s *session) sampleAnon(stop <-chan struct{}) <-chan int64 {
 	return out
 }
 
-// status reads one size field of /proc/PID/status, in bytes.
-func (s *session) status(field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+// children are the process IDs of pid's children: each thread's
+// children file lists those that thread started.
+func children(pid int) []int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// procStatus reads one size field of /proc/PID/status, in bytes.
+func procStatus(pid int, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}

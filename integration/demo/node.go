@@ -82,10 +82,13 @@ rules:
 	}
 	d.onTeardown(func() { _ = n.tpm.Stop(); detail("swtpm stopped") })
 	n.bin = filepath.Join(dir, "bin", "sealgate")
-	build := exec.CommandContext(d.ctx, "go", "build", "-o", n.bin, "./cmd/sealgate")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/sealgate: %w\n%s", err, out)
+	// sealgate run becomes the daemon binary beside it.
+	for _, cmd := range []string{"sealgate", "sealgate-daemon"} {
+		build := exec.CommandContext(d.ctx, "go", "build", "-o", filepath.Join(dir, "bin", cmd), "./cmd/"+cmd)
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ./cmd/%s: %w\n%s", cmd, err, out)
+		}
 	}
 	out, err := n.sealgate("trust", "seal", "--trust-dir", n.trustDir, "--tpm", n.tpm.Spec, "--gate-socket", "")
 	if err != nil {

@@ -157,9 +157,11 @@ const buildTimeout = 10 * time.Minute
 // binary goes to <module root>/.tools/build/sealgate (ignored by git): a fixed
 // place, replaced atomically, so that test binaries building at the same time
 // do not disturb each other and repeated runs leave nothing behind. It is
-// built as released: without cgo.
+// built as released: without cgo, with the daemon binary sealgate-daemon
+// beside it, which `sealgate run` executes.
 func BuildSealgate(t testing.TB) string {
 	t.Helper()
+	buildCommand(t, "sealgate-daemon", "CGO_ENABLED=0")
 	return buildCommand(t, "sealgate", "CGO_ENABLED=0")
 }
 

@@ -18,10 +18,8 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/plugin"
-	"github.com/sealgate/sealgate/plugin/bundlestore"
 	"github.com/sealgate/sealgate/plugin/cache"
 	"github.com/sealgate/sealgate/plugin/decision"
-	"github.com/sealgate/sealgate/plugin/source"
 	"github.com/sealgate/sealgate/plugin/trust"
 	"github.com/sealgate/sealgate/runtimegate"
 	"github.com/sealgate/sealgate/tpm"
@@ -48,7 +46,9 @@ const (
 var ErrConfig = errors.New("configuration")
 
 // Config is everything a node is built from; cmd/sealgate fills it from
-// flags. The zero values of the optional fields are the defaults below.
+// flags. It travels as JSON to the daemon binary that sealgate run
+// executes and on to the verifier process, which build their parts from it
+// alike. The zero values of the optional fields are the defaults below.
 type Config struct {
 	// TrustDir is the sealed trust store (trust.DefaultDir).
 	TrustDir string
@@ -108,16 +108,16 @@ type Config struct {
 	MetricsAddress string
 	// Version is reported in sealgate_build_info.
 	Version string
-	// requestObserver is told about every registry request (the node's
-	// metrics).
-	requestObserver source.RequestObserver
 
 	// Verifier, when set, is the sealgate binary whose `verifier` command
 	// checks what no verdict decides, in a process of its own started when
 	// needed and stopped after VerifierIdle (checkproc.DefaultIdle when 0)
-	// without a check; empty checks in this process.
+	// without a check; empty checks in this process, with Local.
 	Verifier     string
 	VerifierIdle time.Duration
+	// Local checks in this process when there is no Verifier; nil in a
+	// binary that does not link the verifier.
+	Local LocalChecker `json:"-"`
 
 	// DecisionLog is where Run writes every decision, hash-chained
 	// (plugin/decisionlog): empty is StateDir/decisions.log, "none" none.
@@ -155,10 +155,10 @@ type Config struct {
 	// ReloadRequests asks Run to reload the trust store (cmd/sealgate
 	// sends SIGHUP here); nil: only a change of the sealed files, or the
 	// runtime gate's reload request, reloads.
-	ReloadRequests <-chan struct{}
+	ReloadRequests <-chan struct{} `json:"-"`
 
 	// Logger receives what the node says; nil discards.
-	Logger *slog.Logger
+	Logger *slog.Logger `json:"-"`
 }
 
 // Defaults a node uses on a production host.
@@ -169,8 +169,15 @@ const (
 	// DefaultImagePoll is how often CRI-O's images are listed.
 	DefaultImagePoll           = 10 * time.Second
 	DefaultContainerdNamespace = "k8s.io"
-	DefaultHostsDir            = source.DefaultHostsDir
-	DefaultBundleStore         = bundlestore.DefaultDir
+	// DefaultHostsDir is containerd's registry host configuration
+	// (source.DefaultHostsDir).
+	DefaultHostsDir = "/etc/containerd/certs.d"
+	// DefaultBundleStore is where sealgate bundle import writes
+	// (bundlestore.DefaultDir).
+	DefaultBundleStore = "/var/lib/sealgate/bundles"
+	// DefaultRegistryTimeout bounds one registry request
+	// (source.DefaultTimeout).
+	DefaultRegistryTimeout = 5 * time.Second
 	// DefaultRegistryCredentials is read when it exists: the unit's
 	// hardening hides home directories, so ~/.docker/config.json is not.
 	DefaultRegistryCredentials = "/etc/sealgate/registry-credentials.json"
@@ -201,7 +208,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: verifier idle time %s must not be negative", ErrConfig, c.VerifierIdle)
 	}
 	if c.RegistryTimeout == 0 {
-		c.RegistryTimeout = source.DefaultTimeout
+		c.RegistryTimeout = DefaultRegistryTimeout
 	}
 	if c.CacheSize == 0 {
 		c.CacheSize = cache.DefaultMaxEntries

@@ -60,7 +60,7 @@ func TestDenialRememberedUntilReseal(t *testing.T) {
 		}
 	}
 	seal()
-	n, err := Open(f)
+	n, err := Open(local(f))
 	if err != nil {
 		t.Fatal(err)
 	}

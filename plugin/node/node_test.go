@@ -27,7 +27,7 @@ import (
 // open opens the node of cfg with log, as the daemon does.
 func open(cfg Config, log *slog.Logger) (*Node, error) {
 	cfg.Logger = log
-	return Open(cfg)
+	return Open(local(cfg))
 }
 
 // sealedStore makes a trust store sealed to a fresh swtpm and a verdict
@@ -299,7 +299,7 @@ func TestRegressionPolicySwappedAfterCheck(t *testing.T) {
 // nobody sealed is refused while the sealed snapshot keeps deciding.
 func TestReloadUnderLoad(t *testing.T) {
 	f, sw := sealedStoreOn(t, 1)
-	n, err := Open(f)
+	n, err := Open(local(f))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +380,7 @@ func TestResealKeepsOfflineVerdicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		n, err := Open(f)
+		n, err := Open(local(f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -396,7 +396,7 @@ func TestResealKeepsOfflineVerdicts(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(f.StateDir, cache.ClockMarkFile), []byte("sealgate-clock-mark-v1 2 999999999 00\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n, err := Open(f)
+	n, err := Open(local(f))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,6 @@ import (
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/metrics"
 	"github.com/sealgate/sealgate/plugin/policy"
-	"github.com/sealgate/sealgate/plugin/source"
 	"github.com/sealgate/sealgate/plugin/trust"
 	"github.com/sealgate/sealgate/tpm"
 )
@@ -30,7 +30,6 @@ const cacheKeyPurpose = "sealgate verdict cache v1"
 type Node struct {
 	cfg Config
 	log *slog.Logger
-	src source.Source
 	cur atomic.Pointer[snapshot]
 
 	reloadMu sync.Mutex
@@ -69,11 +68,6 @@ func Open(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger}
 	if cfg.InsecureNoTPM && cfg.Access == Daemon {
 		n.log.Warn("RUNNING WITHOUT A TPM (--insecure-no-tpm): the trust store on disk is trusted as it is (anyone who can write it can add a key or relax the policy), and verdicts are not persisted, so nothing serves while the registry is unreachable after a restart")
-	}
-	srcCfg := cfg
-	srcCfg.requestObserver = n.observeRequest
-	if n.src, err = NewSource(srcCfg); err != nil {
-		return nil, err
 	}
 	c, err := n.check()
 	if err != nil {
@@ -146,6 +140,9 @@ func (n *Node) OfflineUnavailable() string { return n.cur.Load().offline }
 func (n *Node) Close() {
 	if s := n.cur.Load(); s != nil {
 		s.closeFn()
+		if c, ok := s.checker.(io.Closer); ok {
+			_ = c.Close() // the verifier process, if one runs
+		}
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 func TestStateCountsTPMOperations(t *testing.T) {
 	f := sealedStore(t, 3)
 	f.Access = Daemon
-	n, err := Open(f)
+	n, err := Open(local(f))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,58 +1,44 @@
 package node
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
-	"io"
+	"errors"
 	"os"
 	"time"
 
-	"github.com/sealgate/sealgate/plugin/check"
 	"github.com/sealgate/sealgate/plugin/checkproc"
 	"github.com/sealgate/sealgate/plugin/decision"
 	"github.com/sealgate/sealgate/plugin/policy"
-	"github.com/sealgate/sealgate/plugin/source"
 )
 
-// sourceConfig is what the verifier process needs of a Config to build the
-// sources as the daemon would.
-type sourceConfig struct {
-	HostsDir                 string        `json:"hostsDir,omitempty"`
-	RegistryCredentials      string        `json:"registryCredentials,omitempty"`
-	RegistryAuthFile         string        `json:"registryAuthFile,omitempty"`
-	CRIOConfig               string        `json:"crioConfig,omitempty"`
-	CRIOConfigDir            string        `json:"crioConfigDir,omitempty"`
-	CredentialProviderConfig string        `json:"credentialProviderConfig,omitempty"`
-	CredentialProviderBinDir string        `json:"credentialProviderBinDir,omitempty"`
-	RegistryTimeout          time.Duration `json:"registryTimeout,omitempty"`
-	BundleStore              string        `json:"bundleStore,omitempty"`
-	RegistriesConf           string        `json:"registriesConf,omitempty"`
-	RegistriesConfDir        string        `json:"registriesConfDir,omitempty"`
-	ContainersCertsDir       string        `json:"containersCertsDir,omitempty"`
-}
+// RequestObserver is told about every registry request made for the node,
+// in its process or in the verifier's (for the metrics).
+type RequestObserver func(host string, took time.Duration, err error)
 
-func (c Config) sources() sourceConfig {
-	return sourceConfig{HostsDir: c.HostsDir, RegistryCredentials: c.RegistryCredentials, RegistryAuthFile: c.RegistryAuthFile,
-		CRIOConfig: c.CRIOConfig, CRIOConfigDir: c.CRIOConfigDir, CredentialProviderConfig: c.CredentialProviderConfig,
-		CredentialProviderBinDir: c.CredentialProviderBinDir, RegistryTimeout: c.RegistryTimeout, BundleStore: c.BundleStore,
-		RegistriesConf: c.RegistriesConf, RegistriesConfDir: c.RegistriesConfDir, ContainersCertsDir: c.ContainersCertsDir}
-}
+// LocalChecker builds the Checker that fetches and verifies in this
+// process under p, with the sources cfg names. It is a field of Config,
+// not an import, so that the daemon binary links none of the verifier
+// (plugin/node/verifier.Local is the one there is).
+type LocalChecker func(cfg Config, p *policy.Policy, observe RequestObserver) (decision.Checker, error)
 
-func (s sourceConfig) config() Config {
-	return Config{HostsDir: s.HostsDir, RegistryCredentials: s.RegistryCredentials, RegistryAuthFile: s.RegistryAuthFile,
-		CRIOConfig: s.CRIOConfig, CRIOConfigDir: s.CRIOConfigDir, CredentialProviderConfig: s.CredentialProviderConfig,
-		CredentialProviderBinDir: s.CredentialProviderBinDir, RegistryTimeout: s.RegistryTimeout, BundleStore: s.BundleStore,
-		RegistriesConf: s.RegistriesConf, RegistriesConfDir: s.RegistriesConfDir, ContainersCertsDir: s.ContainersCertsDir}
-}
+// errNoChecker: a binary without the verifier configured without a
+// verifier process.
+var errNoChecker = errors.New("this binary verifies only in a verifier process, and none is configured")
 
 // checker is what checks what no verdict decides under p: the verifier
 // process when the configuration names one, else this process.
 func (n *Node) checker(p *policy.Policy) (decision.Checker, error) {
 	if n.cfg.Verifier == "" {
-		return check.New(p, n.src)
+		if n.cfg.Local == nil {
+			return nil, errNoChecker
+		}
+		return n.cfg.Local(n.cfg, p, n.observeRequest)
 	}
-	src, err := json.Marshal(n.cfg.sources())
+	// The verifier builds its sources from the same configuration; the
+	// policy goes in the Init, as parsed here.
+	sent := n.cfg
+	sent.PolicyBytes = nil
+	src, err := json.Marshal(sent)
 	if err != nil {
 		return nil, err
 	}
@@ -61,25 +47,4 @@ func (n *Node) checker(p *policy.Policy) (decision.Checker, error) {
 		opts = append(opts, checkproc.WithIdle(n.cfg.VerifierIdle))
 	}
 	return checkproc.NewClient([]string{n.cfg.Verifier, "verifier"}, checkproc.InitFor(p, src), opts...)
-}
-
-// ServeVerifier is the verifier process (`sealgate verifier`): it builds
-// the sources and the checker from what the daemon sends on r and answers
-// its checks on w until r ends.
-func ServeVerifier(ctx context.Context, r io.Reader, w io.Writer) error {
-	return checkproc.Serve(ctx, r, w, func(in checkproc.Init, p *policy.Policy, observe checkproc.Observer) (decision.Checker, error) {
-		var sc sourceConfig
-		if len(in.Sources) > 0 {
-			if err := json.Unmarshal(in.Sources, &sc); err != nil {
-				return nil, fmt.Errorf("sources configuration: %w", err)
-			}
-		}
-		cfg := sc.config()
-		cfg.requestObserver = source.RequestObserver(observe)
-		src, err := NewSource(cfg)
-		if err != nil {
-			return nil, err
-		}
-		return check.New(p, src)
-	})
 }

@@ -1,4 +1,4 @@
-package node
+package verifier
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/sealgate/sealgate/plugin/bundlestore"
 	"github.com/sealgate/sealgate/plugin/credentials"
+	"github.com/sealgate/sealgate/plugin/node"
 	"github.com/sealgate/sealgate/plugin/source"
 )
 
@@ -15,8 +16,8 @@ import (
 // the registries as containerd's host configuration says. Everything from
 // either is verified alike. `sealgate bundle export` fetches through the
 // same registry source, so what it exports is what the node would see.
-func NewSource(cfg Config) (source.Source, error) {
-	reg, err := NewRegistry(cfg)
+func NewSource(cfg node.Config, opts ...source.Option) (source.Source, error) {
+	reg, err := NewRegistry(cfg, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -25,16 +26,18 @@ func NewSource(cfg Config) (source.Source, error) {
 	}
 	local, err := bundlestore.New(cfg.BundleStore)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: %w", node.ErrConfig, err)
 	}
 	return source.NewMulti(local, reg)
 }
 
 // NewRegistry builds the registry source as the node uses it.
-func NewRegistry(cfg Config) (*source.Registry, error) {
+// extra options come after those of the configuration (a request
+// observer).
+func NewRegistry(cfg node.Config, extra ...source.Option) (*source.Registry, error) {
 	hosts := cfg.HostsDir
 	if hosts == "" {
-		hosts = DefaultHostsDir
+		hosts = node.DefaultHostsDir
 	}
 	timeout := cfg.RegistryTimeout
 	if timeout <= 0 {
@@ -48,12 +51,9 @@ func NewRegistry(cfg Config) (*source.Registry, error) {
 	if cfg.RegistriesConf != "" {
 		opts = append(opts, source.WithRegistriesConf(cfg.RegistriesConf, cfg.RegistriesConfDir, cfg.ContainersCertsDir))
 	}
-	if cfg.requestObserver != nil {
-		opts = append(opts, source.WithRequestObserver(cfg.requestObserver))
-	}
-	reg, err := source.NewRegistry(opts...)
+	reg, err := source.NewRegistry(append(opts, extra...)...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: registry source: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: registry source: %w", node.ErrConfig, err)
 	}
 	return reg, nil
 }
@@ -62,7 +62,7 @@ func NewRegistry(cfg Config) (*source.Registry, error) {
 // the credentials file, the containers auth file, the one CRI-O pulls
 // with, kubelet's credential provider plugins, then the process's own
 // docker config (DOCKER_CONFIG, ~/.docker/config.json).
-func Keychain(cfg Config) (authn.Keychain, error) {
+func Keychain(cfg node.Config) (authn.Keychain, error) {
 	var chain []authn.Keychain
 	if cfg.RegistryCredentials != "" {
 		chain = append(chain, credentials.DockerConfig{Path: cfg.RegistryCredentials})
@@ -75,11 +75,11 @@ func Keychain(cfg Config) (authn.Keychain, error) {
 	}
 	if cfg.CredentialProviderConfig != "" {
 		if cfg.CredentialProviderBinDir == "" {
-			return nil, fmt.Errorf("%w: a credential provider config needs the plugins' bin dir", ErrConfig)
+			return nil, fmt.Errorf("%w: a credential provider config needs the plugins' bin dir", node.ErrConfig)
 		}
 		p, err := credentials.LoadProviders(cfg.CredentialProviderConfig, cfg.CredentialProviderBinDir)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+			return nil, fmt.Errorf("%w: %w", node.ErrConfig, err)
 		}
 		chain = append(chain, p)
 	}

@@ -1,0 +1,28 @@
+// Command sealgate-daemon is the process `sealgate run` becomes: the NRI
+// plugin, the runtime gate and the verdicts, without the verifier, which
+// runs in `sealgate verifier` when an image needs checking. It is not run
+// by hand: sealgate run turns its flags into the configuration and
+// executes this binary (cmd/internal/daemon).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sealgate/sealgate/cmd/internal/daemon"
+)
+
+func main() {
+	c, err := daemon.Take()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sealgate-daemon: %v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := daemon.Run(ctx, c, os.Stderr)
+	stop()
+	os.Exit(code)
+}
