@@ -65,8 +65,8 @@ type result struct {
 	ChildPeakRSSMiB float64 `json:"childPeakRSSMiB"`
 	PeakTotalMiB    float64 `json:"peakTotalRSSMiB"`
 	cold, warm      []time.Duration
-	perSecond   []float64
-	requests    int64
+	perSecond       []float64
+	requests        int64
 }
 
 func main() {
