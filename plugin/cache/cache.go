@@ -9,7 +9,7 @@
 package cache
 
 import (
-	"container/list"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -60,18 +60,27 @@ type Store interface {
 const DefaultMaxEntries = 10000
 
 // Memory is a bounded, least-recently-used verdict store in memory.
+//
+// Its entries link themselves (no container/list element and interface
+// box beside each), and its index is keyed by a 64-bit hash of the key
+// rather than the key's four strings: a daemon holds 10,000 of them, and
+// each byte of an entry is 10 KB of its resident memory. Two keys with one
+// hash are told apart by the key each entry holds: a lookup of the other
+// is a miss, and storing it replaces the one held.
 type Memory struct {
 	mu      sync.Mutex
 	max     int
-	order   *list.List // front = most recently used
-	entries map[Key]*list.Element
+	seed    maphash.Seed
+	head    entry // sentinel: head.next is the most recently used
+	entries map[uint64]*entry
 }
 
 var _ Store = (*Memory)(nil)
 
 type entry struct {
-	key     Key
-	verdict Verdict
+	key        Key
+	verdict    Verdict
+	prev, next *entry
 }
 
 // NewMemory returns a store that keeps at most maxEntries verdicts, dropping
@@ -80,35 +89,69 @@ func NewMemory(maxEntries int) *Memory {
 	if maxEntries <= 0 {
 		maxEntries = DefaultMaxEntries
 	}
-	return &Memory{max: maxEntries, order: list.New(), entries: make(map[Key]*list.Element)}
+	m := &Memory{max: maxEntries, seed: maphash.MakeSeed(), entries: make(map[uint64]*entry)}
+	m.head.prev, m.head.next = &m.head, &m.head
+	return m
+}
+
+// hash is k's index in entries.
+func (m *Memory) hash(k Key) uint64 {
+	// Each field hashed on its own and mixed in order, so that moving
+	// bytes from one field to the next changes the hash; a collision is
+	// told apart by the key anyway.
+	h := maphash.String(m.seed, k.Digest)
+	for _, s := range [...]string{k.Repository, k.Rule, k.PolicyDigest} {
+		h = (h ^ maphash.String(m.seed, s)) * 0x9e3779b97f4a7c15
+	}
+	return h
+}
+
+// unlink takes e out of the order.
+func (m *Memory) unlink(e *entry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+}
+
+// pushFront makes e the most recently used.
+func (m *Memory) pushFront(e *entry) {
+	e.prev, e.next = &m.head, m.head.next
+	m.head.next.prev = e
+	m.head.next = e
 }
 
 // Get returns the verdict for k and marks it recently used.
 func (m *Memory) Get(k Key) (Verdict, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	el, ok := m.entries[k]
-	if !ok {
+	e, ok := m.entries[m.hash(k)]
+	if !ok || e.key != k {
 		return Verdict{}, false
 	}
-	m.order.MoveToFront(el)
-	return el.Value.(*entry).verdict, true
+	if m.head.next != e {
+		m.unlink(e)
+		m.pushFront(e)
+	}
+	return e.verdict, true
 }
 
 // Put stores v under k, evicting the least recently used verdict when full.
 func (m *Memory) Put(k Key, v Verdict) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if el, ok := m.entries[k]; ok {
-		el.Value.(*entry).verdict = v
-		m.order.MoveToFront(el)
+	h := m.hash(k)
+	if e, ok := m.entries[h]; ok {
+		e.key, e.verdict = k, v
+		m.unlink(e)
+		m.pushFront(e)
 		return
 	}
-	m.entries[k] = m.order.PushFront(&entry{key: k, verdict: v})
-	for m.order.Len() > m.max {
-		last := m.order.Back()
-		m.order.Remove(last)
-		delete(m.entries, last.Value.(*entry).key)
+	e := &entry{key: k, verdict: v}
+	m.entries[h] = e
+	m.pushFront(e)
+	for len(m.entries) > m.max {
+		last := m.head.prev
+		m.unlink(last)
+		delete(m.entries, m.hash(last.key))
 	}
 }
 
@@ -116,13 +159,13 @@ func (m *Memory) Put(k Key, v Verdict) {
 func (m *Memory) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.order.Len()
+	return len(m.entries)
 }
 
 // Purge drops every verdict.
 func (m *Memory) Purge() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.order.Init()
+	m.head.prev, m.head.next = &m.head, &m.head
 	clear(m.entries)
 }

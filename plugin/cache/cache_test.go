@@ -64,6 +64,18 @@ func TestMemoryEvictsLeastRecentlyUsed(t *testing.T) {
 	if m.Len() != 0 {
 		t.Fatalf("Len after Purge = %d", m.Len())
 	}
+	// After a purge the order starts again: 4, 5, 6 then 7 evicts 4.
+	for i := 4; i < 8; i++ {
+		m.Put(key(i), Verdict{Allowed: true})
+	}
+	if _, ok := m.Get(key(4)); ok || m.Len() != 3 {
+		t.Fatalf("after a purge: 4 kept %v, Len %d; want evicted, 3", ok, m.Len())
+	}
+	for _, i := range []int{5, 6, 7} {
+		if _, ok := m.Get(key(i)); !ok {
+			t.Fatalf("after a purge: entry %d evicted", i)
+		}
+	}
 }
 
 func TestMemoryConcurrent(t *testing.T) {
@@ -95,5 +107,24 @@ func BenchmarkMemoryGet(b *testing.B) {
 		if _, ok := m.Get(k); !ok {
 			b.Fatal("miss")
 		}
+	}
+}
+
+// TestMemoryHashCollision: two keys whose hashes collide are told apart
+// by the key the entry holds: the other key misses, and storing it
+// replaces the entry, never answering one key with the other's verdict.
+func TestMemoryHashCollision(t *testing.T) {
+	m := NewMemory(4)
+	a, b := key(1), key(2)
+	m.Put(a, Verdict{Allowed: true})
+	// Make b's hash land on a's entry, as a collision would.
+	delete(m.entries, m.hash(a))
+	m.entries[m.hash(b)] = m.head.next
+	if v, ok := m.Get(b); ok {
+		t.Fatalf("b answered with a's verdict %+v", v)
+	}
+	m.Put(b, Verdict{Allowed: false, Reasons: []string{"b"}})
+	if v, ok := m.Get(b); !ok || v.Allowed || m.Len() != 1 {
+		t.Fatalf("after storing b: %+v %v, Len %d; want b's denial, one entry", v, ok, m.Len())
 	}
 }

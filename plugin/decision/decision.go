@@ -285,7 +285,7 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 	v := e.checker.Check(e.fetchContext(ctx), Check{Image: img, Tag: req.Tag, Rule: rule})
 	switch {
 	case v.Err == nil:
-		v.Verdict = e.shared.verdict(v.Verdict)
+		v.Verdict = e.shared.verdict(v.Verdict, key.Digest)
 		if v.Verdict.Allowed {
 			// Stamped here, on the engine's clocks, whoever checked.
 			v.Verdict.VerifiedAt = e.now()

@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"strings"
 	"sync"
 
 	"github.com/sealgate/sealgate/plugin/cache"
@@ -41,8 +42,10 @@ func (s *sharedStrings) get(v string) string {
 }
 
 // verdict returns v holding shared strings. Its slices are new: the
-// caller's are left as they were.
-func (s *sharedStrings) verdict(v cache.Verdict) cache.Verdict {
+// caller's are left as they were. A satisfier's digest that is the image's
+// holds digest's bytes (the cache key's), and an origin that a reason
+// quotes ("material from ...") holds the reason's: one copy each.
+func (s *sharedStrings) verdict(v cache.Verdict, digest string) cache.Verdict {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(v.Reasons) > 0 {
@@ -60,9 +63,27 @@ func (s *sharedStrings) verdict(v cache.Verdict) cache.Verdict {
 		for i, x := range v.SatisfiedBy {
 			x.Authority, x.KeyID, x.Issuer, x.Subject = s.get(x.Authority), s.get(x.KeyID), s.get(x.Issuer), s.get(x.Subject)
 			x.Kind, x.PredicateType, x.Requirement = s.get(x.Kind), s.get(x.PredicateType), s.get(x.Requirement)
+			if x.Digest == digest {
+				x.Digest = digest
+			}
+			x.Origin = within(v.Reasons, x.Origin)
 			by[i] = x
 		}
 		v.SatisfiedBy = by
 	}
 	return v
+}
+
+// within returns sub as a substring of the first of texts that holds it,
+// sharing that text's bytes, or sub itself.
+func within(texts []string, sub string) string {
+	if sub == "" {
+		return sub
+	}
+	for _, t := range texts {
+		if i := strings.Index(t, sub); i >= 0 {
+			return t[i : i+len(sub)]
+		}
+	}
+	return sub
 }

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/sealgate/sealgate/internal/strictjson"
 	"github.com/sealgate/sealgate/plugin/node"
@@ -42,9 +43,16 @@ const (
 	exitUsage  = 2
 )
 
-// gcPercent is the daemon's GC target: the heap may grow to 1.5 times
-// what is live rather than Go's default twice (docs/performance.md).
-const gcPercent = 50
+// gcPercent is the daemon's GC target: the heap may grow to 1.25 times
+// what is live rather than Go's default twice. Verification, which
+// allocates, runs in the verifier process; the daemon allocates little
+// beyond the protocol's messages, so a small heap goal costs little CPU
+// (docs/performance.md).
+const gcPercent = 25
+
+// releaseAfter is when the daemon releases the pages only start-up used
+// (releaseStartupPages).
+const releaseAfter = 5 * time.Second
 
 // Config is what the daemon runs with.
 type Config struct {
@@ -162,6 +170,18 @@ func Run(ctx context.Context, c Config, stderr io.Writer) int {
 		return exitFor(err)
 	}
 	defer n.Close()
+	if cfg.Verifier != "" {
+		// Without the verifier in this process, what stays in use of the
+		// binary after start-up is small.
+		release := time.AfterFunc(releaseAfter, func() {
+			if n, err := releaseStartupPages(); err != nil {
+				log.Debug("releasing the start-up pages", "error", err.Error())
+			} else {
+				log.Debug("released the start-up pages of the binary", "mappedBytes", n)
+			}
+		})
+		defer release.Stop()
+	}
 	err = n.Run(ctx)
 	switch {
 	case err == nil:
