@@ -10,12 +10,16 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/sealgate/sealgate/cmd/internal/daemon"
 )
 
 func main() {
+	// Nothing reads heap profiles of the daemon, and their buckets are
+	// never freed: 1.4 MiB of its resident set after 10,000 decisions.
+	runtime.MemProfileRate = 0
 	c, err := daemon.Take()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sealgate-daemon: %v\n", err)

@@ -193,3 +193,38 @@ func TestClientStartRefused(t *testing.T) {
 		t.Errorf("no verifier binary: %+v", out)
 	}
 }
+
+// TestClientExecutableHeld: a verifier binary removed or replaced on disk
+// after the client was made is not what starts: the file held open is.
+func TestClientExecutableHeld(t *testing.T) {
+	p := testPolicy(t)
+	t.Setenv(asVerifier, "1")
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "verifier")
+	if err := os.WriteFile(path, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exe.Close()
+	c, err := checkproc.NewClient([]string{path}, checkproc.InitFor(p, nil), checkproc.WithExecutable(exe), checkproc.WithStderr(os.Stderr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	// The upgrade: the path now names something else entirely.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("#!/bin/sh\nexit 7\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out := check(context.Background(), c, p, "r/allow"); out.Err != nil || !out.Verdict.Allowed {
+		t.Errorf("the verifier held open did not answer: %+v", out)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -35,6 +36,7 @@ type Observer func(host string, took time.Duration, err error)
 // concurrent use.
 type Client struct {
 	argv    []string
+	exe     *os.File // the verifier's executable held open, or nil
 	init    Init
 	idle    time.Duration
 	observe Observer
@@ -81,6 +83,21 @@ func WithStderr(w io.Writer) ClientOption {
 			return errors.New("nil stderr")
 		}
 		c.stderr = w
+		return nil
+	}
+}
+
+// WithExecutable starts the verifier from f, its executable held open,
+// rather than from the path argv names: a binary replaced on disk (an
+// upgrade, before the daemon restarts) is not what a daemon of the release
+// before it starts, since the two speak one release's protocol. f stays
+// the caller's to close, after the client.
+func WithExecutable(f *os.File) ClientOption {
+	return func(c *Client) error {
+		if f == nil {
+			return errors.New("nil executable")
+		}
+		c.exe = f
 		return nil
 	}
 }
@@ -240,7 +257,7 @@ func (c *Client) running(ctx context.Context) (*proc, error) {
 	if c.proc != nil && !c.proc.ended() && c.proc.busy() {
 		return c.proc, nil
 	}
-	p, err := start(ctx, c.argv, c.init, c.observe, c.stderr)
+	p, err := start(ctx, c.argv, c.exe, c.init, c.observe, c.stderr)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"sync"
 	"time"
@@ -28,9 +29,15 @@ type proc struct {
 	err  error         // why, set before done closes
 }
 
-// start runs argv, sends in and waits for the verifier to say it is ready.
-func start(ctx context.Context, argv []string, in Init, observe Observer, stderr io.Writer) (*proc, error) {
+// start runs argv (from exe when it is not nil), sends in and waits for
+// the verifier to say it is ready.
+func start(ctx context.Context, argv []string, exe *os.File, in Init, observe Observer, stderr io.Writer) (*proc, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if exe != nil {
+		// The child resolves this path before it closes its inherited
+		// descriptors (close-on-exec), so it runs the file held open.
+		cmd.Path = fmt.Sprintf("/proc/self/fd/%d", exe.Fd())
+	}
 	cmd.Stderr = stderr
 	cmd.SysProcAttr = sysProcAttr()
 	stdin, err := cmd.StdinPipe()

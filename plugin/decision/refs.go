@@ -8,7 +8,7 @@ import (
 
 // maxParsedRefs bounds the parsed references an engine keeps: a node runs
 // far fewer distinct image names; past it the map starts over.
-const maxParsedRefs = 4096
+const maxParsedRefs = 1024
 
 // maxRememberedDenials bounds the remembered denials.
 const maxRememberedDenials = 4096

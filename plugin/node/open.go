@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -40,6 +41,7 @@ type Node struct {
 	plugin   atomic.Pointer[plugin.Plugin]   // the one connected now (Run); re-evaluates after a reload
 	tpmOps   tpmOps                          // TPM operations, for the metrics
 	requests atomic.Int64                    // registry requests made, here or by the verifier
+	verifier *os.File                        // the verifier's executable, held from Open; nil without one
 }
 
 // snapshot is what one sealed generation decides with.
@@ -66,20 +68,29 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger}
+	if cfg.Verifier != "" {
+		// Held open: the verifier started later is this release's, even
+		// after an upgrade replaced the file before the daemon restarted.
+		if n.verifier, err = os.Open(cfg.Verifier); err != nil {
+			return nil, fmt.Errorf("%w: the verifier: %w", ErrConfig, err)
+		}
+	}
 	if cfg.InsecureNoTPM && cfg.Access == Daemon {
 		n.log.Warn("RUNNING WITHOUT A TPM (--insecure-no-tpm): the trust store on disk is trusted as it is (anyone who can write it can add a key or relax the policy), and verdicts are not persisted, so nothing serves while the registry is unreachable after a restart")
 	}
 	c, err := n.check()
 	if err != nil {
+		n.closeVerifier()
 		return nil, err
 	}
 	snap, err := n.commit(c, nil)
 	if err != nil {
+		n.closeVerifier()
 		return nil, err
 	}
 	n.cur.Store(snap)
 	if err := n.measure(snap); err != nil {
-		snap.closeFn()
+		n.Close()
 		return nil, err
 	}
 	return n, nil
@@ -143,6 +154,14 @@ func (n *Node) Close() {
 		if c, ok := s.checker.(io.Closer); ok {
 			_ = c.Close() // the verifier process, if one runs
 		}
+	}
+	n.closeVerifier()
+}
+
+// closeVerifier lets go of the verifier's executable.
+func (n *Node) closeVerifier() {
+	if n.verifier != nil {
+		_ = n.verifier.Close()
 	}
 }
 

@@ -42,7 +42,7 @@ func (n *Node) checker(p *policy.Policy) (decision.Checker, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []checkproc.ClientOption{checkproc.WithObserver(n.observeRequest), checkproc.WithStderr(os.Stderr)}
+	opts := []checkproc.ClientOption{checkproc.WithObserver(n.observeRequest), checkproc.WithStderr(os.Stderr), checkproc.WithExecutable(n.verifier)}
 	if n.cfg.VerifierIdle > 0 {
 		opts = append(opts, checkproc.WithIdle(n.cfg.VerifierIdle))
 	}
