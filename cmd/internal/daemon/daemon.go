@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -42,13 +41,6 @@ const (
 	exitFailed = 1
 	exitUsage  = 2
 )
-
-// gcPercent is the daemon's GC target: the heap may grow to 1.25 times
-// what is live rather than Go's default twice. Verification, which
-// allocates, runs in the verifier process; the daemon allocates little
-// beyond the protocol's messages, so a small heap goal costs little CPU
-// (docs/performance.md).
-const gcPercent = 25
 
 // releaseAfter is when the daemon releases the pages only start-up used
 // (releaseStartupPages).
@@ -144,10 +136,11 @@ func Run(ctx context.Context, c Config, stderr io.Writer) int {
 	cfg.Logger = log
 	cfg.Access = node.Daemon
 	if os.Getenv("GOGC") == "" {
-		// A cached decision allocates nothing; what allocates is cold
-		// verification, which a smaller heap goal costs little. GOGC in
-		// the unit's environment overrides.
-		debug.SetGCPercent(gcPercent)
+		// The GC target follows the live heap (tuneGC); GOGC in the
+		// unit's environment overrides.
+		gcCtx, stopGC := context.WithCancel(ctx)
+		defer stopGC()
+		go tuneGC(gcCtx)
 	}
 	// SIGHUP reloads the trust store (as a change of the sealed files
 	// does), without dropping the runtime connection.
